@@ -1,0 +1,192 @@
+//! Command-line and environment configuration. Every flag has a `SESSIOND_*`
+//! environment twin; values are parsed into typed settings at start-up, so a
+//! bad value fails before anything is opened or bound, naming the flag.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::codec::Codec;
+use crate::store::{StoreOptions, StoreUrl};
+
+/// The embedded default: an SQLite file in the working directory, so that a
+/// first `sessiond serve` needs nothing installed or configured.
+pub const DEFAULT_STORE: &str = "sqlite://sessiond.sqlite3";
+
+/// Loopback only: a session store holds every user's login and must not be
+/// reachable from the network unless the operator says so.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+
+/// Django's `SESSION_COOKIE_AGE`: two weeks, in seconds.
+pub const DEFAULT_SESSION_AGE: &str = "1209600";
+
+/// 1 MiB: far above what a session should hold (Django's cookie-based
+/// sessions stop at 4 KiB), low enough that one client cannot fill memory.
+pub const DEFAULT_MAX_DATA_BYTES: &str = "1048576";
+
+/// Hourly: expired rows are invisible to loads anyway, so the purge only
+/// bounds table growth and need not be frequent.
+pub const DEFAULT_PURGE_INTERVAL: &str = "1h";
+
+/// Rows deleted per transaction when clearing expired sessions: small enough
+/// that a write lock is held for milliseconds, so loads and saves interleave.
+pub const DEFAULT_PURGE_BATCH_SIZE: &str = "1000";
+
+/// How long one engine operation may wait for a lock held by another process
+/// (SQLite's busy timeout) before it fails with UNAVAILABLE.
+pub const DEFAULT_STORE_TIMEOUT: &str = "5s";
+
+/// sessiond: a session store server. Serves Django's `django_session` table
+/// over gRPC (sessiond.v1.SessionService) to web apps in any language.
+#[derive(Debug, Parser)]
+#[command(name = "sessiond", version, about, long_about = None)]
+#[command(
+    after_help = "Logging: RUST_LOG filters log lines (default \"info\"), e.g. RUST_LOG=sessiond=debug.\n\
+Durations accept seconds (\"3600\") or units (\"90s\", \"15m\", \"1h\", \"2weeks\")."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log line format: human-readable text, or one JSON object per line for
+    /// log collectors.
+    #[arg(long, global = true, env = "SESSIOND_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the gRPC API (applies pending migrations first).
+    Serve(ServeConfig),
+    /// Create or upgrade the session table, then exit.
+    Migrate(StoreConfig),
+    /// Remove expired sessions once and print how many (like Django's
+    /// `manage.py clearsessions`), then exit.
+    Clearsessions(ClearConfig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where sessions are stored.
+#[derive(Debug, Clone, Args)]
+pub struct StoreConfig {
+    /// Storage engine URL. `sqlite://PATH` is an SQLite file, created if
+    /// missing (relative to the working directory; `sqlite:///abs/path` for an
+    /// absolute path). A Django app may share the file.
+    #[arg(long, env = "SESSIOND_STORE", default_value = DEFAULT_STORE, value_name = "URL")]
+    pub store: StoreUrl,
+
+    /// How long one storage operation may wait for a lock held by another
+    /// process (e.g. a Django app writing the same SQLite file) before it
+    /// fails with UNAVAILABLE.
+    #[arg(long, env = "SESSIOND_STORE_TIMEOUT", default_value = DEFAULT_STORE_TIMEOUT, value_parser = parse_duration, value_name = "DURATION")]
+    pub store_timeout: Duration,
+}
+
+impl StoreConfig {
+    pub fn options(&self) -> StoreOptions {
+        StoreOptions {
+            timeout: self.store_timeout,
+        }
+    }
+}
+
+/// Settings of `sessiond clearsessions`.
+#[derive(Debug, Clone, Args)]
+pub struct ClearConfig {
+    #[command(flatten)]
+    pub store: StoreConfig,
+
+    /// Expired rows deleted per transaction.
+    #[arg(long, env = "SESSIOND_PURGE_BATCH_SIZE", default_value = DEFAULT_PURGE_BATCH_SIZE, value_parser = clap::value_parser!(u64).range(1..), value_name = "ROWS")]
+    pub purge_batch_size: u64,
+}
+
+/// Settings of `sessiond serve`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "sessiond serve")]
+pub struct ServeConfig {
+    #[command(flatten)]
+    pub store: StoreConfig,
+
+    /// Address to listen on for gRPC, IP:PORT. The default is loopback only;
+    /// use 0.0.0.0:50051 (or [::]:50051) to accept other machines.
+    #[arg(long, env = "SESSIOND_LISTEN", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    pub listen: SocketAddr,
+
+    /// Encoding of the stored session_data column.
+    #[arg(long, env = "SESSIOND_CODEC", value_enum, default_value_t = Codec::Json)]
+    pub codec: Codec,
+
+    /// Session lifetime used when a request carries no expire_date (Django's
+    /// SESSION_COOKIE_AGE; default two weeks).
+    #[arg(long, env = "SESSIOND_SESSION_AGE", default_value = DEFAULT_SESSION_AGE, value_parser = parse_duration, value_name = "DURATION")]
+    pub session_age: Duration,
+
+    /// Largest session data accepted, in bytes of JSON text (default 1 MiB).
+    /// Larger data is refused with INVALID_ARGUMENT, never truncated.
+    #[arg(long, env = "SESSIOND_MAX_DATA_BYTES", default_value = DEFAULT_MAX_DATA_BYTES, value_parser = clap::value_parser!(u64).range(2..=(1 << 30)), value_name = "BYTES")]
+    pub max_data_bytes: u64,
+
+    /// How often the server removes expired sessions by itself; 0 disables
+    /// the background purge (then run `sessiond clearsessions` from cron).
+    #[arg(long, env = "SESSIOND_PURGE_INTERVAL", default_value = DEFAULT_PURGE_INTERVAL, value_parser = parse_duration, value_name = "DURATION")]
+    pub purge_interval: Duration,
+
+    /// Expired rows deleted per transaction by the purge and ClearExpired.
+    #[arg(long, env = "SESSIOND_PURGE_BATCH_SIZE", default_value = DEFAULT_PURGE_BATCH_SIZE, value_parser = clap::value_parser!(u64).range(1..), value_name = "ROWS")]
+    pub purge_batch_size: u64,
+
+    /// On SIGTERM/SIGINT, how long to report NOT_SERVING on the health
+    /// service while still answering, so load balancers stop sending traffic
+    /// before the listener closes. In-flight calls are always drained.
+    #[arg(long, env = "SESSIOND_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
+    pub shutdown_delay: Duration,
+}
+
+/// Parses `3600` (seconds) or a duration with units (`90s`, `1h 30m`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(text).map_err(|err| {
+        format!("{err}; expected seconds (e.g. 3600) or a duration such as 90s, 15m, 1h")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_seconds_and_units() {
+        assert_eq!(parse_duration("3600").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-5").is_err());
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let config = ServeConfig::try_parse_from(["serve"]).unwrap();
+        assert_eq!(config.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(config.store.store, DEFAULT_STORE.parse().unwrap());
+        assert_eq!(config.session_age, Duration::from_secs(1_209_600));
+        assert_eq!(config.max_data_bytes, 1 << 20);
+        assert_eq!(config.purge_interval, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

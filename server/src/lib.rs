@@ -1,0 +1,231 @@
+//! sessiond: a session-store server. It owns a Django-compatible
+//! `django_session` table and serves it over gRPC
+//! (`sessiond.v1.SessionService`), so that web apps in any language, Django
+//! included, share one store of logged-in sessions.
+//!
+//! A request flows through three layers:
+//!
+//! - [`service`] turns a gRPC request into domain types ([`session`]):
+//!   validated keys, JSON-object data within the size limit, expiry dates.
+//!   It is the only place that validates input or builds a gRPC status.
+//! - [`codec`] turns session data into the stored `session_data` text.
+//! - [`store`] holds the engines behind one trait, with Django's database
+//!   semantics; `sqlite` is the embedded default.
+//!
+//! Around them, [`Server`] wires the health and reflection services, the
+//! background [`purge`] and an ordered shutdown: health NOT_SERVING, stop
+//! accepting, drain in-flight calls, stop the purge, close the engine.
+//!
+//! Out of scope here: the session cookie and the dictionary-like handle,
+//! which live in the client (`sessiond-client`).
+
+pub mod codec;
+pub mod config;
+mod purge;
+pub mod service;
+pub mod session;
+pub mod shutdown;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+
+use crate::config::ServeConfig;
+use crate::proto::session_service_server::SessionServiceServer;
+use crate::service::{ErrorChain, SessionRpc, Settings};
+use crate::store::{OpenError, SessionStore, StoreError, StoreUrl};
+
+/// Code generated from `proto/sessiond/v1/sessiond.proto`.
+#[allow(
+    missing_docs,
+    missing_debug_implementations,
+    clippy::all,
+    clippy::pedantic
+)]
+pub mod proto {
+    tonic::include_proto!("sessiond.v1");
+
+    /// The encoded descriptors of the proto files, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/sessiond_descriptor.bin"));
+}
+
+/// Room above `--max-data-bytes` for the rest of a request (key, expiry,
+/// framing), so that oversized data is refused with a message naming the
+/// `data` field rather than a bare transport error.
+const MESSAGE_OVERHEAD_BYTES: usize = 64 * 1024;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("cannot migrate {url}")]
+    Migrate {
+        url: StoreUrl,
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// Why serving stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot build the reflection service")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the gRPC server failed")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A server with its engine open and migrated, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    config: ServeConfig,
+    store: Arc<dyn SessionStore>,
+}
+
+impl Server {
+    /// Opens the configured engine and applies pending migrations.
+    pub async fn open(config: ServeConfig) -> Result<Self, StartError> {
+        let store = store::open(&config.store.store, &config.store.options()).await?;
+        let migrations = store
+            .migrate()
+            .await
+            .map_err(|source| StartError::Migrate {
+                url: config.store.store.clone(),
+                source,
+            })?;
+        for migration in migrations {
+            if migration.adopted {
+                tracing::info!(
+                    migration = migration.name,
+                    "adopted the existing django_session table"
+                );
+            } else {
+                tracing::info!(migration = migration.name, "applied migration");
+            }
+        }
+        Ok(Self { config, store })
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then shuts down in
+    /// order: health NOT_SERVING, wait `--shutdown-delay`, stop accepting,
+    /// drain in-flight calls, stop the purge, close the engine.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        let Self { config, store } = self;
+        let settings = Settings {
+            codec: config.codec,
+            session_age: chrono::TimeDelta::from_std(config.session_age)
+                .unwrap_or(chrono::TimeDelta::MAX),
+            max_data_bytes: usize::try_from(config.max_data_bytes).unwrap_or(usize::MAX),
+            purge_batch_size: config.purge_batch_size,
+        };
+        let sessions = SessionServiceServer::new(SessionRpc::new(store.clone(), settings.clone()))
+            .max_decoding_message_size(
+                settings
+                    .max_data_bytes
+                    .saturating_add(MESSAGE_OVERHEAD_BYTES),
+            );
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<SessionServiceServer<SessionRpc>>()
+            .await;
+        let reflection = reflection()?;
+
+        let stop_purge = CancellationToken::new();
+        let purge = purge::spawn(
+            store.clone(),
+            config.purge_interval,
+            config.purge_batch_size,
+            stop_purge.clone(),
+        );
+
+        let local_addr = listener.local_addr().ok();
+        tracing::info!(
+            listen = ?local_addr,
+            store = %config.store.store,
+            codec = ?config.codec,
+            "sessiond serving"
+        );
+        let shutdown_delay = config.shutdown_delay;
+        let health_on_shutdown = health.clone();
+        let drain = async move {
+            shutdown.await;
+            report_not_serving(&health_on_shutdown).await;
+            if !shutdown_delay.is_zero() {
+                tracing::info!(delay = ?shutdown_delay, "reporting NOT_SERVING before closing the listener");
+                tokio::time::sleep(shutdown_delay).await;
+            }
+            tracing::info!("closing the listener and draining in-flight calls");
+        };
+
+        let served = tonic::transport::Server::builder()
+            .trace_fn(|request| tracing::info_span!("rpc", method = request.uri().path()))
+            .add_service(health_service)
+            .add_service(reflection.v1)
+            .add_service(reflection.v1alpha)
+            .add_service(sessions)
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                drain,
+            )
+            .await;
+
+        stop_purge.cancel();
+        if let Some(purge) = purge {
+            if let Err(err) = purge.await {
+                tracing::error!(error = %ErrorChain(&err), "the purge task panicked");
+            }
+        }
+        store.close().await;
+        tracing::info!("sessiond stopped");
+        Ok(served?)
+    }
+}
+
+async fn report_not_serving(health: &tonic_health::server::HealthReporter) {
+    health
+        .set_not_serving::<SessionServiceServer<SessionRpc>>()
+        .await;
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+}
+
+struct Reflection<V1, V1Alpha> {
+    v1: V1,
+    v1alpha: V1Alpha,
+}
+
+/// Server reflection, so that `grpcurl` and similar tools discover the API.
+fn reflection() -> Result<
+    Reflection<
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    >,
+    tonic_reflection::server::Error,
+> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    Ok(Reflection {
+        v1: builder().build_v1()?,
+        v1alpha: builder().build_v1alpha()?,
+    })
+}

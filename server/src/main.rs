@@ -1,0 +1,93 @@
+//! The `sessiond` binary: parse the configuration, set up logging, run one
+//! subcommand, and print the error chain if it fails.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use sessiond::config::{ClearConfig, Cli, Command, LogFormat, ServeConfig, StoreConfig};
+use sessiond::{Server, shutdown, store};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("sessiond: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("sessiond: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(config) => serve(config).await,
+        Command::Migrate(config) => migrate(config).await,
+        Command::Clearsessions(config) => clearsessions(config).await,
+    }
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let server = Server::open(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {listen} (--listen, SESSIOND_LISTEN); is another server using it?"
+            )
+        })?;
+    server.serve(listener, shutdown::signal_received()).await?;
+    Ok(())
+}
+
+async fn migrate(config: StoreConfig) -> anyhow::Result<()> {
+    let store = store::open(&config.store, &config.options()).await?;
+    let result = store.migrate().await;
+    store.close().await;
+    let migrations = result.with_context(|| format!("cannot migrate {}", config.store))?;
+    if migrations.is_empty() {
+        println!("{}: schema is up to date", config.store);
+    }
+    for migration in migrations {
+        let verb = if migration.adopted {
+            "adopted existing table for"
+        } else {
+            "applied"
+        };
+        println!("{}: {verb} {}", config.store, migration.name);
+    }
+    Ok(())
+}
+
+async fn clearsessions(config: ClearConfig) -> anyhow::Result<()> {
+    let store = store::open(&config.store.store, &config.store.options()).await?;
+    let result =
+        store::clear_expired(store.as_ref(), chrono::Utc::now(), config.purge_batch_size).await;
+    store.close().await;
+    let removed = result
+        .with_context(|| format!("cannot clear expired sessions in {}", config.store.store))?;
+    println!("{removed}");
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

@@ -1,0 +1,272 @@
+//! The gRPC face of sessiond: turns requests into domain types (validation
+//! happens here and nowhere else), calls the engine, and maps every error to
+//! a gRPC status in one place.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{TimeDelta, Utc};
+use tonic::{Request, Response, Status};
+
+use crate::codec::Codec;
+use crate::proto::session_service_server::SessionService;
+use crate::proto::{
+    ClearExpiredRequest, ClearExpiredResponse, CreateRequest, CreateResponse, CycleKeyRequest,
+    CycleKeyResponse, DeleteRequest, DeleteResponse, ExistsRequest, ExistsResponse, LoadRequest,
+    LoadResponse, SaveRequest, SaveResponse,
+};
+use crate::session::{ExpireDate, InvalidInput, Record, SessionData, SessionKey};
+use crate::store::{self, SessionStore, StoreError};
+
+/// Fresh keys drawn before Create or CycleKey gives up. With 165 random bits
+/// a second draw is already astronomically rare; running out means the
+/// random source or the engine is broken.
+const MAX_KEY_ATTEMPTS: u32 = 10;
+
+/// What the handlers need besides the engine.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub codec: Codec,
+    /// Expiry of a session saved without an explicit one: Django's
+    /// `SESSION_COOKIE_AGE`.
+    pub session_age: TimeDelta,
+    pub max_data_bytes: usize,
+    pub purge_batch_size: u64,
+}
+
+/// Implements `sessiond.v1.SessionService` on a storage engine.
+#[derive(Debug, Clone)]
+pub struct SessionRpc {
+    store: Arc<dyn SessionStore>,
+    settings: Settings,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RpcError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no unused session key found in {MAX_KEY_ATTEMPTS} attempts")]
+    KeysExhausted,
+}
+
+type RpcResult<T> = Result<Response<T>, Status>;
+
+impl SessionRpc {
+    pub fn new(store: Arc<dyn SessionStore>, settings: Settings) -> Self {
+        Self { store, settings }
+    }
+
+    fn data(&self, text: String) -> Result<SessionData, InvalidInput> {
+        SessionData::parse(text, self.settings.max_data_bytes)
+    }
+
+    /// The requested expiry, or now plus the default session age.
+    fn expire_date(
+        &self,
+        requested: Option<&prost_types::Timestamp>,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<ExpireDate, InvalidInput> {
+        match requested {
+            Some(ts) => ExpireDate::from_timestamp(ts),
+            None => ExpireDate::after(now, self.settings.session_age),
+        }
+    }
+
+    async fn load(&self, req: LoadRequest) -> Result<LoadResponse, RpcError> {
+        let key = SessionKey::parse(&req.session_key)?;
+        let Some(record) = self.store.load(&key, Utc::now()).await? else {
+            return Ok(LoadResponse::default());
+        };
+        let data = match self.settings.codec.decode(record.session_data) {
+            Ok(data) => data,
+            Err(err) => {
+                // As Django does: a corrupted row reads as an empty session.
+                tracing::warn!(error = %ErrorChain(&err), "stored session data cannot be decoded; answering with an empty session");
+                SessionData::empty().into_string()
+            }
+        };
+        Ok(LoadResponse {
+            found: true,
+            data,
+            expire_date: Some(record.expire_date.to_timestamp()),
+        })
+    }
+
+    async fn exists(&self, req: ExistsRequest) -> Result<ExistsResponse, RpcError> {
+        let key = SessionKey::parse(&req.session_key)?;
+        let exists = self.store.exists(&key).await?;
+        Ok(ExistsResponse { exists })
+    }
+
+    async fn create(&self, req: CreateRequest) -> Result<CreateResponse, RpcError> {
+        let data = self.data(req.data)?;
+        let expire_date = self.expire_date(req.expire_date.as_ref(), Utc::now())?;
+        let session_data = self.settings.codec.encode(data);
+        for _ in 0..MAX_KEY_ATTEMPTS {
+            let key = SessionKey::generate();
+            let record = Record {
+                session_data: session_data.clone(),
+                expire_date,
+            };
+            match self.store.insert(&key, record).await {
+                Ok(()) => {
+                    return Ok(CreateResponse {
+                        session_key: key.into_string(),
+                        expire_date: Some(expire_date.to_timestamp()),
+                    });
+                }
+                Err(StoreError::AlreadyExists) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(RpcError::KeysExhausted)
+    }
+
+    async fn save(&self, req: SaveRequest) -> Result<SaveResponse, RpcError> {
+        let key = SessionKey::parse(&req.session_key)?;
+        let data = self.data(req.data)?;
+        let expire_date = self.expire_date(req.expire_date.as_ref(), Utc::now())?;
+        let record = Record {
+            session_data: self.settings.codec.encode(data),
+            expire_date,
+        };
+        if req.must_create {
+            self.store.insert(&key, record).await?;
+        } else {
+            self.store.update(&key, record).await?;
+        }
+        Ok(SaveResponse {
+            expire_date: Some(expire_date.to_timestamp()),
+        })
+    }
+
+    async fn delete(&self, req: DeleteRequest) -> Result<DeleteResponse, RpcError> {
+        let key = SessionKey::parse(&req.session_key)?;
+        let deleted = self.store.delete(&key).await?;
+        Ok(DeleteResponse { deleted })
+    }
+
+    async fn cycle_key(&self, req: CycleKeyRequest) -> Result<CycleKeyResponse, RpcError> {
+        let old_key = SessionKey::parse(&req.session_key)?;
+        let session_data = match req.data {
+            Some(text) => Some(self.settings.codec.encode(self.data(text)?)),
+            None => None,
+        };
+        let now = Utc::now();
+        let expire_date = self.expire_date(req.expire_date.as_ref(), now)?;
+        for _ in 0..MAX_KEY_ATTEMPTS {
+            let new_key = SessionKey::generate();
+            let cycled = self
+                .store
+                .cycle_key(&old_key, &new_key, session_data.clone(), expire_date, now)
+                .await;
+            match cycled {
+                Ok(()) => {
+                    return Ok(CycleKeyResponse {
+                        session_key: new_key.into_string(),
+                        expire_date: Some(expire_date.to_timestamp()),
+                    });
+                }
+                Err(StoreError::AlreadyExists) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(RpcError::KeysExhausted)
+    }
+
+    async fn clear_expired(
+        &self,
+        _req: ClearExpiredRequest,
+    ) -> Result<ClearExpiredResponse, RpcError> {
+        let removed = store::clear_expired(
+            self.store.as_ref(),
+            Utc::now(),
+            self.settings.purge_batch_size,
+        )
+        .await?;
+        tracing::info!(removed, "cleared expired sessions");
+        Ok(ClearExpiredResponse { removed })
+    }
+}
+
+/// The one mapping from errors to gRPC statuses. Clients get a short, safe
+/// message; causes go to the log.
+fn to_status(err: RpcError) -> Status {
+    match err {
+        RpcError::Invalid(err) => {
+            tracing::debug!(error = %err, "invalid request");
+            Status::invalid_argument(err.to_string())
+        }
+        RpcError::Store(StoreError::AlreadyExists) => {
+            Status::already_exists("session_key: a session with this key already exists")
+        }
+        RpcError::Store(StoreError::NotFound) => {
+            Status::not_found("session_key: the session does not exist (deleted or expired)")
+        }
+        RpcError::Store(err @ StoreError::Unavailable(_)) => {
+            tracing::warn!(error = %ErrorChain(&err), "storage engine unavailable");
+            Status::unavailable("the storage engine is unavailable; retry later")
+        }
+        err => {
+            tracing::error!(error = %ErrorChain(&err), "request failed");
+            Status::internal("internal error; the server log has the details")
+        }
+    }
+}
+
+/// Shows an error with all its causes, `outer: inner: root`.
+#[derive(Debug)]
+pub struct ErrorChain<'a>(pub &'a dyn StdError);
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+fn respond<T>(result: Result<T, RpcError>) -> RpcResult<T> {
+    result.map(Response::new).map_err(to_status)
+}
+
+#[tonic::async_trait]
+impl SessionService for SessionRpc {
+    async fn load(&self, request: Request<LoadRequest>) -> RpcResult<LoadResponse> {
+        respond(self.load(request.into_inner()).await)
+    }
+
+    async fn exists(&self, request: Request<ExistsRequest>) -> RpcResult<ExistsResponse> {
+        respond(self.exists(request.into_inner()).await)
+    }
+
+    async fn create(&self, request: Request<CreateRequest>) -> RpcResult<CreateResponse> {
+        respond(self.create(request.into_inner()).await)
+    }
+
+    async fn save(&self, request: Request<SaveRequest>) -> RpcResult<SaveResponse> {
+        respond(self.save(request.into_inner()).await)
+    }
+
+    async fn delete(&self, request: Request<DeleteRequest>) -> RpcResult<DeleteResponse> {
+        respond(self.delete(request.into_inner()).await)
+    }
+
+    async fn cycle_key(&self, request: Request<CycleKeyRequest>) -> RpcResult<CycleKeyResponse> {
+        respond(self.cycle_key(request.into_inner()).await)
+    }
+
+    async fn clear_expired(
+        &self,
+        request: Request<ClearExpiredRequest>,
+    ) -> RpcResult<ClearExpiredResponse> {
+        respond(self.clear_expired(request.into_inner()).await)
+    }
+}

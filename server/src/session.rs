@@ -1,0 +1,354 @@
+//! The domain types every request is turned into at the edge: a validated
+//! [`SessionKey`], [`SessionData`] that is known to be a JSON object within
+//! the size limit, and an [`ExpireDate`] that every engine can store.
+//!
+//! Engines only ever see these types, never raw request fields.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
+use rand::RngExt;
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+/// What a session key may consist of: the alphabet Django draws its keys from.
+///
+/// Django only demands a length of at least 8; the stricter charset keeps keys
+/// safe as file names and cache keys, and every key Django generates passes.
+const KEY_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// Django's lower bound (`_validate_session_key`).
+const KEY_MIN_LEN: usize = 8;
+
+/// The width of `django_session.session_key` (`varchar(40)`).
+const KEY_MAX_LEN: usize = 40;
+
+/// The length of a generated key, as Django generates them (about 165 bits).
+const GENERATED_KEY_LEN: usize = 32;
+
+/// A request field that failed validation. Each message names the field and
+/// says what it must be.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidInput {
+    #[error(
+        "session_key: must be {KEY_MIN_LEN} to {KEY_MAX_LEN} characters long, got {0} characters"
+    )]
+    KeyLength(usize),
+    #[error("session_key: may only contain the characters a-z and 0-9")]
+    KeyCharacters,
+    #[error("data: must be the text of a JSON object, such as {{}}")]
+    DataNotObject(#[source] serde_json::Error),
+    #[error("data: is {size} bytes, over the server's limit of {limit} bytes (--max-data-bytes)")]
+    DataTooLarge { size: usize, limit: usize },
+    #[error("expire_date: must be a valid time between the years 1 and 9999 UTC")]
+    ExpireDateOutOfRange,
+}
+
+/// A session key that passed validation: 8 to 40 characters of `[a-z0-9]`.
+///
+/// Its `Debug` form is a short fingerprint, so keys can be correlated in logs
+/// without ever being written there.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionKey(String);
+
+impl SessionKey {
+    /// Checks a key taken from a request.
+    pub fn parse(text: &str) -> Result<Self, InvalidInput> {
+        if !(KEY_MIN_LEN..=KEY_MAX_LEN).contains(&text.len()) {
+            return Err(InvalidInput::KeyLength(text.chars().count()));
+        }
+        if !text.bytes().all(|b| KEY_ALPHABET.contains(&b)) {
+            return Err(InvalidInput::KeyCharacters);
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// Draws a fresh key from the operating system's CSPRNG, as Django's
+    /// `get_random_string(32, VALID_KEY_CHARS)` does.
+    pub fn generate() -> Self {
+        let mut rng = rand::rng();
+        let key = (0..GENERATED_KEY_LEN)
+            .map(|_| char::from(KEY_ALPHABET[rng.random_range(0..KEY_ALPHABET.len())]))
+            .collect();
+        Self(key)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// A short, stable, non-reversible tag for logs.
+    pub fn fingerprint(&self) -> String {
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.0.hash(&mut hasher);
+        format!("{:08x}", hasher.finish() as u32)
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionKey({})", self.fingerprint())
+    }
+}
+
+/// Session data that is the text of a JSON object within the size limit.
+///
+/// The text is kept as the client sent it: key order, number spelling and
+/// big integers survive untouched.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionData(String);
+
+impl SessionData {
+    /// Checks data taken from a request against the size limit and the JSON
+    /// object rule.
+    pub fn parse(text: String, max_bytes: usize) -> Result<Self, InvalidInput> {
+        if text.len() > max_bytes {
+            return Err(InvalidInput::DataTooLarge {
+                size: text.len(),
+                limit: max_bytes,
+            });
+        }
+        if let Err(err) = check_json_object(&text) {
+            return Err(InvalidInput::DataNotObject(err));
+        }
+        Ok(Self(text))
+    }
+
+    /// The data of an empty session.
+    pub fn empty() -> Self {
+        Self("{}".to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Debug for SessionData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionData({} bytes)", self.0.len())
+    }
+}
+
+/// Validates that `text` is one JSON object without building it in memory.
+pub fn check_json_object(text: &str) -> Result<(), serde_json::Error> {
+    serde_json::from_str::<JsonObject>(text).map(|_| ())
+}
+
+/// Accepts any JSON object and nothing else, skipping over its contents.
+struct JsonObject;
+
+impl<'de> Deserialize<'de> for JsonObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(JsonObjectVisitor)
+    }
+}
+
+struct JsonObjectVisitor;
+
+impl<'de> Visitor<'de> for JsonObjectVisitor {
+    type Value = JsonObject;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonObject, A::Error> {
+        while map.next_entry::<de::IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(JsonObject)
+    }
+}
+
+/// When a session expires: a UTC instant with microsecond precision between
+/// the years 1 and 9999, which is what Django's `expire_date` column holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ExpireDate(DateTime<Utc>);
+
+impl ExpireDate {
+    /// Checks an instant, dropping sub-microsecond digits as Django does.
+    pub fn new(instant: DateTime<Utc>) -> Result<Self, InvalidInput> {
+        if !(1..=9999).contains(&instant.year()) {
+            return Err(InvalidInput::ExpireDateOutOfRange);
+        }
+        let micros = instant.timestamp_subsec_micros();
+        let truncated = instant
+            .with_nanosecond(micros * 1000)
+            .ok_or(InvalidInput::ExpireDateOutOfRange)?;
+        Ok(Self(truncated))
+    }
+
+    /// Converts a protobuf timestamp from a request.
+    pub fn from_timestamp(ts: &prost_types::Timestamp) -> Result<Self, InvalidInput> {
+        let nanos = u32::try_from(ts.nanos)
+            .ok()
+            .filter(|nanos| *nanos < 1_000_000_000)
+            .ok_or(InvalidInput::ExpireDateOutOfRange)?;
+        let instant = DateTime::from_timestamp(ts.seconds, nanos)
+            .ok_or(InvalidInput::ExpireDateOutOfRange)?;
+        Self::new(instant)
+    }
+
+    /// `now + age`, the expiry of a session saved now without an explicit one.
+    pub fn after(now: DateTime<Utc>, age: TimeDelta) -> Result<Self, InvalidInput> {
+        let instant = now
+            .checked_add_signed(age)
+            .ok_or(InvalidInput::ExpireDateOutOfRange)?;
+        Self::new(instant)
+    }
+
+    pub fn instant(&self) -> DateTime<Utc> {
+        self.0
+    }
+
+    pub fn to_timestamp(self) -> prost_types::Timestamp {
+        prost_types::Timestamp {
+            seconds: self.0.timestamp(),
+            nanos: self.0.timestamp_subsec_nanos() as i32,
+        }
+    }
+}
+
+/// A session as an engine stores it: the encoded `session_data` text and its
+/// expiry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Record {
+    pub session_data: String,
+    pub expire_date: ExpireDate,
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field(
+                "session_data",
+                &format_args!("{} bytes", self.session_data.len()),
+            )
+            .field("expire_date", &self.expire_date)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_length_and_alphabet_rules() {
+        assert!(SessionKey::parse("abcdefgh").is_ok());
+        assert!(SessionKey::parse(&"a".repeat(40)).is_ok());
+        assert!(SessionKey::parse("0123456789abcdefghijklmnopqrstuv").is_ok());
+        assert!(matches!(
+            SessionKey::parse("abcdefg"),
+            Err(InvalidInput::KeyLength(7))
+        ));
+        assert!(matches!(
+            SessionKey::parse(&"a".repeat(41)),
+            Err(InvalidInput::KeyLength(41))
+        ));
+        assert!(matches!(
+            SessionKey::parse(""),
+            Err(InvalidInput::KeyLength(0))
+        ));
+        for bad in [
+            "ABCDEFGHIJ",
+            "abcd-efgh",
+            "abcd efgh",
+            "abcd/../h",
+            "abcdéfghi",
+        ] {
+            assert!(SessionKey::parse(bad).is_err(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn generated_keys_are_32_valid_characters_and_differ() {
+        let a = SessionKey::generate();
+        let b = SessionKey::generate();
+        assert_eq!(a.as_str().len(), 32);
+        assert!(SessionKey::parse(a.as_str()).is_ok());
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn key_debug_never_shows_the_key() {
+        let key = SessionKey::parse("secretsecretsecret").unwrap();
+        let shown = format!("{key:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert_eq!(shown, format!("{:?}", key.clone()));
+    }
+
+    #[test]
+    fn data_must_be_a_json_object_within_the_limit() {
+        assert!(SessionData::parse("{}".into(), 100).is_ok());
+        assert!(
+            SessionData::parse(
+                r#"{"a":[1,{"b":null}],"n":123456789012345678901234567890}"#.into(),
+                100
+            )
+            .is_ok()
+        );
+        for bad in [
+            "",
+            "[]",
+            "1",
+            "\"x\"",
+            "null",
+            "{",
+            "{\"a\":}",
+            "{} {}",
+            "{'a':1}",
+            "{\"a\":NaN}",
+        ] {
+            assert!(
+                matches!(
+                    SessionData::parse(bad.into(), 100),
+                    Err(InvalidInput::DataNotObject(_))
+                ),
+                "{bad:?} must be refused"
+            );
+        }
+        assert!(matches!(
+            SessionData::parse(format!("{{\"a\":\"{}\"}}", "x".repeat(100)), 100),
+            Err(InvalidInput::DataTooLarge { limit: 100, .. })
+        ));
+    }
+
+    #[test]
+    fn expire_dates_keep_microseconds_and_stay_in_range() {
+        let ts = prost_types::Timestamp {
+            seconds: 1_767_225_600,
+            nanos: 123_456_789,
+        };
+        let date = ExpireDate::from_timestamp(&ts).unwrap();
+        assert_eq!(date.to_timestamp().nanos, 123_456_000);
+
+        let year_10000 = prost_types::Timestamp {
+            seconds: 253_402_300_800,
+            nanos: 0,
+        };
+        assert!(ExpireDate::from_timestamp(&year_10000).is_err());
+        let negative_nanos = prost_types::Timestamp {
+            seconds: 0,
+            nanos: -1,
+        };
+        assert!(ExpireDate::from_timestamp(&negative_nanos).is_err());
+        let too_many_nanos = prost_types::Timestamp {
+            seconds: 0,
+            nanos: 1_000_000_000,
+        };
+        assert!(ExpireDate::from_timestamp(&too_many_nanos).is_err());
+        let year_0 = prost_types::Timestamp {
+            seconds: -62_135_596_801,
+            nanos: 0,
+        };
+        assert!(ExpireDate::from_timestamp(&year_0).is_err());
+    }
+}

@@ -1,0 +1,252 @@
+//! The storage engine contract, and `open`, which picks an engine from a
+//! store URL.
+//!
+//! Engines store [`Record`]s under [`SessionKey`]s with Django's database
+//! semantics: loads see live rows only, inserts never overwrite, updates never
+//! resurrect. They take `now` as an argument so that expiry is testable
+//! without sleeping. One file per engine.
+
+mod sqlite;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::session::{ExpireDate, Record, SessionKey};
+
+pub use sqlite::SqliteStore;
+
+/// A boxed error from an engine's driver, kept as the source of a
+/// [`StoreError`].
+pub type DriverError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why an engine operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An insert met an existing row with the same key.
+    #[error("a session with this key already exists")]
+    AlreadyExists,
+    /// An update (or a cycle without data) found no live session.
+    #[error("the session does not exist")]
+    NotFound,
+    /// The engine is down, locked or full; the call may succeed later.
+    #[error("the storage engine is unavailable")]
+    Unavailable(#[source] DriverError),
+    /// The engine's schema is missing or not one sessiond can use.
+    #[error("{0}")]
+    Schema(String),
+    /// Anything else: a bug, corruption, or an engine fault.
+    #[error("the storage engine failed")]
+    Internal(#[source] DriverError),
+}
+
+/// A migration that `migrate` applied or adopted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    pub name: &'static str,
+    /// The table already existed in the expected shape (created by Django's
+    /// own migration) and was taken over as it is.
+    pub adopted: bool,
+}
+
+/// A storage engine.
+#[async_trait]
+pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
+    /// Creates or upgrades the schema; returns what was done (nothing when
+    /// the schema is current). Safe to run concurrently and repeatedly.
+    async fn migrate(&self) -> Result<Vec<Migration>, StoreError>;
+
+    /// The live session under `key`: its expiry is after `now`.
+    async fn load(
+        &self,
+        key: &SessionKey,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Record>, StoreError>;
+
+    /// Whether a row exists under `key`, expired or not.
+    async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError>;
+
+    /// Inserts a new row; [`StoreError::AlreadyExists`] if the key is taken,
+    /// even by an expired row.
+    async fn insert(&self, key: &SessionKey, record: Record) -> Result<(), StoreError>;
+
+    /// Replaces an existing row, expired or not; [`StoreError::NotFound`] if
+    /// there is none. Never inserts.
+    async fn update(&self, key: &SessionKey, record: Record) -> Result<(), StoreError>;
+
+    /// Removes the row under `key`; true if there was one.
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError>;
+
+    /// In one transaction: inserts `new_key` and removes `old_key`. With
+    /// `session_data` absent, the new row takes the data of the old one,
+    /// which must be live at `now` ([`StoreError::NotFound`] otherwise).
+    /// [`StoreError::AlreadyExists`] if `new_key` is taken.
+    async fn cycle_key(
+        &self,
+        old_key: &SessionKey,
+        new_key: &SessionKey,
+        session_data: Option<String>,
+        expire_date: ExpireDate,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Removes up to `limit` rows whose expiry is before `now`, in one
+    /// transaction; returns how many. Callers loop until fewer than `limit`
+    /// come back, so other calls interleave between batches.
+    async fn clear_expired_batch(&self, now: DateTime<Utc>, limit: u64) -> Result<u64, StoreError>;
+
+    /// Finishes pending writes and releases the engine's resources.
+    async fn close(&self);
+}
+
+/// Removes every row whose expiry is before `now`, in batches of
+/// `batch_size`; returns how many.
+pub async fn clear_expired(
+    store: &dyn SessionStore,
+    now: DateTime<Utc>,
+    batch_size: u64,
+) -> Result<u64, StoreError> {
+    let mut removed = 0;
+    loop {
+        let batch = store.clear_expired_batch(now, batch_size).await?;
+        removed += batch;
+        if batch < batch_size {
+            return Ok(removed);
+        }
+    }
+}
+
+/// Where sessions are stored, parsed from `--store`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `sqlite://PATH`: an SQLite database file (relative paths are relative
+    /// to the working directory; `sqlite:///abs/path` for absolute ones).
+    Sqlite { path: std::path::PathBuf },
+}
+
+/// A `--store` value that is not a store URL sessiond understands.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreUrlError {
+    #[error("'{0}' is not a store URL; expected sqlite://PATH")]
+    NoScheme(String),
+    #[error("unsupported store '{0}://'; expected sqlite://PATH")]
+    UnsupportedScheme(String),
+    #[error("sqlite:// needs a database file path, e.g. sqlite://sessiond.sqlite3")]
+    EmptyPath,
+}
+
+impl FromStr for StoreUrl {
+    type Err = StoreUrlError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let Some((scheme, rest)) = text.split_once("://") else {
+            return Err(StoreUrlError::NoScheme(text.to_owned()));
+        };
+        match scheme {
+            "sqlite" if rest.is_empty() => Err(StoreUrlError::EmptyPath),
+            "sqlite" => Ok(Self::Sqlite { path: rest.into() }),
+            other => Err(StoreUrlError::UnsupportedScheme(other.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
+        }
+    }
+}
+
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Engine settings that do not belong in the URL.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// How long one operation may wait for a lock held elsewhere before it
+    /// fails with [`StoreError::Unavailable`].
+    pub timeout: Duration,
+}
+
+/// Why a store could not be opened. Each message names the store and says
+/// what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot use {url}: {reason}")]
+    Unusable { url: StoreUrl, reason: String },
+    #[error("cannot open {url}")]
+    Driver {
+        url: StoreUrl,
+        #[source]
+        source: DriverError,
+    },
+}
+
+/// Opens the engine a store URL names. Does not migrate.
+pub async fn open(
+    url: &StoreUrl,
+    options: &StoreOptions,
+) -> Result<Arc<dyn SessionStore>, OpenError> {
+    match url {
+        StoreUrl::Sqlite { path } => {
+            let path = path.clone();
+            let options = options.clone();
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, &options))
+                .await
+                .map_err(|err| OpenError::Driver {
+                    url: url.clone(),
+                    source: err.into(),
+                })?;
+            match store {
+                Ok(store) => Ok(Arc::new(store)),
+                Err(sqlite::OpenFailure::Unusable(reason)) => Err(OpenError::Unusable {
+                    url: url.clone(),
+                    reason,
+                }),
+                Err(sqlite::OpenFailure::Driver(source)) => Err(OpenError::Driver {
+                    url: url.clone(),
+                    source,
+                }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_parse_or_say_what_is_expected() {
+        assert_eq!(
+            "sqlite://sessiond.sqlite3".parse::<StoreUrl>().unwrap(),
+            StoreUrl::Sqlite {
+                path: "sessiond.sqlite3".into()
+            }
+        );
+        assert_eq!(
+            "sqlite:///var/lib/sessiond/db.sqlite3"
+                .parse::<StoreUrl>()
+                .unwrap(),
+            StoreUrl::Sqlite {
+                path: "/var/lib/sessiond/db.sqlite3".into()
+            }
+        );
+        let err = "mysql://x".parse::<StoreUrl>().unwrap_err().to_string();
+        assert!(err.contains("mysql://"), "{err}");
+        let err = "sessiond.sqlite3"
+            .parse::<StoreUrl>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sqlite://PATH"), "{err}");
+        assert!("sqlite://".parse::<StoreUrl>().is_err());
+    }
+}

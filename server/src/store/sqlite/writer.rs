@@ -1,0 +1,314 @@
+//! The single writer thread of the SQLite engine.
+//!
+//! Callers submit write operations over a channel. The thread takes every
+//! operation waiting at that moment and runs them in one transaction (group
+//! commit); each caller hears back only after the commit, so an acknowledged
+//! write is on disk. An operation that fails (a taken key, a missing row)
+//! fails alone; a transaction that fails to commit fails every operation in
+//! it, and none of them is acknowledged.
+
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, ErrorCode, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{classify, to_django_text};
+use crate::session::{ExpireDate, Record, SessionKey};
+use crate::store::StoreError;
+
+/// Most operations committed in one transaction. Bounds the time one commit
+/// holds the write lock, and so the wait of a Django process on the same file.
+const MAX_BATCH: usize = 256;
+
+/// Operations queued for the writer before submitters wait for room.
+const QUEUE_DEPTH: usize = 4096;
+
+/// A write the engine performs.
+#[derive(Debug)]
+pub(super) enum WriteOp {
+    Insert {
+        key: SessionKey,
+        record: Record,
+    },
+    Update {
+        key: SessionKey,
+        record: Record,
+    },
+    Delete {
+        key: SessionKey,
+    },
+    CycleKey {
+        old_key: SessionKey,
+        new_key: SessionKey,
+        session_data: Option<String>,
+        expire_date: ExpireDate,
+        now: DateTime<Utc>,
+    },
+    ClearExpiredBatch {
+        now: DateTime<Utc>,
+        limit: u64,
+    },
+}
+
+/// What a successful write did.
+#[derive(Debug)]
+pub(super) enum WriteOutcome {
+    Done,
+    Removed(u64),
+}
+
+type Reply = oneshot::Sender<Result<WriteOutcome, StoreError>>;
+
+enum Command {
+    Write(WriteOp, Reply),
+    Stop,
+}
+
+/// The handle to the writer thread.
+#[derive(Debug)]
+pub(super) struct Writer {
+    commands: mpsc::Sender<Command>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    pub(super) fn spawn(conn: Connection, timeout: Duration) -> Self {
+        let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, receiver, timeout));
+        let thread = match thread {
+            Ok(handle) => Some(handle),
+            Err(err) => {
+                // Without a writer every write fails with UNAVAILABLE; reads
+                // still work, and the cause is in the log.
+                tracing::error!(error = %err, "cannot start the sqlite writer thread");
+                None
+            }
+        };
+        Self {
+            commands,
+            thread: Mutex::new(thread),
+        }
+    }
+
+    /// Runs `op` in the next group commit and waits until it is durable.
+    pub(super) async fn submit(&self, op: WriteOp) -> Result<WriteOutcome, StoreError> {
+        let (reply, outcome) = oneshot::channel();
+        self.commands
+            .send(Command::Write(op, reply))
+            .await
+            .map_err(|_| StoreError::Unavailable("the sqlite writer has stopped".into()))?;
+        outcome
+            .await
+            .map_err(|_| StoreError::Unavailable("the sqlite writer has stopped".into()))?
+    }
+
+    /// Lets queued writes finish, then stops the thread and waits for it.
+    pub(super) async fn stop(&self) {
+        let _ = self.commands.send(Command::Stop).await;
+        let handle = match self.thread.lock() {
+            Ok(mut thread) => thread.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+fn run(mut conn: Connection, mut commands: mpsc::Receiver<Command>, timeout: Duration) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut stopping = false;
+    while !stopping {
+        match commands.blocking_recv() {
+            Some(Command::Write(op, reply)) => batch.push((op, reply)),
+            Some(Command::Stop) | None => break,
+        }
+        while batch.len() < MAX_BATCH {
+            match commands.try_recv() {
+                Ok(Command::Write(op, reply)) => batch.push((op, reply)),
+                Ok(Command::Stop) => {
+                    stopping = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, &mut batch, timeout);
+    }
+    // Fold the write-ahead log into the database so the file is complete on
+    // its own after a clean stop.
+    if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        tracing::warn!(error = %err, "final sqlite checkpoint failed");
+    }
+}
+
+fn commit_batch(conn: &mut Connection, batch: &mut Vec<(WriteOp, Reply)>, timeout: Duration) {
+    if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
+        fail_all(batch, &err, timeout);
+        return;
+    }
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for (op, _) in batch.iter() {
+        outcomes.push(apply(conn, op, timeout));
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (e.g. disk full): none
+            // of this batch may be acknowledged.
+            let err = rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                Some("the transaction was rolled back".into()),
+            );
+            fail_all(batch, &err, timeout);
+            return;
+        }
+    }
+    if let Err(err) = conn.execute_batch("COMMIT") {
+        let _ = conn.execute_batch("ROLLBACK");
+        fail_all(batch, &err, timeout);
+        return;
+    }
+    for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
+        let _ = reply.send(outcome);
+    }
+}
+
+fn fail_all(batch: &mut Vec<(WriteOp, Reply)>, err: &rusqlite::Error, timeout: Duration) {
+    tracing::warn!(error = %err, writes = batch.len(), "sqlite transaction failed");
+    let code = err
+        .sqlite_error()
+        .copied()
+        .unwrap_or_else(|| rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR));
+    let message = err.to_string();
+    for (_, reply) in batch.drain(..) {
+        let copy = rusqlite::Error::SqliteFailure(code, Some(message.clone()));
+        let _ = reply.send(Err(classify(copy, timeout)));
+    }
+}
+
+fn apply(conn: &Connection, op: &WriteOp, timeout: Duration) -> Result<WriteOutcome, StoreError> {
+    let result = match op {
+        WriteOp::Insert { key, record } => insert(conn, key, record),
+        WriteOp::Update { key, record } => update(conn, key, record),
+        WriteOp::Delete { key } => delete(conn, key).map(WriteOutcome::Removed),
+        WriteOp::CycleKey {
+            old_key,
+            new_key,
+            session_data,
+            expire_date,
+            now,
+        } => cycle_key(
+            conn,
+            old_key,
+            new_key,
+            session_data.as_deref(),
+            *expire_date,
+            *now,
+        ),
+        WriteOp::ClearExpiredBatch { now, limit } => conn
+            .prepare_cached(
+                "DELETE FROM django_session WHERE session_key IN \
+                 (SELECT session_key FROM django_session WHERE expire_date < ?1 LIMIT ?2)",
+            )
+            .and_then(|mut stmt| stmt.execute((to_django_text(*now), *limit as i64)))
+            .map(|count| WriteOutcome::Removed(count as u64))
+            .map_err(Failure::Sql),
+    };
+    result.map_err(|failure| match failure {
+        Failure::Store(err) => err,
+        Failure::Sql(err) => classify(err, timeout),
+    })
+}
+
+enum Failure {
+    Store(StoreError),
+    Sql(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(err: rusqlite::Error) -> Self {
+        if err.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
+            Self::Store(StoreError::AlreadyExists)
+        } else {
+            Self::Sql(err)
+        }
+    }
+}
+
+fn insert(conn: &Connection, key: &SessionKey, record: &Record) -> Result<WriteOutcome, Failure> {
+    conn.prepare_cached(
+        "INSERT INTO django_session (session_key, session_data, expire_date) VALUES (?1, ?2, ?3)",
+    )?
+    .execute((
+        key.as_str(),
+        record.session_data.as_str(),
+        to_django_text(record.expire_date.instant()),
+    ))?;
+    Ok(WriteOutcome::Done)
+}
+
+fn update(conn: &Connection, key: &SessionKey, record: &Record) -> Result<WriteOutcome, Failure> {
+    let updated = conn
+        .prepare_cached(
+            "UPDATE django_session SET session_data = ?2, expire_date = ?3 WHERE session_key = ?1",
+        )?
+        .execute((
+            key.as_str(),
+            record.session_data.as_str(),
+            to_django_text(record.expire_date.instant()),
+        ))?;
+    if updated == 0 {
+        return Err(Failure::Store(StoreError::NotFound));
+    }
+    Ok(WriteOutcome::Done)
+}
+
+fn delete(conn: &Connection, key: &SessionKey) -> Result<u64, Failure> {
+    let deleted = conn
+        .prepare_cached("DELETE FROM django_session WHERE session_key = ?1")?
+        .execute([key.as_str()])?;
+    Ok(deleted as u64)
+}
+
+/// Runs inside a savepoint so that a failure leaves neither key changed while
+/// the rest of the batch commits.
+fn cycle_key(
+    conn: &Connection,
+    old_key: &SessionKey,
+    new_key: &SessionKey,
+    session_data: Option<&str>,
+    expire_date: ExpireDate,
+    now: DateTime<Utc>,
+) -> Result<WriteOutcome, Failure> {
+    conn.execute_batch("SAVEPOINT cycle_key")?;
+    let result = (|| {
+        let data = match session_data {
+            Some(data) => data.to_owned(),
+            None => conn
+                .prepare_cached(
+                    "SELECT session_data FROM django_session \
+                     WHERE session_key = ?1 AND expire_date > ?2",
+                )?
+                .query_row((old_key.as_str(), to_django_text(now)), |row| row.get(0))
+                .optional()?
+                .ok_or(Failure::Store(StoreError::NotFound))?,
+        };
+        let record = Record {
+            session_data: data,
+            expire_date,
+        };
+        insert(conn, new_key, &record)?;
+        delete(conn, old_key)?;
+        Ok(WriteOutcome::Done)
+    })();
+    let end = if result.is_ok() {
+        "RELEASE cycle_key"
+    } else {
+        "ROLLBACK TO cycle_key; RELEASE cycle_key"
+    };
+    conn.execute_batch(end)?;
+    result
+}
