@@ -1,0 +1,244 @@
+//! The engine contract, written once and instantiated per engine, so that a
+//! failure reads `sqlite::expire_date_equal_to_now_is_neither_loaded_nor_purged`.
+//! Engines take `now` as an argument, so these tests set the clock instead of
+//! sleeping.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sessiond::session::{ExpireDate, Record, SessionKey};
+use sessiond::store::{self, SessionStore, StoreError, StoreOptions, StoreUrl};
+
+/// An engine under test and whatever keeps its storage alive.
+struct Engine {
+    store: Arc<dyn SessionStore>,
+    _guard: Box<dyn std::any::Any>,
+}
+
+async fn sqlite() -> Engine {
+    let dir = tempfile::tempdir().unwrap();
+    let url: StoreUrl = format!("sqlite://{}", dir.path().join("engine.sqlite3").display())
+        .parse()
+        .unwrap();
+    let options = StoreOptions {
+        timeout: Duration::from_secs(5),
+    };
+    let store = store::open(&url, &options).await.unwrap();
+    store.migrate().await.unwrap();
+    Engine {
+        store,
+        _guard: Box::new(dir),
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-01-01T12:00:00.250000Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn key(text: &str) -> SessionKey {
+    SessionKey::parse(text).unwrap()
+}
+
+fn record(data: &str, expire: DateTime<Utc>) -> Record {
+    Record {
+        session_data: data.to_owned(),
+        expire_date: ExpireDate::new(expire).unwrap(),
+    }
+}
+
+async fn expire_date_equal_to_now_is_neither_loaded_nor_purged(engine: Engine) {
+    let store = engine.store;
+    store
+        .insert(&key("edgecase1"), record("{}", now()))
+        .await
+        .unwrap();
+    assert_eq!(store.load(&key("edgecase1"), now()).await.unwrap(), None);
+    assert_eq!(
+        store::clear_expired(store.as_ref(), now(), 100)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(store.exists(&key("edgecase1")).await.unwrap());
+
+    let one_micro_later = now() + TimeDelta::microseconds(1);
+    assert_eq!(
+        store::clear_expired(store.as_ref(), one_micro_later, 100)
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+async fn a_session_expiring_one_microsecond_after_now_loads(engine: Engine) {
+    let store = engine.store;
+    let expire = now() + TimeDelta::microseconds(1);
+    store
+        .insert(&key("edgecase2"), record(r#"{"a":1}"#, expire))
+        .await
+        .unwrap();
+    let loaded = store.load(&key("edgecase2"), now()).await.unwrap().unwrap();
+    assert_eq!(loaded, record(r#"{"a":1}"#, expire));
+}
+
+async fn insert_never_overwrites(engine: Engine) {
+    let store = engine.store;
+    let later = now() + TimeDelta::hours(1);
+    store
+        .insert(&key("taken0000"), record(r#"{"v":1}"#, later))
+        .await
+        .unwrap();
+    let err = store
+        .insert(&key("taken0000"), record(r#"{"v":2}"#, later))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists), "{err:?}");
+    let loaded = store.load(&key("taken0000"), now()).await.unwrap().unwrap();
+    assert_eq!(loaded.session_data, r#"{"v":1}"#);
+}
+
+async fn update_never_resurrects(engine: Engine) {
+    let store = engine.store;
+    let later = now() + TimeDelta::hours(1);
+    let err = store
+        .update(&key("missing00"), record("{}", later))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    assert!(!store.exists(&key("missing00")).await.unwrap());
+}
+
+async fn cycle_key_is_all_or_nothing(engine: Engine) {
+    let store = engine.store;
+    let later = now() + TimeDelta::hours(1);
+    store
+        .insert(&key("oldkey000"), record(r#"{"u":1}"#, later))
+        .await
+        .unwrap();
+    store
+        .insert(&key("newkey000"), record(r#"{"u":2}"#, later))
+        .await
+        .unwrap();
+
+    // The new key is taken: nothing may change.
+    let err = store
+        .cycle_key(
+            &key("oldkey000"),
+            &key("newkey000"),
+            None,
+            ExpireDate::new(later).unwrap(),
+            now(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists), "{err:?}");
+    assert_eq!(
+        store
+            .load(&key("oldkey000"), now())
+            .await
+            .unwrap()
+            .unwrap()
+            .session_data,
+        r#"{"u":1}"#
+    );
+    assert_eq!(
+        store
+            .load(&key("newkey000"), now())
+            .await
+            .unwrap()
+            .unwrap()
+            .session_data,
+        r#"{"u":2}"#
+    );
+
+    store
+        .cycle_key(
+            &key("oldkey000"),
+            &key("newkey111"),
+            None,
+            ExpireDate::new(later).unwrap(),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert!(!store.exists(&key("oldkey000")).await.unwrap());
+    assert_eq!(
+        store
+            .load(&key("newkey111"), now())
+            .await
+            .unwrap()
+            .unwrap()
+            .session_data,
+        r#"{"u":1}"#
+    );
+}
+
+async fn a_large_clear_expired_removes_exactly_the_expired_rows(engine: Engine) {
+    let store = engine.store;
+    let earlier = now() - TimeDelta::seconds(1);
+    let later = now() + TimeDelta::seconds(1);
+    let mut writes = Vec::new();
+    for n in 0..2_500 {
+        let store = store.clone();
+        writes.push(tokio::spawn(async move {
+            let expire = if n % 5 == 0 { later } else { earlier };
+            store
+                .insert(&key(&format!("bulk{n:06}")), record("{}", expire))
+                .await
+                .unwrap();
+        }));
+    }
+    for write in writes {
+        write.await.unwrap();
+    }
+    assert_eq!(
+        store::clear_expired(store.as_ref(), now(), 300)
+            .await
+            .unwrap(),
+        2_000
+    );
+    assert!(store.exists(&key("bulk000000")).await.unwrap());
+    assert!(!store.exists(&key("bulk000001")).await.unwrap());
+    assert_eq!(
+        store::clear_expired(store.as_ref(), now(), 300)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn writes_after_close_fail_cleanly(engine: Engine) {
+    let store = engine.store;
+    store.close().await;
+    let err = store
+        .insert(&key("afterclose"), record("{}", now()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+}
+
+macro_rules! contract {
+    ($engine:ident: $($test:ident),* $(,)?) => {
+        mod $engine {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(super::$engine().await).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(sqlite:
+    expire_date_equal_to_now_is_neither_loaded_nor_purged,
+    a_session_expiring_one_microsecond_after_now_loads,
+    insert_never_overwrites,
+    update_never_resurrects,
+    cycle_key_is_all_or_nothing,
+    a_large_clear_expired_removes_exactly_the_expired_rows,
+    writes_after_close_fail_cleanly,
+);
