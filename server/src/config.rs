@@ -33,6 +33,10 @@ pub const DEFAULT_PURGE_INTERVAL: &str = "1h";
 /// that a write lock is held for milliseconds, so loads and saves interleave.
 pub const DEFAULT_PURGE_BATCH_SIZE: &str = "1000";
 
+/// Long enough for any call to finish (calls wait at most --store-timeout
+/// for a lock), short enough that a restart is not held up by a stuck client.
+pub const DEFAULT_DRAIN_TIMEOUT: &str = "10s";
+
 /// How long one engine operation may wait for a lock held by another process
 /// (SQLite's busy timeout) before it fails with UNAVAILABLE.
 pub const DEFAULT_STORE_TIMEOUT: &str = "5s";
@@ -147,6 +151,11 @@ pub struct ServeConfig {
     /// before the listener closes. In-flight calls are always drained.
     #[arg(long, env = "SESSIOND_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
     pub shutdown_delay: Duration,
+
+    /// On shutdown, how long to wait for in-flight calls to finish before
+    /// closing the remaining connections anyway.
+    #[arg(long, env = "SESSIOND_DRAIN_TIMEOUT", default_value = DEFAULT_DRAIN_TIMEOUT, value_parser = parse_duration, value_name = "DURATION")]
+    pub drain_timeout: Duration,
 }
 
 /// Parses `3600` (seconds) or a duration with units (`90s`, `1h 30m`).

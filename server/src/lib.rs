@@ -21,6 +21,7 @@
 
 pub mod codec;
 pub mod config;
+mod drain;
 mod purge;
 pub mod service;
 pub mod session;
@@ -36,6 +37,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::config::ServeConfig;
+use crate::drain::{InFlight, TrackInFlight};
 use crate::proto::session_service_server::SessionServiceServer;
 use crate::service::{ErrorChain, SessionRpc, Settings};
 use crate::store::{OpenError, SessionStore, StoreError, StoreUrl};
@@ -60,12 +62,16 @@ pub mod proto {
 /// `data` field rather than a bare transport error.
 const MESSAGE_OVERHEAD_BYTES: usize = 64 * 1024;
 
+/// After the last in-flight call, how long connections get to close by
+/// themselves: enough to flush the final responses to the socket.
+const IDLE_CONNECTION_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Open(#[from] OpenError),
-    #[error("cannot migrate {url}")]
+    #[error("cannot migrate store {url} (--store, SESSIOND_STORE)")]
     Migrate {
         url: StoreUrl,
         #[source]
@@ -150,16 +156,19 @@ impl Server {
             stop_purge.clone(),
         );
 
-        let local_addr = listener.local_addr().ok();
+        let local_addr = listener
+            .local_addr()
+            .map_or_else(|err| err.to_string(), |addr| addr.to_string());
         tracing::info!(
-            listen = ?local_addr,
+            listen = %local_addr,
             store = %config.store.store,
             codec = ?config.codec,
             "sessiond serving"
         );
         let shutdown_delay = config.shutdown_delay;
         let health_on_shutdown = health.clone();
-        let drain = async move {
+        let (closing_tx, closing) = tokio::sync::oneshot::channel::<()>();
+        let close_listener = async move {
             shutdown.await;
             report_not_serving(&health_on_shutdown).await;
             if !shutdown_delay.is_zero() {
@@ -167,30 +176,63 @@ impl Server {
                 tokio::time::sleep(shutdown_delay).await;
             }
             tracing::info!("closing the listener and draining in-flight calls");
+            let _ = closing_tx.send(());
         };
 
-        let served = tonic::transport::Server::builder()
+        let in_flight = InFlight::default();
+        let serving = tonic::transport::Server::builder()
             .trace_fn(|request| tracing::info_span!("rpc", method = request.uri().path()))
+            .layer(TrackInFlight(in_flight.clone()))
             .add_service(health_service)
             .add_service(reflection.v1)
             .add_service(reflection.v1alpha)
             .add_service(sessions)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
-                drain,
-            )
-            .await;
+                close_listener,
+            );
+        let served = tokio::select! {
+            served = serving => served,
+            () = drained(closing, &in_flight, config.drain_timeout) => Ok(()),
+        };
 
         stop_purge.cancel();
-        if let Some(purge) = purge {
-            if let Err(err) = purge.await {
-                tracing::error!(error = %ErrorChain(&err), "the purge task panicked");
-            }
+        if let Some(purge) = purge
+            && let Err(err) = purge.await
+        {
+            tracing::error!(error = %ErrorChain(&err), "the purge task panicked");
         }
         store.close().await;
         tracing::info!("sessiond stopped");
         Ok(served?)
     }
+}
+
+/// Completes once the listener is closed and the in-flight calls are done
+/// (or `timeout` has passed), leaving idle connections a moment to close on
+/// their own first.
+async fn drained(
+    closing: tokio::sync::oneshot::Receiver<()>,
+    in_flight: &InFlight,
+    timeout: std::time::Duration,
+) {
+    if closing.await.is_err() {
+        // The server stopped by itself; its own result ends the select.
+        return std::future::pending().await;
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    if tokio::time::timeout_at(deadline, in_flight.idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            calls = in_flight.count(),
+            "drain timeout passed with calls in flight; closing their connections"
+        );
+        return;
+    }
+    let grace = deadline.min(tokio::time::Instant::now() + IDLE_CONNECTION_GRACE);
+    tokio::time::sleep_until(grace).await;
 }
 
 async fn report_not_serving(health: &tonic_health::server::HealthReporter) {

@@ -22,7 +22,6 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!("{err:#}");
             eprintln!("sessiond: {err:#}");
             ExitCode::FAILURE
         }

@@ -1,6 +1,8 @@
 //! Malformed requests get INVALID_ARGUMENT naming the field, and leave the
 //! stored data exactly as it was.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{TestServer, code, row_count, stored_row};

@@ -3,6 +3,8 @@
 //! Engines take `now` as an argument, so these tests set the clock instead of
 //! sleeping.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! Every RPC through the real server and the real client, normal and edge
 //! paths, with the stored rows checked in the SQLite file itself.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -180,9 +180,9 @@ pub struct StoreOptions {
 /// what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("cannot use {url}: {reason}")]
+    #[error("cannot use store {url} (--store, SESSIOND_STORE): {reason}")]
     Unusable { url: StoreUrl, reason: String },
-    #[error("cannot open {url}")]
+    #[error("cannot open store {url} (--store, SESSIOND_STORE)")]
     Driver {
         url: StoreUrl,
         #[source]

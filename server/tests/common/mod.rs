@@ -1,7 +1,7 @@
 //! A real sessiond on 127.0.0.1:0 over a temporary SQLite file, and a real
 //! client connected to it.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

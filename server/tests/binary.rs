@@ -1,0 +1,454 @@
+//! The built `sessiond` binary, as an operator runs it: configured through
+//! the environment, migrate, serve, health and reflection, SIGTERM drains and
+//! exits 0, and no log line ever carries a session key or session data.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{code, hours_from_now, open_db};
+use sessiond_client::Client;
+use tokio_stream::StreamExt;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+fn sessiond() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sessiond"));
+    // Only what each test sets: an operator's SESSIOND_* must not leak in.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SESSIOND_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command.stdin(Stdio::null());
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A running `sessiond serve` whose stderr is collected.
+struct Running {
+    child: Child,
+    addr: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Running {
+    fn start(command: &mut Command) -> Self {
+        let mut child = command
+            .arg("serve")
+            .env("SESSIOND_LISTEN", "127.0.0.1:0")
+            .env("SESSIOND_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let collected = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let line = line.unwrap();
+                if line.contains("sessiond serving") {
+                    let addr = line
+                        .split("\"listen\":\"")
+                        .nth(1)
+                        .and_then(|rest| rest.split('"').next())
+                        .unwrap()
+                        .to_owned();
+                    let _ = addr_tx.send(addr);
+                }
+                let mut log = collected.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = match addr_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("sessiond did not start:\n{}", log.lock().unwrap());
+            }
+        };
+        Self { child, addr, log }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code and the log.
+    fn wait(mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                return (status.code(), self.log.lock().unwrap().clone());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("sessiond did not exit:\n{}", self.log.lock().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn store_env<'a>(command: &'a mut Command, db: &Path) -> &'a mut Command {
+    command.env("SESSIOND_STORE", format!("sqlite://{}", db.display()))
+}
+
+async fn channel(url: &str) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(url.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn health(url: &str, service: &str) -> Result<ServingStatus, tonic::Status> {
+    let mut client = HealthClient::new(channel(url).await);
+    let response = client
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await?;
+    Ok(response.into_inner().status())
+}
+
+async fn reflected_services(url: &str) -> Vec<String> {
+    let mut client = ServerReflectionClient::new(channel(url).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer: {response:?}");
+    };
+    list.service.into_iter().map(|s| s.name).collect()
+}
+
+#[tokio::test]
+async fn env_config_migrate_serve_and_sigterm_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("smoke.sqlite3");
+
+    let first = run(store_env(&mut sessiond(), &db).arg("migrate"));
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert!(text(&first.stdout).contains("applied 0001_django_session"));
+    let again = run(store_env(&mut sessiond(), &db).arg("migrate"));
+    assert!(text(&again.stdout).contains("schema is up to date"));
+
+    let server = Running::start(store_env(&mut sessiond(), &db).env("RUST_LOG", "debug"));
+    let client = Client::connect(server.url()).await.unwrap();
+
+    let secret_data = r#"{"secret":"tellnoone-7f3a"}"#;
+    let created = client.create(secret_data, None).await.unwrap();
+    let loaded = client.load(&created.session_key).await.unwrap().unwrap();
+    assert_eq!(loaded.data, secret_data);
+    client
+        .save(&created.session_key, secret_data, None, false)
+        .await
+        .unwrap();
+    let cycled = client
+        .cycle_key(&created.session_key, None, None)
+        .await
+        .unwrap();
+    assert!(client.exists(&cycled.session_key).await.unwrap());
+    // Failures are logged too; they must not carry the key either.
+    let missing = "missingsecretkey0000";
+    assert_eq!(
+        code(
+            client
+                .save(missing, secret_data, None, false)
+                .await
+                .unwrap_err()
+        ),
+        tonic::Code::NotFound
+    );
+    client.load("BAD-KEY-SECRET").await.unwrap_err();
+    client.delete(&cycled.session_key).await.unwrap();
+
+    assert_eq!(
+        health(&server.url(), "").await.unwrap(),
+        ServingStatus::Serving
+    );
+    assert_eq!(
+        health(&server.url(), "sessiond.v1.SessionService")
+            .await
+            .unwrap(),
+        ServingStatus::Serving
+    );
+    let services = reflected_services(&server.url()).await;
+    for expected in [
+        "sessiond.v1.SessionService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ] {
+        assert!(
+            services.iter().any(|s| s == expected),
+            "{expected} not in {services:?}"
+        );
+    }
+
+    server.signal("TERM");
+    let (exit, log) = server.wait();
+    assert_eq!(exit, Some(0), "{log}");
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(log.contains("sessiond stopped"), "{log}");
+    for secret in [
+        created.session_key.as_str(),
+        cycled.session_key.as_str(),
+        missing,
+        "BAD-KEY-SECRET",
+        "tellnoone",
+    ] {
+        assert!(
+            !log.contains(secret),
+            "a log line carries {secret:?}:\n{log}"
+        );
+    }
+    assert!(
+        log.lines().all(|line| line.starts_with('{')),
+        "not JSON lines:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn sigint_also_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(store_env(&mut sessiond(), &dir.path().join("int.sqlite3")));
+    server.signal("INT");
+    let (exit, log) = server.wait();
+    assert_eq!(exit, Some(0), "{log}");
+}
+
+#[tokio::test]
+async fn during_the_shutdown_delay_health_reports_not_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(
+        store_env(&mut sessiond(), &dir.path().join("delay.sqlite3"))
+            .env("SESSIOND_SHUTDOWN_DELAY", "3s"),
+    );
+    assert_eq!(
+        health(&server.url(), "").await.unwrap(),
+        ServingStatus::Serving
+    );
+    server.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut seen = None;
+    while Instant::now() < deadline {
+        seen = health(&server.url(), "sessiond.v1.SessionService")
+            .await
+            .ok();
+        if seen == Some(ServingStatus::NotServing) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, Some(ServingStatus::NotServing));
+    let (exit, log) = server.wait();
+    assert_eq!(exit, Some(0), "{log}");
+}
+
+#[tokio::test]
+async fn an_in_flight_call_finishes_before_the_server_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("drain.sqlite3");
+    let server =
+        Running::start(store_env(&mut sessiond(), &db).env("SESSIOND_STORE_TIMEOUT", "20s"));
+    let client = Client::connect(server.url()).await.unwrap();
+    client
+        .save("inflight0000", r#"{"v":1}"#, None, true)
+        .await
+        .unwrap();
+
+    // Another process holds the write lock, so the next save waits in flight.
+    let holder = open_db(&db);
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let save =
+        tokio::spawn(async move { client.save("inflight0000", r#"{"v":2}"#, None, false).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!save.is_finished());
+    holder.execute_batch("ROLLBACK").unwrap();
+
+    save.await.unwrap().unwrap();
+    let (exit, log) = server.wait();
+    assert_eq!(exit, Some(0), "{log}");
+    let stored: String = open_db(&db)
+        .query_row(
+            "SELECT session_data FROM django_session WHERE session_key = 'inflight0000'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, r#"{"v":2}"#);
+}
+
+#[tokio::test]
+async fn a_call_stuck_past_the_drain_timeout_does_not_hold_up_the_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("stuck.sqlite3");
+    let server = Running::start(
+        store_env(&mut sessiond(), &db)
+            .env("SESSIOND_STORE_TIMEOUT", "3s")
+            .env("SESSIOND_DRAIN_TIMEOUT", "500ms"),
+    );
+    let client = Client::connect(server.url()).await.unwrap();
+    client
+        .save("stuckcall000", r#"{"v":1}"#, None, true)
+        .await
+        .unwrap();
+
+    let holder = open_db(&db);
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let save =
+        tokio::spawn(async move { client.save("stuckcall000", r#"{"v":2}"#, None, false).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let signalled = Instant::now();
+    server.signal("TERM");
+    let (exit, log) = server.wait();
+    assert_eq!(exit, Some(0), "{log}");
+    assert!(signalled.elapsed() < Duration::from_secs(10), "{log}");
+    assert!(log.contains("drain timeout passed"), "{log}");
+    assert!(
+        save.await.unwrap().is_err(),
+        "an unfinished write was acknowledged"
+    );
+    holder.execute_batch("ROLLBACK").unwrap();
+    let stored: String = open_db(&db)
+        .query_row(
+            "SELECT session_data FROM django_session WHERE session_key = 'stuckcall000'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, r#"{"v":1}"#);
+}
+
+#[tokio::test]
+async fn clearsessions_prints_how_many_it_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("clear.sqlite3");
+    let server = Running::start(store_env(&mut sessiond(), &db));
+    let client = Client::connect(server.url()).await.unwrap();
+    for n in 0..5 {
+        client
+            .save(
+                &format!("expired{n:03}"),
+                "{}",
+                Some(hours_from_now(-2)),
+                true,
+            )
+            .await
+            .unwrap();
+    }
+    client.save("stillalive", "{}", None, true).await.unwrap();
+    server.signal("TERM");
+    assert_eq!(server.wait().0, Some(0));
+
+    let output = run(store_env(&mut sessiond(), &db).arg("clearsessions"));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout).trim(), "5");
+    let output = run(store_env(&mut sessiond(), &db).arg("clearsessions"));
+    assert_eq!(text(&output.stdout).trim(), "0");
+}
+
+#[test]
+fn help_explains_every_flag_and_its_environment_variable() {
+    let output = run(sessiond().args(["serve", "--help"]));
+    assert!(output.status.success());
+    let help = text(&output.stdout);
+    for flag in [
+        "--store",
+        "--store-timeout",
+        "--listen",
+        "--codec",
+        "--session-age",
+        "--max-data-bytes",
+        "--purge-interval",
+        "--purge-batch-size",
+        "--shutdown-delay",
+        "--drain-timeout",
+        "--log-format",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+        let env = format!(
+            "SESSIOND_{}",
+            flag.trim_start_matches("--")
+                .replace('-', "_")
+                .to_uppercase()
+        );
+        assert!(help.contains(&env), "{env} missing from --help:\n{help}");
+    }
+    assert!(help.contains("1 MiB"));
+    assert!(help.contains("127.0.0.1:50051"));
+    let top = text(&run(sessiond().arg("--help")).stdout);
+    for command in ["serve", "migrate", "clearsessions", "RUST_LOG"] {
+        assert!(top.contains(command), "{command} missing:\n{top}");
+    }
+}
+
+#[test]
+fn bad_settings_fail_before_binding_and_name_the_flag() {
+    for (var, value, flag) in [
+        ("SESSIOND_LISTEN", "nonsense", "--listen"),
+        ("SESSIOND_MAX_DATA_BYTES", "lots", "--max-data-bytes"),
+        ("SESSIOND_STORE", "mysql://db", "--store"),
+        ("SESSIOND_PURGE_INTERVAL", "sometimes", "--purge-interval"),
+        ("SESSIOND_LOG_FORMAT", "xml", "--log-format"),
+    ] {
+        let output = run(sessiond().arg("serve").env(var, value));
+        assert_eq!(output.status.code(), Some(2), "{var}={value}");
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(flag), "{var}={value}: {stderr}");
+    }
+}
+
+#[test]
+fn a_start_up_failure_exits_1_with_one_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing/dir/db.sqlite3");
+    let output = run(store_env(&mut sessiond(), &missing).arg("serve"));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("--store"), "{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert_eq!(stderr.matches("does not exist").count(), 1, "{stderr}");
+}
