@@ -119,7 +119,7 @@ pub struct ServeConfig {
     pub store: StoreConfig,
 
     /// Address to listen on for gRPC, IP:PORT. The default is loopback only;
-    /// use 0.0.0.0:50051 (or [::]:50051) to accept other machines.
+    /// use `0.0.0.0:50051` (or `[::]:50051`) to accept other machines.
     #[arg(long, env = "SESSIOND_LISTEN", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
     pub listen: SocketAddr,
 

@@ -13,7 +13,7 @@
 //!   semantics; `sqlite` is the embedded default.
 //!
 //! Around them, [`Server`] wires the health and reflection services, the
-//! background [`purge`] and an ordered shutdown: health NOT_SERVING, stop
+//! background purge and an ordered shutdown: health NOT_SERVING, stop
 //! accepting, drain in-flight calls, stop the purge, close the engine.
 //!
 //! Out of scope here: the session cookie and the dictionary-like handle,
