@@ -182,6 +182,30 @@ impl Client {
         from_timestamp(response.expire_date)
     }
 
+    /// Changes some keys of a session in one transaction on the server:
+    /// removes the keys in `remove`, then sets the members of `set` (the text
+    /// of a JSON object, or empty), on top of the stored data or of an empty
+    /// session when `replace` is true. `NOT_FOUND` if the session was
+    /// deleted. Returns the stored expiry.
+    pub async fn patch(
+        &self,
+        session_key: &str,
+        set: &str,
+        remove: &[String],
+        replace: bool,
+        expire_date: Option<SystemTime>,
+    ) -> Result<SystemTime, Error> {
+        let request = proto::PatchRequest {
+            session_key: session_key.to_owned(),
+            set: set.to_owned(),
+            remove: remove.to_vec(),
+            replace,
+            expire_date: expire_date.map(to_timestamp).transpose()?,
+        };
+        let response = self.inner.clone().patch(request).await?.into_inner();
+        from_timestamp(response.expire_date)
+    }
+
     /// Deletes a session; true if there was one.
     pub async fn delete(&self, session_key: &str) -> Result<bool, Error> {
         let request = proto::DeleteRequest {

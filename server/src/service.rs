@@ -14,9 +14,9 @@ use crate::proto::session_service_server::SessionService;
 use crate::proto::{
     ClearExpiredRequest, ClearExpiredResponse, CreateRequest, CreateResponse, CycleKeyRequest,
     CycleKeyResponse, DeleteRequest, DeleteResponse, ExistsRequest, ExistsResponse, LoadRequest,
-    LoadResponse, SaveRequest, SaveResponse,
+    LoadResponse, PatchRequest, PatchResponse, SaveRequest, SaveResponse,
 };
-use crate::session::{ExpireDate, InvalidInput, Record, SessionData, SessionKey};
+use crate::session::{ExpireDate, InvalidInput, Record, SessionData, SessionKey, SessionPatch};
 use crate::store::{self, SessionStore, StoreError};
 
 /// Fresh keys drawn before Create or CycleKey gives up. With 165 random bits
@@ -143,6 +143,30 @@ impl SessionRpc {
         })
     }
 
+    async fn patch(&self, req: PatchRequest) -> Result<PatchResponse, RpcError> {
+        let key = SessionKey::parse(&req.session_key)?;
+        let max_bytes = self.settings.max_data_bytes;
+        let patch = SessionPatch::parse(&req.set, req.remove, req.replace, max_bytes)?;
+        let now = Utc::now();
+        let expire_date = self.expire_date(req.expire_date.as_ref(), now)?;
+        let codec = self.settings.codec;
+        let patcher = Box::new(move |stored: Option<String>| {
+            let base = stored.and_then(|stored| match codec.decode(stored) {
+                Ok(data) => Some(data),
+                Err(err) => {
+                    tracing::warn!(error = %ErrorChain(&err), "stored session data cannot be decoded; patching an empty session");
+                    None
+                }
+            });
+            let data = patch.apply(base.as_deref(), max_bytes)?;
+            Ok(codec.encode(data))
+        });
+        self.store.patch(&key, patcher, expire_date, now).await?;
+        Ok(PatchResponse {
+            expire_date: Some(expire_date.to_timestamp()),
+        })
+    }
+
     async fn delete(&self, req: DeleteRequest) -> Result<DeleteResponse, RpcError> {
         let key = SessionKey::parse(&req.session_key)?;
         let deleted = self.store.delete(&key).await?;
@@ -196,7 +220,7 @@ impl SessionRpc {
 /// message; causes go to the log.
 fn to_status(err: RpcError) -> Status {
     match err {
-        RpcError::Invalid(err) => {
+        RpcError::Invalid(err) | RpcError::Store(StoreError::Invalid(err)) => {
             tracing::debug!(error = %err, "invalid request");
             Status::invalid_argument(err.to_string())
         }
@@ -253,6 +277,10 @@ impl SessionService for SessionRpc {
 
     async fn save(&self, request: Request<SaveRequest>) -> RpcResult<SaveResponse> {
         respond(self.save(request.into_inner()).await)
+    }
+
+    async fn patch(&self, request: Request<PatchRequest>) -> RpcResult<PatchResponse> {
+        respond(self.patch(request.into_inner()).await)
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> RpcResult<DeleteResponse> {

@@ -42,6 +42,12 @@ pub enum InvalidInput {
     DataTooLarge { size: usize, limit: usize },
     #[error("expire_date: must be a valid time between the years 1 and 9999 UTC")]
     ExpireDateOutOfRange,
+    #[error("set: must be empty or the text of a JSON object, such as {{\"cart\":[1,2]}}")]
+    SetNotObject(#[source] serde_json::Error),
+    #[error(
+        "data: the patched session would be {size} bytes, over the server's limit of {limit} bytes (--max-data-bytes)"
+    )]
+    PatchedTooLarge { size: usize, limit: usize },
 }
 
 /// A session key that passed validation: 8 to 40 characters of `[a-z0-9]`.
@@ -135,6 +141,82 @@ impl SessionData {
 impl fmt::Debug for SessionData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SessionData({} bytes)", self.0.len())
+    }
+}
+
+/// A change to some keys of a session's data, applied by `Patch` on top of
+/// whatever is stored at that moment.
+#[derive(Clone)]
+pub struct SessionPatch {
+    set: serde_json::Map<String, serde_json::Value>,
+    remove: Vec<String>,
+    replace: bool,
+}
+
+impl SessionPatch {
+    /// Checks a patch taken from a request: `set` must be empty or a JSON
+    /// object within the size limit.
+    pub fn parse(
+        set: &str,
+        remove: Vec<String>,
+        replace: bool,
+        max_bytes: usize,
+    ) -> Result<Self, InvalidInput> {
+        if set.len() > max_bytes {
+            return Err(InvalidInput::DataTooLarge {
+                size: set.len(),
+                limit: max_bytes,
+            });
+        }
+        let set = if set.is_empty() {
+            serde_json::Map::new()
+        } else {
+            serde_json::from_str(set).map_err(InvalidInput::SetNotObject)?
+        };
+        Ok(Self {
+            set,
+            remove,
+            replace,
+        })
+    }
+
+    /// The session data after the patch, from the stored data (`None` when
+    /// there is no live data to build on). Keys keep their order; new keys
+    /// go last, as in a Python dict.
+    pub fn apply(
+        self,
+        stored: Option<&str>,
+        max_bytes: usize,
+    ) -> Result<SessionData, InvalidInput> {
+        let mut data = match stored {
+            Some(text) if !self.replace => {
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+                    .unwrap_or_default()
+            }
+            _ => serde_json::Map::new(),
+        };
+        for key in &self.remove {
+            data.shift_remove(key);
+        }
+        data.extend(self.set);
+        let text = serde_json::Value::Object(data).to_string();
+        if text.len() > max_bytes {
+            return Err(InvalidInput::PatchedTooLarge {
+                size: text.len(),
+                limit: max_bytes,
+            });
+        }
+        Ok(SessionData(text))
+    }
+}
+
+impl fmt::Debug for SessionPatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionPatch")
+            .field("set", &self.set.len())
+            .field("remove", &self.remove.len())
+            .field("replace", &self.replace)
+            .finish()
     }
 }
 
@@ -318,6 +400,70 @@ mod tests {
         assert!(matches!(
             SessionData::parse(format!("{{\"a\":\"{}\"}}", "x".repeat(100)), 100),
             Err(InvalidInput::DataTooLarge { limit: 100, .. })
+        ));
+    }
+
+    fn patch(set: &str, remove: &[&str], replace: bool) -> SessionPatch {
+        let remove = remove.iter().map(|key| (*key).to_owned()).collect();
+        SessionPatch::parse(set, remove, replace, 1000).unwrap()
+    }
+
+    #[test]
+    fn patches_set_and_remove_keys_keeping_the_order() {
+        let stored = r#"{"a":1,"b":2,"c":3}"#;
+        let patched = patch(r#"{"b":20,"d":4}"#, &["a", "missing"], false)
+            .apply(Some(stored), 1000)
+            .unwrap();
+        assert_eq!(patched.as_str(), r#"{"b":20,"c":3,"d":4}"#);
+    }
+
+    #[test]
+    fn a_replacing_patch_ignores_the_stored_data() {
+        let patched = patch(r#"{"x":1}"#, &[], true)
+            .apply(Some(r#"{"a":1}"#), 1000)
+            .unwrap();
+        assert_eq!(patched.as_str(), r#"{"x":1}"#);
+    }
+
+    #[test]
+    fn a_patch_without_stored_data_starts_empty() {
+        let patched = patch("", &["a"], false).apply(None, 1000).unwrap();
+        assert_eq!(patched.as_str(), "{}");
+        let patched = patch(r#"{"n":12345678901234567890123}"#, &[], false)
+            .apply(Some("not json"), 1000)
+            .unwrap();
+        assert_eq!(patched.as_str(), r#"{"n":12345678901234567890123}"#);
+    }
+
+    #[test]
+    fn patches_are_validated() {
+        for bad in ["[]", "1", "{", "null"] {
+            assert!(matches!(
+                SessionPatch::parse(bad, vec![], false, 100),
+                Err(InvalidInput::SetNotObject(_))
+            ));
+        }
+        assert!(matches!(
+            SessionPatch::parse(
+                &format!(r#"{{"x":"{}"}}"#, "a".repeat(100)),
+                vec![],
+                false,
+                100
+            ),
+            Err(InvalidInput::DataTooLarge { .. })
+        ));
+        let stored = format!(r#"{{"x":"{}"}}"#, "a".repeat(80));
+        let grown = SessionPatch::parse(
+            r#"{"y":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}"#,
+            vec![],
+            false,
+            100,
+        )
+        .unwrap()
+        .apply(Some(&stored), 100);
+        assert!(matches!(
+            grown,
+            Err(InvalidInput::PatchedTooLarge { limit: 100, .. })
         ));
     }
 

@@ -289,3 +289,20 @@ async fn a_corrupted_row_reads_as_an_empty_session() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn malformed_patches_are_refused_and_change_nothing() {
+    let (server, row) = server_with_one_session(&["--max-data-bytes", "100"]).await;
+    let c = &server.client;
+    for set in ["[]", "1", "not json", "{", "null"] {
+        assert_invalid(c.patch(KEY, set, &[], false, None).await, "set");
+    }
+    for &key in BAD_KEYS {
+        assert_invalid(c.patch(key, "{}", &[], false, None).await, "session_key");
+    }
+    // The patch itself fits, the result would not.
+    let big = format!(r#"{{"big":"{}"}}"#, "x".repeat(90));
+    assert_invalid(c.patch(KEY, &big, &[], false, None).await, "data");
+    assert_eq!(stored_row(&server.db(), KEY).unwrap(), row);
+    server.stop().await;
+}

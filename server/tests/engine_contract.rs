@@ -212,6 +212,71 @@ async fn a_large_clear_expired_removes_exactly_the_expired_rows(engine: Engine) 
     );
 }
 
+/// A patcher that sets `"name": true` on whatever data it is given.
+fn set_flag(name: &'static str) -> store::Patcher {
+    Box::new(move |stored: Option<String>| {
+        let mut data: serde_json::Map<String, serde_json::Value> = stored
+            .map_or_else(Default::default, |text| {
+                serde_json::from_str(&text).unwrap()
+            });
+        data.insert(name.to_owned(), true.into());
+        Ok(serde_json::Value::Object(data).to_string())
+    })
+}
+
+async fn patches_are_atomic_read_modify_writes(engine: Engine) {
+    let store = engine.store;
+    let later = ExpireDate::new(now() + TimeDelta::hours(1)).unwrap();
+    store
+        .insert(&key("patched00"), record("{}", later.instant()))
+        .await
+        .unwrap();
+    const NAMES: [&str; 32] = [
+        "f00", "f01", "f02", "f03", "f04", "f05", "f06", "f07", "f08", "f09", "f10", "f11", "f12",
+        "f13", "f14", "f15", "f16", "f17", "f18", "f19", "f20", "f21", "f22", "f23", "f24", "f25",
+        "f26", "f27", "f28", "f29", "f30", "f31",
+    ];
+    let mut patches = Vec::new();
+    for name in NAMES {
+        let store = store.clone();
+        patches.push(tokio::spawn(async move {
+            store
+                .patch(&key("patched00"), set_flag(name), later, now())
+                .await
+                .unwrap();
+        }));
+    }
+    for patch in patches {
+        patch.await.unwrap();
+    }
+    let loaded = store.load(&key("patched00"), now()).await.unwrap().unwrap();
+    let data: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&loaded.session_data).unwrap();
+    assert_eq!(data.len(), NAMES.len(), "{}", loaded.session_data);
+}
+
+async fn a_patch_sees_no_data_of_an_expired_row_and_none_of_a_missing_one(engine: Engine) {
+    let store = engine.store;
+    let later = ExpireDate::new(now() + TimeDelta::hours(1)).unwrap();
+    store
+        .insert(&key("expired00"), record(r#"{"old":1}"#, now()))
+        .await
+        .unwrap();
+    store
+        .patch(&key("expired00"), set_flag("new"), later, now())
+        .await
+        .unwrap();
+    let loaded = store.load(&key("expired00"), now()).await.unwrap().unwrap();
+    assert_eq!(loaded.session_data, r#"{"new":true}"#);
+
+    let err = store
+        .patch(&key("missing00"), set_flag("new"), later, now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    assert!(!store.exists(&key("missing00")).await.unwrap());
+}
+
 async fn writes_after_close_fail_cleanly(engine: Engine) {
     let store = engine.store;
     store.close().await;
@@ -242,5 +307,7 @@ contract!(sqlite:
     update_never_resurrects,
     cycle_key_is_all_or_nothing,
     a_large_clear_expired_removes_exactly_the_expired_rows,
+    patches_are_atomic_read_modify_writes,
+    a_patch_sees_no_data_of_an_expired_row_and_none_of_a_missing_one,
     writes_after_close_fail_cleanly,
 );

@@ -463,3 +463,127 @@ async fn many_concurrent_writes_are_all_committed() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn patch_sets_and_removes_keys_on_top_of_the_stored_data() {
+    let server = TestServer::start().await;
+    server
+        .client
+        .save(KEY, r#"{"a":1,"b":2,"c":3}"#, None, true)
+        .await
+        .unwrap();
+    let expire = hours_from_now(3);
+    let stored_expiry = server
+        .client
+        .patch(
+            KEY,
+            r#"{"b":20,"d":{"x":[1]}}"#,
+            &["a".into(), "nope".into()],
+            false,
+            Some(expire),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_expiry
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_micros(),
+        expire.duration_since(UNIX_EPOCH).unwrap().as_micros()
+    );
+    let loaded = server.client.load(KEY).await.unwrap().unwrap();
+    assert_eq!(loaded.data, r#"{"b":20,"c":3,"d":{"x":[1]}}"#);
+
+    // An empty patch only moves the expiry.
+    server
+        .client
+        .patch(KEY, "", &[], false, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        server.client.load(KEY).await.unwrap().unwrap().data,
+        loaded.data
+    );
+
+    // After clear(): everything is replaced.
+    server
+        .client
+        .patch(KEY, r#"{"fresh":true}"#, &[], true, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        server.client.load(KEY).await.unwrap().unwrap().data,
+        r#"{"fresh":true}"#
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_patches_of_different_keys_all_survive() {
+    let server = TestServer::start().await;
+    server
+        .client
+        .save(KEY, r#"{"base":0}"#, None, true)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..40 {
+        let client = server.client.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .patch(KEY, &format!(r#"{{"k{n}":{n}}}"#), &[], false, None)
+                .await
+                .unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let loaded = server.client.load(KEY).await.unwrap().unwrap();
+    let data: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&loaded.data).unwrap();
+    assert_eq!(data.len(), 41, "{}", loaded.data);
+    for n in 0..40 {
+        assert_eq!(data[&format!("k{n}")], n);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn patch_of_a_deleted_session_is_not_found_and_does_not_resurrect_it() {
+    let server = TestServer::start().await;
+    server
+        .client
+        .save(KEY, r#"{"a":1}"#, None, true)
+        .await
+        .unwrap();
+    server.client.delete(KEY).await.unwrap();
+    let err = server
+        .client
+        .patch(KEY, r#"{"b":2}"#, &[], false, None)
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), Code::NotFound);
+    assert!(!server.client.exists(KEY).await.unwrap());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn patch_of_an_expired_session_starts_from_an_empty_one() {
+    let server = TestServer::start().await;
+    server
+        .client
+        .save(KEY, r#"{"stale":1}"#, Some(hours_from_now(-1)), true)
+        .await
+        .unwrap();
+    server
+        .client
+        .patch(KEY, r#"{"new":1}"#, &[], false, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        server.client.load(KEY).await.unwrap().unwrap().data,
+        r#"{"new":1}"#
+    );
+    server.stop().await;
+}

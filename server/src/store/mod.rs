@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::session::{ExpireDate, Record, SessionKey};
+use crate::session::{ExpireDate, InvalidInput, Record, SessionKey};
 
 pub use sqlite::SqliteStore;
 
@@ -39,10 +39,18 @@ pub enum StoreError {
     /// The engine's schema is missing or not one sessiond can use.
     #[error("{0}")]
     Schema(String),
+    /// A patch refused the stored data it was given (the result is too large).
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
     /// Anything else: a bug, corruption, or an engine fault.
     #[error("the storage engine failed")]
     Internal(#[source] DriverError),
 }
+
+/// Computes the new `session_data` of a patched session from the stored one
+/// (`None` when the stored session has expired). Runs inside the engine's
+/// transaction, so it must be quick and must not block.
+pub type Patcher = Box<dyn FnOnce(Option<String>) -> Result<String, InvalidInput> + Send>;
 
 /// A migration that `migrate` applied or adopted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +85,18 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// Replaces an existing row, expired or not; [`StoreError::NotFound`] if
     /// there is none. Never inserts.
     async fn update(&self, key: &SessionKey, record: Record) -> Result<(), StoreError>;
+
+    /// In one transaction: reads the row under `key`, computes its new data
+    /// with `patcher` and writes it with `expire_date`.
+    /// [`StoreError::NotFound`] if there is no row; an expired row is patched
+    /// from no data (`None`).
+    async fn patch(
+        &self,
+        key: &SessionKey,
+        patcher: Patcher,
+        expire_date: ExpireDate,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Removes the row under `key`; true if there was one.
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError>;

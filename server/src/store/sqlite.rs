@@ -24,7 +24,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use super::{DriverError, Migration, SessionStore, StoreError, StoreOptions};
+use super::{DriverError, Migration, Patcher, SessionStore, StoreError, StoreOptions};
 use crate::session::{ExpireDate, Record, SessionKey};
 use writer::{WriteOp, WriteOutcome, Writer};
 
@@ -157,6 +157,22 @@ impl SessionStore for SqliteStore {
         let op = WriteOp::Update {
             key: key.clone(),
             record,
+        };
+        self.writer.submit(op).await.map(|_| ())
+    }
+
+    async fn patch(
+        &self,
+        key: &SessionKey,
+        patcher: Patcher,
+        expire_date: ExpireDate,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let op = WriteOp::Patch {
+            key: key.clone(),
+            patcher,
+            expire_date,
+            now,
         };
         self.writer.submit(op).await.map(|_| ())
     }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{classify, to_django_text};
 use crate::session::{ExpireDate, Record, SessionKey};
-use crate::store::StoreError;
+use crate::store::{Patcher, StoreError};
 
 /// Most operations committed in one transaction. Bounds the time one commit
 /// holds the write lock, and so the wait of a Django process on the same file.
@@ -27,7 +27,6 @@ const MAX_BATCH: usize = 256;
 const QUEUE_DEPTH: usize = 4096;
 
 /// A write the engine performs.
-#[derive(Debug)]
 pub(super) enum WriteOp {
     Insert {
         key: SessionKey,
@@ -36,6 +35,12 @@ pub(super) enum WriteOp {
     Update {
         key: SessionKey,
         record: Record,
+    },
+    Patch {
+        key: SessionKey,
+        patcher: Patcher,
+        expire_date: ExpireDate,
+        now: DateTime<Utc>,
     },
     Delete {
         key: SessionKey,
@@ -51,6 +56,20 @@ pub(super) enum WriteOp {
         now: DateTime<Utc>,
         limit: u64,
     },
+}
+
+impl std::fmt::Debug for WriteOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Self::Insert { .. } => "Insert",
+            Self::Update { .. } => "Update",
+            Self::Patch { .. } => "Patch",
+            Self::Delete { .. } => "Delete",
+            Self::CycleKey { .. } => "CycleKey",
+            Self::ClearExpiredBatch { .. } => "ClearExpiredBatch",
+        };
+        f.write_str(name)
+    }
 }
 
 /// What a successful write did.
@@ -148,13 +167,14 @@ fn run(mut conn: Connection, mut commands: mpsc::Receiver<Command>, timeout: Dur
 }
 
 fn commit_batch(conn: &mut Connection, batch: &mut Vec<(WriteOp, Reply)>, timeout: Duration) {
+    let mut pending = std::mem::take(batch).into_iter();
     if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
-        fail_all(batch, &err, timeout);
+        fail_all(pending.map(|(_, reply)| reply), &err, timeout);
         return;
     }
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for (op, _) in batch.iter() {
-        outcomes.push(apply(conn, op, timeout));
+    let mut outcomes = Vec::with_capacity(pending.len());
+    while let Some((op, reply)) = pending.next() {
+        outcomes.push((reply, apply(conn, op, timeout)));
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (e.g. disk full): none
             // of this batch may be acknowledged.
@@ -162,38 +182,49 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<(WriteOp, Reply)>, timeou
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
                 Some("the transaction was rolled back".into()),
             );
-            fail_all(batch, &err, timeout);
+            let replies = outcomes.into_iter().map(|(reply, _)| reply);
+            fail_all(
+                replies.chain(pending.map(|(_, reply)| reply)),
+                &err,
+                timeout,
+            );
             return;
         }
     }
     if let Err(err) = conn.execute_batch("COMMIT") {
         let _ = conn.execute_batch("ROLLBACK");
-        fail_all(batch, &err, timeout);
+        fail_all(outcomes.into_iter().map(|(reply, _)| reply), &err, timeout);
         return;
     }
-    for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
+    for (reply, outcome) in outcomes {
         let _ = reply.send(outcome);
     }
 }
 
-fn fail_all(batch: &mut Vec<(WriteOp, Reply)>, err: &rusqlite::Error, timeout: Duration) {
-    tracing::warn!(error = %err, writes = batch.len(), "sqlite transaction failed");
+fn fail_all(replies: impl Iterator<Item = Reply>, err: &rusqlite::Error, timeout: Duration) {
+    tracing::warn!(error = %err, "sqlite transaction failed; none of its writes took effect");
     let code = err
         .sqlite_error()
         .copied()
         .unwrap_or_else(|| rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR));
     let message = err.to_string();
-    for (_, reply) in batch.drain(..) {
+    for reply in replies {
         let copy = rusqlite::Error::SqliteFailure(code, Some(message.clone()));
         let _ = reply.send(Err(classify(copy, timeout)));
     }
 }
 
-fn apply(conn: &Connection, op: &WriteOp, timeout: Duration) -> Result<WriteOutcome, StoreError> {
+fn apply(conn: &Connection, op: WriteOp, timeout: Duration) -> Result<WriteOutcome, StoreError> {
     let result = match op {
-        WriteOp::Insert { key, record } => insert(conn, key, record),
-        WriteOp::Update { key, record } => update(conn, key, record),
-        WriteOp::Delete { key } => delete(conn, key).map(WriteOutcome::Removed),
+        WriteOp::Insert { key, record } => insert(conn, &key, &record),
+        WriteOp::Update { key, record } => update(conn, &key, &record),
+        WriteOp::Patch {
+            key,
+            patcher,
+            expire_date,
+            now,
+        } => patch(conn, &key, patcher, expire_date, now),
+        WriteOp::Delete { key } => delete(conn, &key).map(WriteOutcome::Removed),
         WriteOp::CycleKey {
             old_key,
             new_key,
@@ -202,18 +233,18 @@ fn apply(conn: &Connection, op: &WriteOp, timeout: Duration) -> Result<WriteOutc
             now,
         } => cycle_key(
             conn,
-            old_key,
-            new_key,
+            &old_key,
+            &new_key,
             session_data.as_deref(),
-            *expire_date,
-            *now,
+            expire_date,
+            now,
         ),
         WriteOp::ClearExpiredBatch { now, limit } => conn
             .prepare_cached(
                 "DELETE FROM django_session WHERE session_key IN \
                  (SELECT session_key FROM django_session WHERE expire_date < ?1 LIMIT ?2)",
             )
-            .and_then(|mut stmt| stmt.execute((to_django_text(*now), *limit as i64)))
+            .and_then(|mut stmt| stmt.execute((to_django_text(now), limit as i64)))
             .map(|count| WriteOutcome::Removed(count as u64))
             .map_err(Failure::Sql),
     };
@@ -264,6 +295,33 @@ fn update(conn: &Connection, key: &SessionKey, record: &Record) -> Result<WriteO
         return Err(Failure::Store(StoreError::NotFound));
     }
     Ok(WriteOutcome::Done)
+}
+
+/// Reads and rewrites one row inside the batch transaction, so no other
+/// write to it can come between the read and the write.
+fn patch(
+    conn: &Connection,
+    key: &SessionKey,
+    patcher: Patcher,
+    expire_date: ExpireDate,
+    now: DateTime<Utc>,
+) -> Result<WriteOutcome, Failure> {
+    let (stored, live) = conn
+        .prepare_cached(
+            "SELECT session_data, expire_date > ?2 FROM django_session WHERE session_key = ?1",
+        )?
+        .query_row((key.as_str(), to_django_text(now)), |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?))
+        })
+        .optional()?
+        .ok_or(Failure::Store(StoreError::NotFound))?;
+    let session_data =
+        patcher(live.then_some(stored)).map_err(|err| Failure::Store(StoreError::Invalid(err)))?;
+    let record = Record {
+        session_data,
+        expire_date,
+    };
+    update(conn, key, &record)
 }
 
 fn delete(conn: &Connection, key: &SessionKey) -> Result<u64, Failure> {
