@@ -1,0 +1,431 @@
+//! [`Client`]: one typed method per RPC of `sessiond.v1.SessionService`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::proto;
+use crate::proto::session_service_client::SessionServiceClient;
+
+/// How long to wait for the TCP (and TLS) handshake with a server.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one call may take before it fails with `DEADLINE_EXCEEDED`:
+/// far above a healthy call (well under a millisecond), below a page load
+/// that users would abandon.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A failed call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An endpoint address, the token or the TLS settings are malformed, or
+    /// the connection failed.
+    #[error("cannot connect to sessiond")]
+    Connect(#[source] tonic::transport::Error),
+    /// No server address was given to the builder.
+    #[error("no sessiond endpoint given; add one with ClientBuilder::endpoint")]
+    NoEndpoint,
+    /// The bearer token contains characters not allowed in a header.
+    #[error("the bearer token is not a valid header value")]
+    InvalidToken,
+    /// The server answered with an error status.
+    #[error("sessiond answered {}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+    /// A time cannot be expressed as a protobuf timestamp, or the server sent
+    /// a malformed one.
+    #[error("time out of range: {0}")]
+    TimeOutOfRange(&'static str),
+}
+
+impl Error {
+    /// The gRPC status code, if the server answered.
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            Self::Status(status) => Some(status.code()),
+            _ => None,
+        }
+    }
+}
+
+/// A live session as loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// The session data, the text of a JSON object.
+    pub data: String,
+    /// When the session expires.
+    pub expire_date: SystemTime,
+}
+
+/// A session stored under a fresh key, by [`Client::create`] or
+/// [`Client::cycle_key`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// The new session key.
+    pub session_key: String,
+    /// When the session expires, as stored.
+    pub expire_date: SystemTime,
+}
+
+/// Adds `authorization: Bearer …` to every call when a token is set.
+#[derive(Clone)]
+pub struct BearerToken(Option<MetadataValue<Ascii>>);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = if self.0.is_some() { "set" } else { "none" };
+        write!(f, "BearerToken({shown})")
+    }
+}
+
+impl Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The transport under [`Client`]: a (load-balanced) channel that adds the
+/// bearer token.
+pub type Transport = InterceptedService<Channel, BearerToken>;
+
+/// Settings for [`Client`]; start with [`Client::builder`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    endpoints: Vec<String>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    token: Option<String>,
+    #[cfg(feature = "tls")]
+    tls: Option<tonic::transport::ClientTlsConfig>,
+}
+
+impl ClientBuilder {
+    /// Adds a server address, such as `http://127.0.0.1:50051` (or
+    /// `https://…` with TLS). Calls are spread over all added servers.
+    pub fn endpoint(mut self, address: impl Into<String>) -> Self {
+        self.endpoints.push(address.into());
+        self
+    }
+
+    /// How long to wait for a connection (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`]).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one call may take (default [`DEFAULT_REQUEST_TIMEOUT`]).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sends `authorization: Bearer TOKEN` with every call.
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Connects with TLS (and a client certificate, if the config has an
+    /// identity).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: tonic::transport::ClientTlsConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    fn endpoint_settings(&self, address: &str) -> Result<Endpoint, Error> {
+        let endpoint = Endpoint::from_shared(address.to_owned())
+            .map_err(Error::Connect)?
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.request_timeout)
+            .tcp_nodelay(true);
+        #[cfg(feature = "tls")]
+        let endpoint = match &self.tls {
+            Some(tls) => endpoint.tls_config(tls.clone()).map_err(Error::Connect)?,
+            None => endpoint,
+        };
+        Ok(endpoint)
+    }
+
+    /// Builds the client. With one endpoint it connects now, so a wrong
+    /// address fails here; with several, connections are made as needed and
+    /// calls go to the servers that answer.
+    pub async fn connect(self) -> Result<Client, Error> {
+        let token = match &self.token {
+            Some(token) => Some(
+                format!("Bearer {token}")
+                    .parse::<MetadataValue<Ascii>>()
+                    .map_err(|_| Error::InvalidToken)?,
+            ),
+            None => None,
+        };
+        let channel = match self.endpoints.as_slice() {
+            [] => return Err(Error::NoEndpoint),
+            [one] => {
+                let endpoint = self.endpoint_settings(one)?;
+                endpoint.connect().await.map_err(Error::Connect)?
+            }
+            many => {
+                let endpoints = many
+                    .iter()
+                    .map(|address| self.endpoint_settings(address))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Channel::balance_list(endpoints.into_iter())
+            }
+        };
+        Ok(Client {
+            inner: SessionServiceClient::new(InterceptedService::new(channel, BearerToken(token))),
+        })
+    }
+}
+
+/// A handle to sessiond: cheap to clone, and clones share connections.
+///
+/// Idempotent calls (`load`, `exists`, `delete`, `clear_expired`) are
+/// retried once when the server answers `UNAVAILABLE`; writes are never
+/// retried blindly, since the first attempt may have taken effect.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: SessionServiceClient<Transport>,
+}
+
+impl Client {
+    /// Settings for a client with several endpoints, TLS or a token.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder {
+            endpoints: Vec::new(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            token: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// Connects to one server, e.g. `http://127.0.0.1:50051`, with the
+    /// default timeouts.
+    pub async fn connect(endpoint: impl Into<String>) -> Result<Self, Error> {
+        Self::builder().endpoint(endpoint).connect().await
+    }
+
+    /// The generated gRPC client underneath, for raw requests.
+    pub fn raw(&self) -> SessionServiceClient<Transport> {
+        self.inner.clone()
+    }
+
+    /// Runs an idempotent call, once more if the server was unavailable.
+    async fn idempotent<T, F, Fut>(&self, call: F) -> Result<T, Error>
+    where
+        F: Fn(SessionServiceClient<Transport>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        match call(self.inner.clone()).await {
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                Ok(call(self.inner.clone()).await?.into_inner())
+            }
+            result => Ok(result?.into_inner()),
+        }
+    }
+
+    /// The live session under `session_key`; `None` if it is missing or
+    /// expired.
+    pub async fn load(&self, session_key: &str) -> Result<Option<Loaded>, Error> {
+        let response = self
+            .idempotent(|mut raw| async move {
+                raw.load(proto::LoadRequest {
+                    session_key: session_key.to_owned(),
+                })
+                .await
+            })
+            .await?;
+        if !response.found {
+            return Ok(None);
+        }
+        Ok(Some(Loaded {
+            data: response.data,
+            expire_date: from_timestamp(response.expire_date)?,
+        }))
+    }
+
+    /// Whether a row exists under `session_key`, expired or not.
+    pub async fn exists(&self, session_key: &str) -> Result<bool, Error> {
+        let response = self
+            .idempotent(|mut raw| async move {
+                raw.exists(proto::ExistsRequest {
+                    session_key: session_key.to_owned(),
+                })
+                .await
+            })
+            .await?;
+        Ok(response.exists)
+    }
+
+    /// Stores `data` under a fresh key drawn by the server. `expire_date`
+    /// `None` means the server's default session age from now.
+    pub async fn create(
+        &self,
+        data: &str,
+        expire_date: Option<SystemTime>,
+    ) -> Result<Created, Error> {
+        let request = proto::CreateRequest {
+            data: data.to_owned(),
+            expire_date: expire_date.map(to_timestamp).transpose()?,
+        };
+        let response = self.inner.clone().create(request).await?.into_inner();
+        Ok(Created {
+            session_key: response.session_key,
+            expire_date: from_timestamp(response.expire_date)?,
+        })
+    }
+
+    /// Writes a session: with `must_create`, inserts (`ALREADY_EXISTS` if the
+    /// key is taken); otherwise updates (`NOT_FOUND` if it was deleted).
+    /// Returns the stored expiry.
+    pub async fn save(
+        &self,
+        session_key: &str,
+        data: &str,
+        expire_date: Option<SystemTime>,
+        must_create: bool,
+    ) -> Result<SystemTime, Error> {
+        let request = proto::SaveRequest {
+            session_key: session_key.to_owned(),
+            data: data.to_owned(),
+            expire_date: expire_date.map(to_timestamp).transpose()?,
+            must_create,
+        };
+        let response = self.inner.clone().save(request).await?.into_inner();
+        from_timestamp(response.expire_date)
+    }
+
+    /// Changes some keys of a session in one transaction on the server:
+    /// removes the keys in `remove`, then sets the members of `set` (the text
+    /// of a JSON object, or empty), on top of the stored data or of an empty
+    /// session when `replace` is true. `NOT_FOUND` if the session was
+    /// deleted. Returns the stored expiry.
+    pub async fn patch(
+        &self,
+        session_key: &str,
+        set: &str,
+        remove: &[String],
+        replace: bool,
+        expire_date: Option<SystemTime>,
+    ) -> Result<SystemTime, Error> {
+        let request = proto::PatchRequest {
+            session_key: session_key.to_owned(),
+            set: set.to_owned(),
+            remove: remove.to_vec(),
+            replace,
+            expire_date: expire_date.map(to_timestamp).transpose()?,
+        };
+        let response = self.inner.clone().patch(request).await?.into_inner();
+        from_timestamp(response.expire_date)
+    }
+
+    /// Deletes a session; true if there was one.
+    pub async fn delete(&self, session_key: &str) -> Result<bool, Error> {
+        let response = self
+            .idempotent(|mut raw| async move {
+                raw.delete(proto::DeleteRequest {
+                    session_key: session_key.to_owned(),
+                })
+                .await
+            })
+            .await?;
+        Ok(response.deleted)
+    }
+
+    /// Moves a session to a fresh key in one transaction. `data` `None` keeps
+    /// the stored data (the session must then be live).
+    pub async fn cycle_key(
+        &self,
+        session_key: &str,
+        data: Option<&str>,
+        expire_date: Option<SystemTime>,
+    ) -> Result<Created, Error> {
+        let request = proto::CycleKeyRequest {
+            session_key: session_key.to_owned(),
+            data: data.map(str::to_owned),
+            expire_date: expire_date.map(to_timestamp).transpose()?,
+        };
+        let response = self.inner.clone().cycle_key(request).await?.into_inner();
+        Ok(Created {
+            session_key: response.session_key,
+            expire_date: from_timestamp(response.expire_date)?,
+        })
+    }
+
+    /// Removes every expired session; returns how many.
+    pub async fn clear_expired(&self) -> Result<u64, Error> {
+        let response = self
+            .idempotent(
+                |mut raw| async move { raw.clear_expired(proto::ClearExpiredRequest {}).await },
+            )
+            .await?;
+        Ok(response.removed)
+    }
+}
+
+pub(crate) fn to_timestamp(time: SystemTime) -> Result<prost_types::Timestamp, Error> {
+    let (seconds, nanos) = match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => (
+            i64::try_from(after.as_secs()).ok(),
+            after.subsec_nanos() as i32,
+        ),
+        Err(before) => {
+            let before = before.duration();
+            let mut seconds = i64::try_from(before.as_secs()).ok().map(|s| -s);
+            let mut nanos = before.subsec_nanos() as i32;
+            if nanos > 0 {
+                seconds = seconds.and_then(|s| s.checked_sub(1));
+                nanos = 1_000_000_000 - nanos;
+            }
+            (seconds, nanos)
+        }
+    };
+    let seconds = seconds.ok_or(Error::TimeOutOfRange("expire_date"))?;
+    Ok(prost_types::Timestamp { seconds, nanos })
+}
+
+pub(crate) fn from_timestamp(ts: Option<prost_types::Timestamp>) -> Result<SystemTime, Error> {
+    let ts = ts.ok_or(Error::TimeOutOfRange("the server sent no expire_date"))?;
+    let nanos = u32::try_from(ts.nanos).map_err(|_| Error::TimeOutOfRange("expire_date"))?;
+    let time = if ts.seconds >= 0 {
+        UNIX_EPOCH.checked_add(Duration::new(ts.seconds.unsigned_abs(), nanos))
+    } else {
+        UNIX_EPOCH
+            .checked_sub(Duration::from_secs(ts.seconds.unsigned_abs()))
+            .and_then(|t| t.checked_add(Duration::from_nanos(u64::from(nanos))))
+    };
+    time.ok_or(Error::TimeOutOfRange("expire_date"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_on_both_sides_of_the_epoch() {
+        for time in [
+            UNIX_EPOCH,
+            UNIX_EPOCH + Duration::new(1_767_225_600, 123_456_000),
+            UNIX_EPOCH - Duration::new(5, 250_000_000),
+            UNIX_EPOCH - Duration::from_secs(62_135_596_800),
+        ] {
+            let ts = to_timestamp(time).unwrap();
+            assert!((0..1_000_000_000).contains(&ts.nanos));
+            assert_eq!(from_timestamp(Some(ts)).unwrap(), time);
+        }
+    }
+}

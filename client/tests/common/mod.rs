@@ -1,0 +1,56 @@
+//! A real sessiond on 127.0.0.1:0 over a temporary SQLite file.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use clap::Parser;
+use sessiond::config::ServeConfig;
+use sessiond_client::{Backend, Client, Session, Settings};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub struct Sessiond {
+    pub client: Client,
+    pub url: String,
+    pub db_path: std::path::PathBuf,
+    _dir: TempDir,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Sessiond {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("sessions.sqlite3");
+        let store = format!("sqlite://{}", db_path.display());
+        let config = ServeConfig::try_parse_from(["serve", "--store", &store]).unwrap();
+        let server = sessiond::Server::open(config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(server.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        let client = Client::connect(url.clone()).await.unwrap();
+        Self {
+            client,
+            url,
+            db_path,
+            _dir: dir,
+            _stop: stop,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        Backend::Server(self.client.clone())
+    }
+
+    /// A session for `key`, as a request carrying that cookie would get.
+    pub fn session(&self, key: Option<&str>) -> Session {
+        self.session_with(Settings::default(), key)
+    }
+
+    pub fn session_with(&self, settings: Settings, key: Option<&str>) -> Session {
+        Session::new(self.backend(), Arc::new(settings), key)
+    }
+}
