@@ -224,17 +224,27 @@ impl Client {
         self.inner.clone()
     }
 
-    /// Runs an idempotent call, once more if the server was unavailable.
-    async fn idempotent<T, F, Fut>(&self, call: F) -> Result<T, Error>
+    /// Runs a call. A call whose connection was refused never reached a
+    /// server and goes to another one (a few times at most); an idempotent
+    /// call also gets one more try after any `UNAVAILABLE`.
+    async fn call<T, F, Fut>(&self, idempotent: bool, call: F) -> Result<T, Error>
     where
         F: Fn(SessionServiceClient<Transport>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        match call(self.inner.clone()).await {
-            Err(status) if status.code() == tonic::Code::Unavailable => {
-                Ok(call(self.inner.clone()).await?.into_inner())
+        let mut refused_retries = MAX_REFUSED_RETRIES;
+        let mut unavailable_retry = idempotent;
+        loop {
+            match call(self.inner.clone()).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) if refused_retries > 0 && connection_refused(&status) => {
+                    refused_retries -= 1;
+                }
+                Err(status) if unavailable_retry && status.code() == tonic::Code::Unavailable => {
+                    unavailable_retry = false;
+                }
+                Err(status) => return Err(status.into()),
             }
-            result => Ok(result?.into_inner()),
         }
     }
 
@@ -242,7 +252,7 @@ impl Client {
     /// expired.
     pub async fn load(&self, session_key: &str) -> Result<Option<Loaded>, Error> {
         let response = self
-            .idempotent(|mut raw| async move {
+            .call(true, |mut raw| async move {
                 raw.load(proto::LoadRequest {
                     session_key: session_key.to_owned(),
                 })
@@ -261,7 +271,7 @@ impl Client {
     /// Whether a row exists under `session_key`, expired or not.
     pub async fn exists(&self, session_key: &str) -> Result<bool, Error> {
         let response = self
-            .idempotent(|mut raw| async move {
+            .call(true, |mut raw| async move {
                 raw.exists(proto::ExistsRequest {
                     session_key: session_key.to_owned(),
                 })
@@ -278,11 +288,16 @@ impl Client {
         data: &str,
         expire_date: Option<SystemTime>,
     ) -> Result<Created, Error> {
-        let request = proto::CreateRequest {
-            data: data.to_owned(),
-            expire_date: expire_date.map(to_timestamp).transpose()?,
-        };
-        let response = self.inner.clone().create(request).await?.into_inner();
+        let expire_date = expire_date.map(to_timestamp).transpose()?;
+        let response = self
+            .call(false, |mut raw| async move {
+                raw.create(proto::CreateRequest {
+                    data: data.to_owned(),
+                    expire_date,
+                })
+                .await
+            })
+            .await?;
         Ok(Created {
             session_key: response.session_key,
             expire_date: from_timestamp(response.expire_date)?,
@@ -299,13 +314,18 @@ impl Client {
         expire_date: Option<SystemTime>,
         must_create: bool,
     ) -> Result<SystemTime, Error> {
-        let request = proto::SaveRequest {
-            session_key: session_key.to_owned(),
-            data: data.to_owned(),
-            expire_date: expire_date.map(to_timestamp).transpose()?,
-            must_create,
-        };
-        let response = self.inner.clone().save(request).await?.into_inner();
+        let expire_date = expire_date.map(to_timestamp).transpose()?;
+        let response = self
+            .call(false, |mut raw| async move {
+                raw.save(proto::SaveRequest {
+                    session_key: session_key.to_owned(),
+                    data: data.to_owned(),
+                    expire_date,
+                    must_create,
+                })
+                .await
+            })
+            .await?;
         from_timestamp(response.expire_date)
     }
 
@@ -322,21 +342,26 @@ impl Client {
         replace: bool,
         expire_date: Option<SystemTime>,
     ) -> Result<SystemTime, Error> {
-        let request = proto::PatchRequest {
-            session_key: session_key.to_owned(),
-            set: set.to_owned(),
-            remove: remove.to_vec(),
-            replace,
-            expire_date: expire_date.map(to_timestamp).transpose()?,
-        };
-        let response = self.inner.clone().patch(request).await?.into_inner();
+        let expire_date = expire_date.map(to_timestamp).transpose()?;
+        let response = self
+            .call(false, |mut raw| async move {
+                raw.patch(proto::PatchRequest {
+                    session_key: session_key.to_owned(),
+                    set: set.to_owned(),
+                    remove: remove.to_vec(),
+                    replace,
+                    expire_date,
+                })
+                .await
+            })
+            .await?;
         from_timestamp(response.expire_date)
     }
 
     /// Deletes a session; true if there was one.
     pub async fn delete(&self, session_key: &str) -> Result<bool, Error> {
         let response = self
-            .idempotent(|mut raw| async move {
+            .call(true, |mut raw| async move {
                 raw.delete(proto::DeleteRequest {
                     session_key: session_key.to_owned(),
                 })
@@ -354,12 +379,17 @@ impl Client {
         data: Option<&str>,
         expire_date: Option<SystemTime>,
     ) -> Result<Created, Error> {
-        let request = proto::CycleKeyRequest {
-            session_key: session_key.to_owned(),
-            data: data.map(str::to_owned),
-            expire_date: expire_date.map(to_timestamp).transpose()?,
-        };
-        let response = self.inner.clone().cycle_key(request).await?.into_inner();
+        let expire_date = expire_date.map(to_timestamp).transpose()?;
+        let response = self
+            .call(false, |mut raw| async move {
+                raw.cycle_key(proto::CycleKeyRequest {
+                    session_key: session_key.to_owned(),
+                    data: data.map(str::to_owned),
+                    expire_date,
+                })
+                .await
+            })
+            .await?;
         Ok(Created {
             session_key: response.session_key,
             expire_date: from_timestamp(response.expire_date)?,
@@ -369,12 +399,34 @@ impl Client {
     /// Removes every expired session; returns how many.
     pub async fn clear_expired(&self) -> Result<u64, Error> {
         let response = self
-            .idempotent(
-                |mut raw| async move { raw.clear_expired(proto::ClearExpiredRequest {}).await },
-            )
+            .call(true, |mut raw| async move {
+                raw.clear_expired(proto::ClearExpiredRequest {}).await
+            })
             .await?;
         Ok(response.removed)
     }
+}
+
+/// Tries after a refused connection: enough to get past a dead server or
+/// two among several, bounded so a client with no live server fails fast.
+const MAX_REFUSED_RETRIES: usize = 4;
+
+/// Whether the call failed because its connection was refused, so that no
+/// server saw it and it is safe to send again, write or not.
+fn connection_refused(status: &tonic::Status) -> bool {
+    if status.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let mut source = std::error::Error::source(status);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 pub(crate) fn to_timestamp(time: SystemTime) -> Result<prost_types::Timestamp, Error> {

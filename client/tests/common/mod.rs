@@ -20,10 +20,17 @@ pub struct Sessiond {
 
 impl Sessiond {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts with extra `sessiond serve` flags.
+    pub async fn start_with(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db_path = dir.path().join("sessions.sqlite3");
         let store = format!("sqlite://{}", db_path.display());
-        let config = ServeConfig::try_parse_from(["serve", "--store", &store]).unwrap();
+        let mut argv = vec!["serve", "--store", &store];
+        argv.extend_from_slice(args);
+        let config = ServeConfig::try_parse_from(argv).unwrap();
         let server = sessiond::Server::open(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
