@@ -1,0 +1,352 @@
+//! The JSON that Django's session serializer writes: Python's
+//! `json.dumps(obj, separators=(",", ":"))` with its defaults, notably
+//! `ensure_ascii=True`.
+//!
+//! Byte-identity matters because the JSON is what gets compressed and signed:
+//! a different but equivalent text still decodes in Django, yet no longer
+//! matches Django's own `session_data` for the same session.
+
+use serde_json::{Map, Number, Value};
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes `object` exactly as Django's `JSONSerializer` does (Python's
+/// `json.dumps(object, separators=(",", ":"))`).
+///
+/// - No whitespace; keys in the map's order (the workspace enables
+///   `serde_json/preserve_order`, so that is insertion order, as in Python).
+/// - `ensure_ascii`: `"` `\` and `\n` `\r` `\t` `\b` `\f` get their short
+///   escapes; every other character outside `0x20..=0x7e` (controls, DEL
+///   `0x7f`, all non-ASCII) becomes `\uXXXX` in lowercase hex, characters
+///   above U+FFFF as a UTF-16 surrogate pair. `/` is not escaped.
+/// - Integers are written digit for digit (with `arbitrary_precision`,
+///   `9007199254740993` stays exact); `-0` becomes `0`, as a Python int.
+/// - Other numbers are floats in Python: they are written as Python's
+///   `repr(float)` (`1.5`, `1e+16`, `1e-05`, `1000000000000000.0`), which
+///   can differ from the literal held by `serde_json` (`1e16`, `1.50`).
+///   One known difference remains: a literal too large for a double, such
+///   as `1e400`, is `Infinity` in Python, which is not JSON; it is written
+///   as `serde_json` holds it (`1e+400`), which Django reads back as the
+///   same infinity.
+///
+/// ```
+/// let object = serde_json::json!({"name": "Zoë 🎉", "n": [1, 1.5, null]});
+/// let serde_json::Value::Object(map) = object else { unreachable!() };
+/// assert_eq!(
+///     sessiond_signing::django_json(&map),
+///     r#"{"name":"Zo\u00eb \ud83c\udf89","n":[1,1.5,null]}"#
+/// );
+/// ```
+pub fn django_json(object: &Map<String, Value>) -> String {
+    let mut out = String::with_capacity(64);
+    write_object(&mut out, object);
+    out
+}
+
+fn write_value(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Number(n) => write_number(out, n),
+        Value::String(s) => write_string(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(object) => write_object(out, object),
+    }
+}
+
+fn write_object(out: &mut String, object: &Map<String, Value>) {
+    out.push('{');
+    for (i, (key, value)) in object.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(out, key);
+        out.push(':');
+        write_value(out, value);
+    }
+    out.push('}');
+}
+
+/// Python's `py_encode_basestring_ascii`.
+fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            ' '..='~' => out.push(c),
+            _ => {
+                let mut units = [0u16; 2];
+                for &unit in c.encode_utf16(&mut units).iter() {
+                    out.push_str("\\u");
+                    for shift in [12, 8, 4, 0] {
+                        out.push(char::from(HEX[usize::from((unit >> shift) & 0xf)]));
+                    }
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
+fn write_number(out: &mut String, n: &Number) {
+    // With `arbitrary_precision` this is the literal as parsed; without it,
+    // the i64/u64/f64 the number holds. Python's JSON grammar makes a number
+    // a float exactly when it has a fraction or an exponent.
+    let literal = n.to_string();
+    if !literal.contains(['.', 'e', 'E']) {
+        if literal.bytes().all(|b| b == b'-' || b == b'0') {
+            out.push('0');
+        } else {
+            out.push_str(&literal);
+        }
+        return;
+    }
+    match literal.parse::<f64>() {
+        Ok(f) if f.is_finite() => write_python_float(out, f),
+        _ => out.push_str(&literal),
+    }
+}
+
+/// Python's `float.__repr__` (CPython `format_float_short`, mode `'r'`): the
+/// shortest digits that round-trip, in positional notation when the decimal
+/// point falls within `-4 < decpt <= 16`, otherwise as `d.ddde±XX`.
+fn write_python_float(out: &mut String, f: f64) {
+    // Rust's `{:e}` prints the same shortest round-trip digits as Python's
+    // repr, e.g. `-1.2345e-5`, `1e16`, `0e0`.
+    let scientific = format!("{f:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa),
+    };
+    let mut digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    break_tie_to_even(f, exponent, &mut digits);
+    if negative {
+        out.push('-');
+    }
+    // `decpt` as in CPython: the value is 0.DIGITS × 10^decpt.
+    let decpt = exponent + 1;
+    if f == 0.0 {
+        out.push_str("0.0");
+    } else if decpt <= -4 || decpt > 16 {
+        let (first, rest) = digits.split_at(1);
+        out.push_str(first);
+        if !rest.is_empty() {
+            out.push('.');
+            out.push_str(rest);
+        }
+        out.push('e');
+        out.push(if exponent < 0 { '-' } else { '+' });
+        let magnitude = exponent.unsigned_abs();
+        if magnitude < 10 {
+            out.push('0');
+        }
+        out.push_str(&magnitude.to_string());
+    } else if decpt <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', decpt.unsigned_abs() as usize));
+        out.push_str(&digits);
+    } else {
+        let point = decpt.unsigned_abs() as usize;
+        if point >= digits.len() {
+            out.push_str(&digits);
+            out.extend(std::iter::repeat_n('0', point - digits.len()));
+            out.push_str(".0");
+        } else {
+            let (whole, fraction) = digits.split_at(point);
+            out.push_str(whole);
+            out.push('.');
+            out.push_str(fraction);
+        }
+    }
+}
+
+/// Rust and Python agree on the shortest round-trip digits except when the
+/// float lies exactly halfway between two candidates of that length (e.g.
+/// 568025686039701.25): Rust rounds the last digit up, Python's dtoa to
+/// even (`…701.2`). Detects that case from the exact decimal expansion and
+/// switches to the even neighbour when it also round-trips.
+fn break_tie_to_even(f: f64, exponent: i32, digits: &mut String) {
+    let Some(&last) = digits.as_bytes().last() else {
+        return;
+    };
+    // ASCII digits have the parity of their value (b'0' is 48).
+    if last.is_multiple_of(2) {
+        return;
+    }
+    // An f64's exact decimal expansion has at most 767 significant digits.
+    let exact = format!("{:.800e}", f.abs());
+    let Some((exact_mantissa, exact_exponent)) = exact.split_once('e') else {
+        return;
+    };
+    if exact_exponent.parse::<i32>().ok() != Some(exponent) {
+        return;
+    }
+    let exact_digits: Vec<u8> = exact_mantissa.bytes().filter(|b| *b != b'.').collect();
+    let n = digits.len();
+    let is_tie = exact_digits.get(n) == Some(&b'5')
+        && exact_digits
+            .get(n + 1..)
+            .is_some_and(|rest| rest.iter().all(|b| *b == b'0'));
+    if !is_tie {
+        return;
+    }
+    // The two candidates are the truncation T and T + 1 in the last place;
+    // the odd one was chosen, so the even one is the other: one step down
+    // if the chosen one is T + 1, one step up if it is T.
+    let truncated_last = exact_digits.get(n - 1).copied().unwrap_or(last);
+    let even = if truncated_last == last {
+        last + 1
+    } else {
+        last - 1
+    };
+    if !even.is_ascii_digit() {
+        return;
+    }
+    let mut candidate = digits.clone();
+    candidate.pop();
+    candidate.push(char::from(even));
+    let text = format!("0.{candidate}e{}", exponent + 1);
+    if text.parse::<f64>().ok() == Some(f.abs()) {
+        *digits = candidate;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dump(value: Value) -> String {
+        let mut map = Map::new();
+        map.insert("v".to_owned(), value);
+        let text = django_json(&map);
+        text["{\"v\":".len()..text.len() - 1].to_owned()
+    }
+
+    fn float_literal(literal: &str) -> String {
+        dump(serde_json::from_str(literal).unwrap())
+    }
+
+    #[test]
+    fn escapes_like_python_ensure_ascii() {
+        // Expected strings are what CPython 3.11 json.dumps prints.
+        assert_eq!(
+            dump(json!("\u{7f}\u{0}\u{1f}\u{2028}/\u{8}\u{c}")),
+            r#""\u007f\u0000\u001f\u2028/\b\f""#
+        );
+        assert_eq!(dump(json!("q\"uote\\\n\r\t")), r#""q\"uote\\\n\r\t""#);
+        assert_eq!(dump(json!(" ~")), r#"" ~""#);
+        assert_eq!(
+            dump(json!("\u{80}\u{ff}\u{fffd}")),
+            r#""\u0080\u00ff\ufffd""#
+        );
+        assert_eq!(
+            dump(json!("\u{10000}\u{10ffff}")),
+            r#""\ud800\udc00\udbff\udfff""#
+        );
+        assert_eq!(dump(json!("\u{1F389}")), r#""\ud83c\udf89""#);
+    }
+
+    #[test]
+    fn escapes_keys_too() {
+        let mut map = Map::new();
+        map.insert("é\"".to_owned(), json!({}));
+        map.insert("b".to_owned(), json!([]));
+        assert_eq!(django_json(&map), r#"{"\u00e9\"":{},"b":[]}"#);
+    }
+
+    #[test]
+    fn keeps_insertion_order() {
+        let map: Map<String, Value> = serde_json::from_str(r#"{"z":1,"a":2,"m":3}"#).unwrap();
+        assert_eq!(django_json(&map), r#"{"z":1,"a":2,"m":3}"#);
+    }
+
+    #[test]
+    fn writes_integers_exactly() {
+        assert_eq!(float_literal("9007199254740993"), "9007199254740993");
+        assert_eq!(
+            float_literal("-123456789012345678901234567890"),
+            "-123456789012345678901234567890"
+        );
+        assert_eq!(float_literal("-0"), "0");
+        assert_eq!(float_literal("0"), "0");
+        assert_eq!(dump(json!(u64::MAX)), u64::MAX.to_string());
+        assert_eq!(dump(json!(i64::MIN)), i64::MIN.to_string());
+    }
+
+    #[test]
+    fn writes_floats_as_python_repr() {
+        // (JSON literal, CPython 3.11 `json.dumps(json.loads(literal))`)
+        let cases = [
+            ("1.5", "1.5"),
+            ("-0.25", "-0.25"),
+            ("1.50", "1.5"),
+            ("1.0", "1.0"),
+            ("1e0", "1.0"),
+            ("1E2", "100.0"),
+            ("-0.0", "-0.0"),
+            ("0.0", "0.0"),
+            ("0e5", "0.0"),
+            ("1e16", "1e+16"),
+            ("1e15", "1000000000000000.0"),
+            ("1.5e16", "1.5e+16"),
+            ("123456789012345678.0", "1.2345678901234568e+17"),
+            ("1e-5", "1e-05"),
+            ("1e-4", "0.0001"),
+            ("0.00012345", "0.00012345"),
+            ("0.1", "0.1"),
+            ("0.30000000000000004", "0.30000000000000004"),
+            ("1.5e300", "1.5e+300"),
+            ("5e-324", "5e-324"),
+            ("9223372036854775808.0", "9.223372036854776e+18"),
+            ("1e22", "1e+22"),
+            ("1.7976931348623157e308", "1.7976931348623157e+308"),
+            ("-1e-7", "-1e-07"),
+            ("123.456", "123.456"),
+            ("1234567890123456.7", "1234567890123456.8"),
+            ("1e-400", "0.0"),
+            // Exactly halfway between two shortest candidates: to even.
+            ("568025686039701.25", "568025686039701.2"),
+            ("-176757534807349.125", "-176757534807349.12"),
+            ("590413917271.40625", "590413917271.4062"),
+            ("0.5", "0.5"),
+            ("2.5", "2.5"),
+        ];
+        for (literal, python) in cases {
+            assert_eq!(float_literal(literal), python, "{literal}");
+        }
+    }
+
+    #[test]
+    fn floats_made_in_rust_are_written_as_python_would() {
+        assert_eq!(dump(json!(1e16)), "1e+16");
+        assert_eq!(dump(json!(2.5)), "2.5");
+        assert_eq!(dump(json!(100.0)), "100.0");
+    }
+
+    #[test]
+    fn keeps_literals_that_overflow_a_double() {
+        // Python would write `Infinity` (not JSON); see `django_json`.
+        // serde_json's `arbitrary_precision` normalizes the exponent marker.
+        assert_eq!(float_literal("1e400"), "1e+400");
+        assert_eq!(float_literal("-1E400"), "-1e+400");
+    }
+}

@@ -1,0 +1,50 @@
+//! `sessiond-signing`: the `session_data` format of Django's session table,
+//! encoded and verified in Rust exactly as Django 4.0–6.1 do it.
+//!
+//! A session dictionary is stored as `signing.dumps(session, salt=…,
+//! compress=True)`: JSON as Python writes it, zlib-compressed when that
+//! helps, URL-safe base64, a base62 timestamp and an HMAC-SHA256 signature
+//! keyed by `SHA256(salt + "signer" + SECRET_KEY)`:
+//!
+//! ```text
+//! [.]payload:timestamp:signature
+//! ```
+//!
+//! - [`Signer`] holds `SECRET_KEY`, `SECRET_KEY_FALLBACKS` and the store's
+//!   salt ([`DEFAULT_SALT`] for the db, cached_db, cache and file stores,
+//!   [`SIGNED_COOKIES_SALT`] for the cookie engine). [`Signer::dumps`] is
+//!   byte-identical to Django, compressed payloads included;
+//!   [`Signer::loads`] verifies in constant time, then decodes.
+//! - [`django_json`] is Python's `json.dumps(…, separators=(",", ":"))`
+//!   with `ensure_ascii`, the text that is compressed and signed.
+//! - [`base62_encode`] and [`base62_decode`] are Django's `b62_encode` and
+//!   `b62_decode`.
+//!
+//! The main trade-off: byte-identity with Django needs C zlib (built from
+//! the source bundled in `libz-sys`), because Rust deflate implementations
+//! emit different streams; and it needs Python's float formatting and
+//! escaping, which [`django_json`] reimplements. Where Django accepts input
+//! that a `serde_json` map cannot represent (a JSON list at the top level,
+//! `NaN`, lone surrogates), [`Signer::loads`] returns an error instead; see
+//! its documentation.
+//!
+//! Pure functions only: time is an argument (`now_unix_seconds`), and there
+//! is no I/O and no logging. Out of scope: storing sessions, expiry of
+//! sessions (`expire_date`, `_session_expiry`), session keys, cookies, the
+//! pre-3.1 legacy format (Django ≥ 4.0 rejects it too), serializers other
+//! than JSON, and `signing.dumps` without compression.
+
+#![deny(missing_docs)]
+
+mod base62;
+mod compression;
+mod json;
+mod signer;
+
+pub use base62::{Base62Error, base62_decode, base62_encode};
+pub use compression::InflateError;
+pub use json::django_json;
+pub use signer::{
+    ConfigError, DEFAULT_SALT, MAX_DECOMPRESSED_LEN, MalformedError, SIGNED_COOKIES_SALT, Signer,
+    SigningError, derive_key,
+};
