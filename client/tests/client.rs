@@ -85,8 +85,13 @@ async fn idempotent_calls_are_retried_once_when_the_server_is_unavailable() {
 #[tokio::test]
 async fn a_wrong_address_fails_at_connect() {
     // A port that was just free: nothing listens there.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let err = Client::connect(format!("http://{closed}")).await.unwrap_err();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let err = Client::connect(format!("http://{closed}"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Connect(_)), "{err:?}");
     let err = Client::connect("not a url").await.unwrap_err();
     assert!(matches!(err, Error::Connect(_)), "{err:?}");
