@@ -1,9 +1,10 @@
 //! [`Backend`]: where a [`Session`](crate::Session) keeps its data.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Value};
+use sessiond_signing::{SIGNED_COOKIES_SALT, Signer};
 
 use crate::client::Client;
 use crate::session::SessionError;
@@ -13,6 +14,56 @@ use crate::session::SessionError;
 pub enum Backend {
     /// In sessiond, through a [`Client`]; the cookie carries only the key.
     Server(Client),
+    /// In the cookie itself, signed as Django's `signed_cookies` engine
+    /// signs it, with no server at all.
+    SignedCookies(SignedCookies),
+}
+
+/// Django's `signed_cookies` session engine: the cookie value is the session
+/// data, signed with `SECRET_KEY` (`signing.dumps(…, compress=True, salt=
+/// "django.contrib.sessions.backends.signed_cookies")`), so a Django site
+/// with the same secret reads and writes the same cookies.
+///
+/// As in Django, the data is readable by the user (signed, not encrypted),
+/// a cookie is valid for `cookie_age` seconds after it was last written,
+/// `_session_expiry` does not shorten that, and a logged-out cookie cannot
+/// be revoked before it expires. Browsers drop cookies over about 4 KiB.
+#[derive(Debug, Clone)]
+pub struct SignedCookies {
+    signer: Signer,
+}
+
+impl SignedCookies {
+    /// Signs with `secret_key` (Django's `SECRET_KEY`), and also accepts
+    /// cookies signed with any of `fallback_keys` (`SECRET_KEY_FALLBACKS`).
+    pub fn new<I, K>(
+        secret_key: &str,
+        fallback_keys: I,
+    ) -> Result<Self, sessiond_signing::ConfigError>
+    where
+        I: IntoIterator<Item = K>,
+        K: AsRef<str>,
+    {
+        let signer =
+            Signer::new(secret_key, SIGNED_COOKIES_SALT)?.with_fallback_keys(fallback_keys);
+        Ok(Self { signer })
+    }
+
+    fn dumps(&self, data: &Map<String, Value>) -> String {
+        self.signer.dumps(data, unix_now())
+    }
+}
+
+/// The longest cookie value worth verifying: browsers keep cookies of up to
+/// about 4 KiB, name included.
+const MAX_COOKIE_VALUE: usize = 4096;
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        })
 }
 
 /// Whether `key` could have been issued by sessiond: 8 to 40 characters of
@@ -47,18 +98,30 @@ impl Backend {
     pub(crate) fn accepts_key(&self, key: &str) -> bool {
         match self {
             Self::Server(_) => is_server_key(key),
+            Self::SignedCookies(_) => (8..=MAX_COOKIE_VALUE).contains(&key.len()),
         }
     }
 
     /// The live session's data; `None` if it is missing or expired. Data
     /// that is not a JSON object reads as an empty session, as Django reads
     /// a corrupted one.
-    pub(crate) async fn load(&self, key: &str) -> Result<Option<Map<String, Value>>, SessionError> {
+    /// `cookie_age` bounds how old a signed cookie may be.
+    pub(crate) async fn load(
+        &self,
+        key: &str,
+        cookie_age: i64,
+    ) -> Result<Option<Map<String, Value>>, SessionError> {
         match self {
             Self::Server(client) => Ok(client
                 .load(key)
                 .await?
                 .map(|loaded| serde_json::from_str(&loaded.data).unwrap_or_default())),
+            Self::SignedCookies(cookies) => {
+                let max_age = Duration::from_secs(cookie_age.max(0).unsigned_abs());
+                // A forged, tampered, expired or foreign cookie is an empty
+                // session, as in Django.
+                Ok(cookies.signer.loads(key, Some(max_age), unix_now()).ok())
+            }
         }
     }
 
@@ -73,6 +136,7 @@ impl Backend {
                 .create(&to_text(data), Some(to_system_time(expire)))
                 .await?
                 .session_key),
+            Self::SignedCookies(cookies) => Ok(cookies.dumps(data)),
         }
     }
 
@@ -91,6 +155,7 @@ impl Backend {
                     .map_err(interrupted_if_missing)?;
                 Ok(key.to_owned())
             }
+            Self::SignedCookies(cookies) => Ok(cookies.dumps(data)),
         }
     }
 
@@ -100,7 +165,7 @@ impl Backend {
     pub(crate) async fn patch(
         &self,
         key: &str,
-        _data: &Map<String, Value>,
+        data: &Map<String, Value>,
         set: &Map<String, Value>,
         removed: &[String],
         replace: bool,
@@ -119,6 +184,8 @@ impl Backend {
                     .map_err(interrupted_if_missing)?;
                 Ok(key.to_owned())
             }
+            // The cookie holds the whole session: there is nothing to patch.
+            Self::SignedCookies(cookies) => Ok(cookies.dumps(data)),
         }
     }
 
@@ -135,6 +202,7 @@ impl Backend {
                 .await?
                 .session_key),
             (Self::Server(_), None) => self.create(data, expire).await,
+            (Self::SignedCookies(cookies), _) => Ok(cookies.dumps(data)),
         }
     }
 
@@ -144,6 +212,9 @@ impl Backend {
                 client.delete(key).await?;
                 Ok(())
             }
+            // The browser holds the only copy; the emptied session deletes
+            // the cookie.
+            Self::SignedCookies(_) => Ok(()),
         }
     }
 
@@ -155,12 +226,15 @@ impl Backend {
                 }
                 Ok(client.exists(key).await?)
             }
+            Self::SignedCookies(_) => Ok(false),
         }
     }
 
     pub(crate) async fn clear_expired(&self) -> Result<u64, SessionError> {
         match self {
             Self::Server(client) => Ok(client.clear_expired().await?),
+            // Signed cookies expire in the browser and by their age.
+            Self::SignedCookies(_) => Ok(0),
         }
     }
 }

@@ -53,7 +53,7 @@ pub mod proto {
     tonic::include_proto!("sessiond.v1");
 }
 
-pub use backend::{Backend, is_server_key};
+pub use backend::{Backend, SignedCookies, is_server_key};
 pub use client::{
     BearerToken, Client, ClientBuilder, Created, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
     Error, Loaded, Transport,
@@ -62,4 +62,5 @@ pub use expiry::{EXPIRY_KEY, Expiry, ExpiryValue};
 #[cfg(feature = "tower")]
 pub use layer::{SessionLayer, SessionService};
 pub use session::{ExpiryArgs, Session, SessionError};
+pub use sessiond_signing::ConfigError as SigningConfigError;
 pub use settings::{DEFAULT_COOKIE_AGE, DEFAULT_COOKIE_NAME, SameSite, SaveMode, Settings};

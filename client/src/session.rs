@@ -241,7 +241,11 @@ impl Session {
                 }
             }
         };
-        let loaded = self.inner.backend.load(&key).await?;
+        let loaded = self
+            .inner
+            .backend
+            .load(&key, self.inner.settings.cookie_age)
+            .await?;
         let mut state = self.lock();
         if state.cache.is_none() {
             match loaded {
