@@ -81,7 +81,9 @@ pub enum LogFormat {
 pub struct StoreConfig {
     /// Storage engine URL. `sqlite://PATH` is an SQLite file, created if
     /// missing (relative to the working directory; `sqlite:///abs/path` for an
-    /// absolute path). A Django app may share the file.
+    /// absolute path). `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (with an
+    /// optional `?schema=NAME`) is a PostgreSQL database that many sessiond
+    /// replicas may share. A Django app may share either.
     #[arg(long, env = "SESSIOND_STORE", default_value = DEFAULT_STORE, value_name = "URL")]
     pub store: StoreUrl,
 

@@ -6,6 +6,7 @@
 //! resurrect. They take `now` as an argument so that expiry is testable
 //! without sleeping. One file per engine.
 
+mod postgres;
 mod sqlite;
 
 use std::fmt;
@@ -18,6 +19,7 @@ use chrono::{DateTime, Utc};
 
 use crate::session::{ExpireDate, InvalidInput, Record, SessionKey};
 
+pub use postgres::{PostgresStore, PostgresUrl};
 pub use sqlite::SqliteStore;
 
 /// A boxed error from an engine's driver, kept as the source of a
@@ -146,18 +148,26 @@ pub enum StoreUrl {
     /// `sqlite://PATH`: an SQLite database file (relative paths are relative
     /// to the working directory; `sqlite:///abs/path` for absolute ones).
     Sqlite { path: std::path::PathBuf },
+    /// `postgres://user:password@host:port/database?schema=name`: Django's
+    /// table on PostgreSQL, in `schema` if given.
+    Postgres(PostgresUrl),
 }
 
 /// A `--store` value that is not a store URL sessiond understands.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreUrlError {
-    #[error("'{0}' is not a store URL; expected sqlite://PATH")]
+    #[error("'{0}' is not a store URL; expected {SUPPORTED_URLS}")]
     NoScheme(String),
-    #[error("unsupported store '{0}://'; expected sqlite://PATH")]
+    #[error("unsupported store '{0}://'; expected {SUPPORTED_URLS}")]
     UnsupportedScheme(String),
+    #[error(transparent)]
+    Postgres(#[from] postgres::UrlError),
     #[error("sqlite:// needs a database file path, e.g. sqlite://sessiond.sqlite3")]
     EmptyPath,
 }
+
+/// The store URL forms, for error messages.
+const SUPPORTED_URLS: &str = "sqlite://PATH or postgres://USER@HOST/DATABASE";
 
 impl FromStr for StoreUrl {
     type Err = StoreUrlError;
@@ -169,6 +179,7 @@ impl FromStr for StoreUrl {
         match scheme {
             "sqlite" if rest.is_empty() => Err(StoreUrlError::EmptyPath),
             "sqlite" => Ok(Self::Sqlite { path: rest.into() }),
+            "postgres" | "postgresql" => Ok(Self::Postgres(PostgresUrl::parse(text)?)),
             other => Err(StoreUrlError::UnsupportedScheme(other.to_owned())),
         }
     }
@@ -178,6 +189,7 @@ impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
+            Self::Postgres(url) => write!(f, "{url}"),
         }
     }
 }
@@ -232,6 +244,19 @@ pub async fn open(
                     reason,
                 }),
                 Err(sqlite::OpenFailure::Driver(source)) => Err(OpenError::Driver {
+                    url: url.clone(),
+                    source,
+                }),
+            }
+        }
+        StoreUrl::Postgres(postgres_url) => {
+            match PostgresStore::open(postgres_url, options).await {
+                Ok(store) => Ok(Arc::new(store)),
+                Err(postgres::OpenFailure::Unusable(reason)) => Err(OpenError::Unusable {
+                    url: url.clone(),
+                    reason,
+                }),
+                Err(postgres::OpenFailure::Driver(source)) => Err(OpenError::Driver {
                     url: url.clone(),
                     source,
                 }),

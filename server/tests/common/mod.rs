@@ -38,7 +38,22 @@ impl TestServer {
     /// Starts on `sessions.sqlite3` inside `dir`, which may already hold one.
     pub async fn start_in(dir: TempDir, args: &[&str]) -> Self {
         let db_path = dir.path().join("sessions.sqlite3");
-        let server = Server::open(serve_config(&db_path, args)).await.unwrap();
+        let config = serve_config(&db_path, args);
+        Self::start_config(dir, db_path, config).await
+    }
+
+    /// Starts on the store `url` (any engine).
+    pub async fn start_store(url: &str, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut argv = vec!["serve", "--store", url, "--listen", "127.0.0.1:0"];
+        argv.extend_from_slice(args);
+        let config = ServeConfig::try_parse_from(argv).unwrap();
+        let db_path = dir.path().join("unused");
+        Self::start_config(dir, db_path, config).await
+    }
+
+    async fn start_config(dir: TempDir, db_path: PathBuf, config: ServeConfig) -> Self {
+        let server = Server::open(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -111,4 +126,146 @@ pub fn hours_from_now(hours: i64) -> SystemTime {
 pub fn code(err: sessiond_client::Error) -> tonic::Code {
     err.code()
         .unwrap_or_else(|| panic!("expected a status, got {err:?}"))
+}
+
+/// Whether a service on this machine answers at `addr`. Under CI=true a
+/// missing service fails the test; elsewhere the test is skipped, loudly.
+pub fn service_available(name: &str, addr: &str) -> bool {
+    let reachable = addr
+        .parse::<SocketAddr>()
+        .ok()
+        .and_then(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok())
+        .is_some();
+    if reachable {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|value| value == "true") {
+        panic!("{name} is not reachable at {addr}, and CI=true requires it");
+    }
+    eprintln!("SKIPPED: {name} is not reachable at {addr}; this test did not run");
+    false
+}
+
+pub const POSTGRES_ADDR: &str = "127.0.0.1:5432";
+
+/// A schema of its own in the `test` database, dropped when the test ends,
+/// so PostgreSQL tests run in parallel.
+pub struct PgSchema {
+    pub name: String,
+}
+
+impl PgSchema {
+    pub fn new() -> Self {
+        use rand::RngExt;
+        let suffix: u64 = rand::rng().random();
+        Self {
+            name: format!("sessiond_test_{suffix:016x}"),
+        }
+    }
+
+    /// The store URL of this schema through `addr` (PostgreSQL itself, or a
+    /// proxy in front of it).
+    pub fn url_via(&self, addr: &str) -> String {
+        format!("postgres://postgres@{addr}/test?schema={}", self.name)
+    }
+
+    pub fn url(&self) -> String {
+        self.url_via(POSTGRES_ADDR)
+    }
+
+    /// Runs SQL in this schema on a connection of the test's own.
+    pub async fn execute(&self, sql: &str) {
+        let (client, connection) = tokio_postgres::connect(
+            &format!(
+                "host=127.0.0.1 port=5432 user=postgres dbname=test options='-c search_path={}'",
+                self.name
+            ),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        client.batch_execute(sql).await.unwrap();
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop may run inside a runtime; a thread of its own can block.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok((client, connection)) = tokio_postgres::connect(
+                    "host=127.0.0.1 port=5432 user=postgres dbname=test options='-c lock_timeout=10000'",
+                    tokio_postgres::NoTls,
+                )
+                .await
+                {
+                    tokio::spawn(connection);
+                    let _ = client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                        .await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// A TCP proxy on 127.0.0.1 in front of a service, that a test can cut and
+/// restore to play the service going down and coming back.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    target: String,
+    running: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    pub async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut proxy = Self {
+            addr,
+            target: target.to_owned(),
+            running: None,
+        };
+        proxy.running = Some(tokio::spawn(Self::serve(listener, proxy.target.clone())));
+        proxy
+    }
+
+    async fn serve(listener: tokio::net::TcpListener, target: String) {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            connections.spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+        // Dropping the set aborts every forwarded connection.
+    }
+
+    /// Closes the port and cuts every connection through it.
+    pub fn cut(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.abort();
+        }
+    }
+
+    /// Opens the same port again.
+    pub async fn restore(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.running = Some(tokio::spawn(Self::serve(listener, self.target.clone())));
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
 }
