@@ -81,7 +81,11 @@ pub enum LogFormat {
 pub struct StoreConfig {
     /// Storage engine URL. `sqlite://PATH` is an SQLite file, created if
     /// missing (relative to the working directory; `sqlite:///abs/path` for an
-    /// absolute path). A Django app may share the file.
+    /// absolute path). `file:///DIR` keeps one file per session in an existing
+    /// directory, as Django's file engine does; `?prefix=NAME` is Django's
+    /// SESSION_COOKIE_NAME (default sessionid) and `?cookie_age=SECONDS` its
+    /// SESSION_COOKIE_AGE (default 1209600). A Django app may share the file
+    /// or the directory.
     #[arg(long, env = "SESSIOND_STORE", default_value = DEFAULT_STORE, value_name = "URL")]
     pub store: StoreUrl,
 

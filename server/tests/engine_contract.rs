@@ -34,6 +34,20 @@ async fn sqlite() -> Engine {
     }
 }
 
+async fn file() -> Engine {
+    let dir = tempfile::tempdir().unwrap();
+    let url: StoreUrl = format!("file://{}", dir.path().display()).parse().unwrap();
+    let options = StoreOptions {
+        timeout: Duration::from_secs(5),
+    };
+    let store = store::open(&url, &options).await.unwrap();
+    store.migrate().await.unwrap();
+    Engine {
+        store,
+        _guard: Box::new(dir),
+    }
+}
+
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-01-01T12:00:00.250000Z")
         .unwrap()
@@ -301,6 +315,18 @@ macro_rules! contract {
 }
 
 contract!(sqlite:
+    expire_date_equal_to_now_is_neither_loaded_nor_purged,
+    a_session_expiring_one_microsecond_after_now_loads,
+    insert_never_overwrites,
+    update_never_resurrects,
+    cycle_key_is_all_or_nothing,
+    a_large_clear_expired_removes_exactly_the_expired_rows,
+    patches_are_atomic_read_modify_writes,
+    a_patch_sees_no_data_of_an_expired_row_and_none_of_a_missing_one,
+    writes_after_close_fail_cleanly,
+);
+
+contract!(file:
     expire_date_equal_to_now_is_neither_loaded_nor_purged,
     a_session_expiring_one_microsecond_after_now_loads,
     insert_never_overwrites,

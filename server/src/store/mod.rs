@@ -6,6 +6,7 @@
 //! resurrect. They take `now` as an argument so that expiry is testable
 //! without sleeping. One file per engine.
 
+mod file;
 mod sqlite;
 
 use std::fmt;
@@ -18,6 +19,7 @@ use chrono::{DateTime, Utc};
 
 use crate::session::{ExpireDate, InvalidInput, Record, SessionKey};
 
+pub use file::{DEFAULT_COOKIE_AGE, DEFAULT_PREFIX, FileStore, FileUrl, FileUrlError};
 pub use sqlite::SqliteStore;
 
 /// A boxed error from an engine's driver, kept as the source of a
@@ -146,17 +148,22 @@ pub enum StoreUrl {
     /// `sqlite://PATH`: an SQLite database file (relative paths are relative
     /// to the working directory; `sqlite:///abs/path` for absolute ones).
     Sqlite { path: std::path::PathBuf },
+    /// `file://DIR[?prefix=NAME&cookie_age=SECONDS]`: one file per session in
+    /// a directory, as Django's file engine keeps them.
+    File(FileUrl),
 }
 
 /// A `--store` value that is not a store URL sessiond understands.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreUrlError {
-    #[error("'{0}' is not a store URL; expected sqlite://PATH")]
+    #[error("'{0}' is not a store URL; expected sqlite://PATH or file:///DIR")]
     NoScheme(String),
-    #[error("unsupported store '{0}://'; expected sqlite://PATH")]
+    #[error("unsupported store '{0}://'; expected sqlite://PATH or file:///DIR")]
     UnsupportedScheme(String),
     #[error("sqlite:// needs a database file path, e.g. sqlite://sessiond.sqlite3")]
     EmptyPath,
+    #[error(transparent)]
+    File(#[from] FileUrlError),
 }
 
 impl FromStr for StoreUrl {
@@ -169,6 +176,7 @@ impl FromStr for StoreUrl {
         match scheme {
             "sqlite" if rest.is_empty() => Err(StoreUrlError::EmptyPath),
             "sqlite" => Ok(Self::Sqlite { path: rest.into() }),
+            "file" => Ok(Self::File(rest.parse()?)),
             other => Err(StoreUrlError::UnsupportedScheme(other.to_owned())),
         }
     }
@@ -178,6 +186,7 @@ impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
+            Self::File(url) => fmt::Display::fmt(url, f),
         }
     }
 }
@@ -237,6 +246,26 @@ pub async fn open(
                 }),
             }
         }
+        StoreUrl::File(file_url) => {
+            let file_url = file_url.clone();
+            let store = tokio::task::spawn_blocking(move || FileStore::open(&file_url))
+                .await
+                .map_err(|err| OpenError::Driver {
+                    url: url.clone(),
+                    source: err.into(),
+                })?;
+            match store {
+                Ok(store) => Ok(Arc::new(store)),
+                Err(file::OpenFailure::Unusable(reason)) => Err(OpenError::Unusable {
+                    url: url.clone(),
+                    reason,
+                }),
+                Err(file::OpenFailure::Driver(source)) => Err(OpenError::Driver {
+                    url: url.clone(),
+                    source,
+                }),
+            }
+        }
     }
 }
 
@@ -268,5 +297,33 @@ mod tests {
             .to_string();
         assert!(err.contains("sqlite://PATH"), "{err}");
         assert!("sqlite://".parse::<StoreUrl>().is_err());
+        let err = "redis://x".parse::<StoreUrl>().unwrap_err().to_string();
+        assert!(err.contains("file:///DIR"), "{err}");
+    }
+
+    #[test]
+    fn file_urls_parse_and_display_as_written() {
+        for text in [
+            "file:///var/lib/sessiond",
+            "file:///var/lib/sessiond?prefix=myapp_sid",
+            "file:///var/lib/sessiond?prefix=myapp_sid&cookie_age=3600",
+            "file://relative/dir",
+        ] {
+            let url: StoreUrl = text.parse().unwrap();
+            assert_eq!(url.to_string(), text);
+        }
+        let StoreUrl::File(url) = "file:///srv/s?prefix=sid".parse().unwrap() else {
+            panic!("not a file URL");
+        };
+        assert_eq!(url.dir, std::path::Path::new("/srv/s"));
+        assert_eq!(url.prefix, "sid");
+        assert_eq!(url.cookie_age, DEFAULT_COOKIE_AGE);
+        let err = "file://".parse::<StoreUrl>().unwrap_err().to_string();
+        assert!(err.contains("file:///var/lib/sessiond"), "{err}");
+        let err = "file:///d?prefix=../x"
+            .parse::<StoreUrl>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("prefix:"), "{err}");
     }
 }
