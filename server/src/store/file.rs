@@ -69,6 +69,8 @@
 //! session file guards an inode that the next rename replaces, so it would
 //! need a second, long-lived lock file per session. Run one sessiond per
 //! directory; several replicas need a shared database engine.
+//! `--store-timeout` has nothing to bound here: the only locks are this
+//! process's own, each held for the length of one file write.
 //!
 //! `ClearExpired` lists the directory, skipping anything that is not
 //! `<prefix>` followed by a valid key (Django's `_out_` temporary files,

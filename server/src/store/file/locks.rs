@@ -17,9 +17,16 @@ const SHARDS: usize = 256;
 
 /// The per-key write locks. Only ever held on a blocking thread, never across
 /// an `.await`.
-#[derive(Debug)]
 pub(super) struct KeyLocks {
     shards: Box<[Mutex<()>]>,
+}
+
+impl std::fmt::Debug for KeyLocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyLocks")
+            .field("shards", &self.shards.len())
+            .finish()
+    }
 }
 
 /// Held while one or two keys are being written.
