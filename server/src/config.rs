@@ -83,7 +83,11 @@ pub struct StoreConfig {
     /// missing (relative to the working directory; `sqlite:///abs/path` for an
     /// absolute path). `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (with an
     /// optional `?schema=NAME`) is a PostgreSQL database that many sessiond
-    /// replicas may share. A Django app may share either.
+    /// replicas may share. `file:///DIR` keeps one file per session in an
+    /// existing directory, as Django's file engine does; `?prefix=NAME` is
+    /// Django's SESSION_COOKIE_NAME (default sessionid) and
+    /// `?cookie_age=SECONDS` its SESSION_COOKIE_AGE (default 1209600). A
+    /// Django app may share any of them.
     #[arg(long, env = "SESSIOND_STORE", default_value = DEFAULT_STORE, value_name = "URL")]
     pub store: StoreUrl,
 

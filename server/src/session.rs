@@ -42,6 +42,10 @@ pub enum InvalidInput {
     DataTooLarge { size: usize, limit: usize },
     #[error("expire_date: must be a valid time between the years 1 and 9999 UTC")]
     ExpireDateOutOfRange,
+    #[error(
+        "expire_date: the store keeps expiry as a file time, and its file system cannot hold this one; choose a date nearer to now"
+    )]
+    ExpireDateNotStorable,
     #[error("set: must be empty or the text of a JSON object, such as {{\"cart\":[1,2]}}")]
     SetNotObject(#[source] serde_json::Error),
     #[error(

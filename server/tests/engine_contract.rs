@@ -54,6 +54,20 @@ async fn postgres() -> Option<Engine> {
     })
 }
 
+async fn file() -> Option<Engine> {
+    let dir = tempfile::tempdir().unwrap();
+    let url: StoreUrl = format!("file://{}", dir.path().display()).parse().unwrap();
+    let options = StoreOptions {
+        timeout: Duration::from_secs(5),
+    };
+    let store = store::open(&url, &options).await.unwrap();
+    store.migrate().await.unwrap();
+    Some(Engine {
+        store,
+        _guard: Box::new(dir),
+    })
+}
+
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-01-01T12:00:00.250000Z")
         .unwrap()
@@ -328,7 +342,7 @@ macro_rules! contract {
 }
 
 contract!(
-    engines: [sqlite, postgres],
+    engines: [sqlite, postgres, file],
     tests: [
         expire_date_equal_to_now_is_neither_loaded_nor_purged,
         a_session_expiring_one_microsecond_after_now_loads,

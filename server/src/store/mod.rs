@@ -6,6 +6,7 @@
 //! resurrect. They take `now` as an argument so that expiry is testable
 //! without sleeping. One file per engine.
 
+mod file;
 mod postgres;
 mod sqlite;
 
@@ -19,6 +20,7 @@ use chrono::{DateTime, Utc};
 
 use crate::session::{ExpireDate, InvalidInput, Record, SessionKey};
 
+pub use file::{DEFAULT_COOKIE_AGE, DEFAULT_PREFIX, FileStore, FileUrl, FileUrlError};
 pub use postgres::{PostgresStore, PostgresUrl};
 pub use sqlite::SqliteStore;
 
@@ -151,6 +153,9 @@ pub enum StoreUrl {
     /// `postgres://user:password@host:port/database?schema=name`: Django's
     /// table on PostgreSQL, in `schema` if given.
     Postgres(PostgresUrl),
+    /// `file://DIR[?prefix=NAME&cookie_age=SECONDS]`: one file per session in
+    /// a directory, as Django's file engine keeps them.
+    File(FileUrl),
 }
 
 /// A `--store` value that is not a store URL sessiond understands.
@@ -164,10 +169,12 @@ pub enum StoreUrlError {
     Postgres(#[from] postgres::UrlError),
     #[error("sqlite:// needs a database file path, e.g. sqlite://sessiond.sqlite3")]
     EmptyPath,
+    #[error(transparent)]
+    File(#[from] FileUrlError),
 }
 
 /// The store URL forms, for error messages.
-const SUPPORTED_URLS: &str = "sqlite://PATH or postgres://USER@HOST/DATABASE";
+const SUPPORTED_URLS: &str = "sqlite://PATH, postgres://USER@HOST/DATABASE or file:///DIR";
 
 impl FromStr for StoreUrl {
     type Err = StoreUrlError;
@@ -180,6 +187,7 @@ impl FromStr for StoreUrl {
             "sqlite" if rest.is_empty() => Err(StoreUrlError::EmptyPath),
             "sqlite" => Ok(Self::Sqlite { path: rest.into() }),
             "postgres" | "postgresql" => Ok(Self::Postgres(PostgresUrl::parse(text)?)),
+            "file" => Ok(Self::File(rest.parse()?)),
             other => Err(StoreUrlError::UnsupportedScheme(other.to_owned())),
         }
     }
@@ -190,6 +198,7 @@ impl fmt::Display for StoreUrl {
         match self {
             Self::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
             Self::Postgres(url) => write!(f, "{url}"),
+            Self::File(url) => fmt::Display::fmt(url, f),
         }
     }
 }
@@ -262,6 +271,26 @@ pub async fn open(
                 }),
             }
         }
+        StoreUrl::File(file_url) => {
+            let file_url = file_url.clone();
+            let store = tokio::task::spawn_blocking(move || FileStore::open(&file_url))
+                .await
+                .map_err(|err| OpenError::Driver {
+                    url: url.clone(),
+                    source: err.into(),
+                })?;
+            match store {
+                Ok(store) => Ok(Arc::new(store)),
+                Err(file::OpenFailure::Unusable(reason)) => Err(OpenError::Unusable {
+                    url: url.clone(),
+                    reason,
+                }),
+                Err(file::OpenFailure::Driver(source)) => Err(OpenError::Driver {
+                    url: url.clone(),
+                    source,
+                }),
+            }
+        }
     }
 }
 
@@ -293,5 +322,33 @@ mod tests {
             .to_string();
         assert!(err.contains("sqlite://PATH"), "{err}");
         assert!("sqlite://".parse::<StoreUrl>().is_err());
+        let err = "redis://x".parse::<StoreUrl>().unwrap_err().to_string();
+        assert!(err.contains("file:///DIR"), "{err}");
+    }
+
+    #[test]
+    fn file_urls_parse_and_display_as_written() {
+        for text in [
+            "file:///var/lib/sessiond",
+            "file:///var/lib/sessiond?prefix=myapp_sid",
+            "file:///var/lib/sessiond?prefix=myapp_sid&cookie_age=3600",
+            "file://relative/dir",
+        ] {
+            let url: StoreUrl = text.parse().unwrap();
+            assert_eq!(url.to_string(), text);
+        }
+        let StoreUrl::File(url) = "file:///srv/s?prefix=sid".parse().unwrap() else {
+            panic!("not a file URL");
+        };
+        assert_eq!(url.dir, std::path::Path::new("/srv/s"));
+        assert_eq!(url.prefix, "sid");
+        assert_eq!(url.cookie_age, DEFAULT_COOKIE_AGE);
+        let err = "file://".parse::<StoreUrl>().unwrap_err().to_string();
+        assert!(err.contains("file:///var/lib/sessiond"), "{err}");
+        let err = "file:///d?prefix=../x"
+            .parse::<StoreUrl>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("prefix:"), "{err}");
     }
 }
