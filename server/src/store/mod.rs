@@ -50,7 +50,12 @@ pub enum StoreError {
 /// Computes the new `session_data` of a patched session from the stored one
 /// (`None` when the stored session has expired). Runs inside the engine's
 /// transaction, so it must be quick and must not block.
-pub type Patcher = Box<dyn FnOnce(Option<String>) -> Result<String, InvalidInput> + Send>;
+///
+/// `Fn`, not `FnOnce`: an engine without transactions that can run Rust code
+/// (Redis) applies a patch optimistically, and when another write came
+/// between its read and its write it merges again on top of the newer data.
+/// `Sync` because such an engine keeps it across `.await`.
+pub type Patcher = Box<dyn Fn(Option<String>) -> Result<String, InvalidInput> + Send + Sync>;
 
 /// A migration that `migrate` applied or adopted.
 #[derive(Debug, Clone, PartialEq, Eq)]
