@@ -4,8 +4,12 @@
 //! Engines store [`Record`]s under [`SessionKey`]s with Django's database
 //! semantics: loads see live rows only, inserts never overwrite, updates never
 //! resurrect. They take `now` as an argument so that expiry is testable
-//! without sleeping. One file per engine.
+//! without sleeping. One file per engine: `sqlite` (the embedded default),
+//! `redis` (shared by several sessiond replicas; Redis expires sessions by
+//! itself) and `memory` (in-process, for tests and development).
 
+mod memory;
+mod redis;
 mod sqlite;
 
 use std::fmt;
@@ -18,7 +22,9 @@ use chrono::{DateTime, Utc};
 
 use crate::session::{ExpireDate, InvalidInput, Record, SessionKey};
 
-pub use sqlite::SqliteStore;
+pub use self::memory::{MemoryStore, MemoryUrl, MemoryUrlError};
+pub use self::redis::{RedisStore, RedisUrl, RedisUrlError};
+pub use self::sqlite::SqliteStore;
 
 /// A boxed error from an engine's driver, kept as the source of a
 /// [`StoreError`].
@@ -33,9 +39,14 @@ pub enum StoreError {
     /// An update (or a cycle without data) found no live session.
     #[error("the session does not exist")]
     NotFound,
-    /// The engine is down, locked or full; the call may succeed later.
+    /// The engine is down or locked; the call may succeed later.
     #[error("the storage engine is unavailable")]
     Unavailable(#[source] DriverError),
+    /// The engine holds as much as it may (the memory engine's
+    /// `max_sessions`, Redis's `maxmemory`); nothing new fits until sessions
+    /// expire or are deleted.
+    #[error("the storage engine is full")]
+    Full(#[source] DriverError),
     /// The engine's schema is missing or not one sessiond can use.
     #[error("{0}")]
     Schema(String),
@@ -151,17 +162,29 @@ pub enum StoreUrl {
     /// `sqlite://PATH`: an SQLite database file (relative paths are relative
     /// to the working directory; `sqlite:///abs/path` for absolute ones).
     Sqlite { path: std::path::PathBuf },
+    /// `redis://[USER:PASSWORD@]HOST[:PORT][/DB][?prefix=PREFIX]`: a Redis
+    /// server, one hash per session under the prefix.
+    Redis(RedisUrl),
+    /// `memory://[?max_sessions=N]`: a map inside the sessiond process.
+    Memory(MemoryUrl),
 }
+
+/// The store URL forms sessiond understands, for error messages.
+const SUPPORTED_STORES: &str = "expected sqlite://PATH, redis://HOST[:PORT][/DB][?prefix=PREFIX] or memory://[?max_sessions=N]";
 
 /// A `--store` value that is not a store URL sessiond understands.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreUrlError {
-    #[error("'{0}' is not a store URL; expected sqlite://PATH")]
+    #[error("'{0}' is not a store URL; {SUPPORTED_STORES}")]
     NoScheme(String),
-    #[error("unsupported store '{0}://'; expected sqlite://PATH")]
+    #[error("unsupported store '{0}://'; {SUPPORTED_STORES}")]
     UnsupportedScheme(String),
     #[error("sqlite:// needs a database file path, e.g. sqlite://sessiond.sqlite3")]
     EmptyPath,
+    #[error(transparent)]
+    Redis(#[from] RedisUrlError),
+    #[error(transparent)]
+    Memory(#[from] MemoryUrlError),
 }
 
 impl FromStr for StoreUrl {
@@ -174,6 +197,8 @@ impl FromStr for StoreUrl {
         match scheme {
             "sqlite" if rest.is_empty() => Err(StoreUrlError::EmptyPath),
             "sqlite" => Ok(Self::Sqlite { path: rest.into() }),
+            "redis" | "rediss" => Ok(Self::Redis(RedisUrl::parse(text)?)),
+            "memory" => Ok(Self::Memory(MemoryUrl::parse(rest)?)),
             other => Err(StoreUrlError::UnsupportedScheme(other.to_owned())),
         }
     }
@@ -183,6 +208,8 @@ impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
+            Self::Redis(url) => fmt::Display::fmt(url, f),
+            Self::Memory(url) => fmt::Display::fmt(url, f),
         }
     }
 }
@@ -196,9 +223,34 @@ impl fmt::Debug for StoreUrl {
 /// Engine settings that do not belong in the URL.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// How long one operation may wait for a lock held elsewhere before it
-    /// fails with [`StoreError::Unavailable`].
+    /// How long one operation may wait for a lock held elsewhere (SQLite) or
+    /// for the engine to answer (Redis: connecting included) before it fails
+    /// with [`StoreError::Unavailable`].
     pub timeout: Duration,
+}
+
+/// Why an engine could not be opened, before it is tied to its URL.
+#[derive(Debug)]
+enum OpenFailure {
+    /// A problem the operator can fix, explained in words.
+    Unusable(String),
+    /// An unexpected driver error.
+    Driver(DriverError),
+}
+
+impl OpenFailure {
+    fn at(self, url: &StoreUrl) -> OpenError {
+        match self {
+            Self::Unusable(reason) => OpenError::Unusable {
+                url: url.clone(),
+                reason,
+            },
+            Self::Driver(source) => OpenError::Driver {
+                url: url.clone(),
+                source,
+            },
+        }
+    }
 }
 
 /// Why a store could not be opened. Each message names the store and says
@@ -232,16 +284,14 @@ pub async fn open(
                 })?;
             match store {
                 Ok(store) => Ok(Arc::new(store)),
-                Err(sqlite::OpenFailure::Unusable(reason)) => Err(OpenError::Unusable {
-                    url: url.clone(),
-                    reason,
-                }),
-                Err(sqlite::OpenFailure::Driver(source)) => Err(OpenError::Driver {
-                    url: url.clone(),
-                    source,
-                }),
+                Err(failure) => Err(failure.at(url)),
             }
         }
+        StoreUrl::Redis(redis_url) => match RedisStore::open(redis_url, options).await {
+            Ok(store) => Ok(Arc::new(store)),
+            Err(failure) => Err(failure.at(url)),
+        },
+        StoreUrl::Memory(memory_url) => Ok(Arc::new(MemoryStore::open(memory_url))),
     }
 }
 
@@ -273,5 +323,41 @@ mod tests {
             .to_string();
         assert!(err.contains("sqlite://PATH"), "{err}");
         assert!("sqlite://".parse::<StoreUrl>().is_err());
+        for text in ["mysql://x", "sessiond.sqlite3"] {
+            let err = text.parse::<StoreUrl>().unwrap_err().to_string();
+            assert!(err.contains("redis://HOST"), "{err}");
+            assert!(err.contains("memory://"), "{err}");
+        }
+    }
+
+    #[test]
+    fn redis_and_memory_urls_parse_and_show_back() {
+        for text in [
+            "redis://127.0.0.1:6379/0?prefix=sessiond:session:",
+            "memory://?max_sessions=100000",
+            "memory://?max_sessions=5",
+        ] {
+            let url: StoreUrl = text.parse().unwrap();
+            assert_eq!(url.to_string(), text);
+        }
+        assert_eq!(
+            "memory://".parse::<StoreUrl>().unwrap(),
+            StoreUrl::Memory(MemoryUrl::default())
+        );
+        assert!(matches!(
+            "redis://localhost".parse::<StoreUrl>().unwrap(),
+            StoreUrl::Redis(_)
+        ));
+        for (text, expected) in [
+            ("memory://x", "takes no path"),
+            ("memory://?max_sessions=0", "at least 1"),
+            ("memory://?max_sessions=many", "at least 1"),
+            ("memory://?size=3", "unknown option 'size'"),
+            ("redis://h/x", "database must be a number"),
+            ("rediss://h", "TLS"),
+        ] {
+            let err = text.parse::<StoreUrl>().unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
     }
 }
