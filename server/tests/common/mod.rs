@@ -1,7 +1,9 @@
-//! A real sessiond on 127.0.0.1:0 over a temporary SQLite file, and a real
-//! client connected to it.
+//! A real sessiond on 127.0.0.1:0 over a temporary SQLite file (or another
+//! store), and a real client connected to it.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod redis_server;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,7 +40,23 @@ impl TestServer {
     /// Starts on `sessions.sqlite3` inside `dir`, which may already hold one.
     pub async fn start_in(dir: TempDir, args: &[&str]) -> Self {
         let db_path = dir.path().join("sessions.sqlite3");
-        let server = Server::open(serve_config(&db_path, args)).await.unwrap();
+        let config = serve_config(&db_path, args);
+        Self::start_config(dir, db_path, config).await
+    }
+
+    /// Starts on another store, such as `redis://…` or `memory://`.
+    /// `db_path` then names no file.
+    pub async fn start_on(store: &str, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut argv = vec!["serve", "--store", store, "--listen", "127.0.0.1:0"];
+        argv.extend_from_slice(args);
+        let config = ServeConfig::try_parse_from(argv).unwrap();
+        let db_path = dir.path().join("no-sqlite-file");
+        Self::start_config(dir, db_path, config).await
+    }
+
+    async fn start_config(dir: TempDir, db_path: PathBuf, config: ServeConfig) -> Self {
+        let server = Server::open(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
