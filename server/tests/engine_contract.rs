@@ -47,7 +47,7 @@ fn options() -> StoreOptions {
     }
 }
 
-async fn sqlite() -> Option<Engine> {
+async fn sqlite(_test: &str) -> Option<Engine> {
     let dir = tempfile::tempdir().unwrap();
     let url: StoreUrl = format!("sqlite://{}", dir.path().join("engine.sqlite3").display())
         .parse()
@@ -62,7 +62,7 @@ async fn sqlite() -> Option<Engine> {
     })
 }
 
-async fn memory() -> Option<Engine> {
+async fn memory(_test: &str) -> Option<Engine> {
     let url: StoreUrl = "memory://".parse().unwrap();
     let store = store::open(&url, &options()).await.unwrap();
     store.migrate().await.unwrap();
@@ -81,11 +81,11 @@ async fn memory() -> Option<Engine> {
 /// what has expired, exactly as with the SQL engines.
 const REDIS_CLOCK_AHEAD: TimeDelta = TimeDelta::minutes(10);
 
-async fn redis() -> Option<Engine> {
-    if !redis_server::shared_available("engine_contract::redis").await {
+async fn redis(test: &str) -> Option<Engine> {
+    if !redis_server::shared_available(&format!("engine_contract redis::{test}")).await {
         return None;
     }
-    let prefix = redis_server::unique_prefix("contract");
+    let prefix = redis_server::unique_prefix(test);
     let url: StoreUrl = format!("redis://{}/0?prefix={prefix}", redis_server::SHARED_ADDR)
         .parse()
         .unwrap();
@@ -501,8 +501,8 @@ async fn writes_after_close_fail_cleanly(engine: Engine) {
 }
 
 /// Instantiates every contract test for each engine. An engine function
-/// returns `None` when its server is not reachable outside CI (it has
-/// printed a `SKIPPED:` line).
+/// gets the test's name and returns `None` when its server is not reachable
+/// outside CI (it has printed a `SKIPPED:` line naming the test).
 macro_rules! contract {
     ($($engine:ident),* $(,)?) => {
         $(
@@ -529,7 +529,7 @@ macro_rules! contract {
             $(
                 #[tokio::test]
                 async fn $test() {
-                    if let Some(engine) = super::$engine().await {
+                    if let Some(engine) = super::$engine(stringify!($test)).await {
                         super::$test(engine).await;
                     }
                 }

@@ -6,6 +6,7 @@
 //! with a `SKIPPED:` line and returns; under `CI=true` it fails instead,
 //! since CI starts Redis and a silent skip would hide a broken setup.
 
+use std::io::Write;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,11 +26,18 @@ pub async fn shared_available(test: &str) -> bool {
     if ping(SHARED_ADDR).await {
         return true;
     }
-    if std::env::var("CI").is_ok_and(|value| value == "true") {
-        panic!("redis not reachable at {SHARED_ADDR}, and CI=true: start it (see .ci/run)");
-    }
-    eprintln!("SKIPPED: redis not reachable at {SHARED_ADDR} ({test})");
+    skip_or_fail(&format!("redis not reachable at {SHARED_ADDR}"), test);
     false
+}
+
+/// Fails under `CI=true`; otherwise prints a `SKIPPED:` line for `test`.
+fn skip_or_fail(reason: &str, test: &str) {
+    if std::env::var("CI").is_ok_and(|value| value == "true") {
+        panic!("{reason}, and CI=true: CI must provide it (see .ci/run)");
+    }
+    // Straight to the process's stderr: the test harness captures
+    // `eprintln!` of passing tests, which would make the skip silent.
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason} ({test})");
 }
 
 /// Whether a Redis at `addr` answers PING within [`PING_TIMEOUT`].
@@ -127,8 +135,18 @@ pub struct PrivateRedis {
 }
 
 impl PrivateRedis {
-    /// Starts on a free port and waits until it answers.
-    pub async fn start() -> Self {
+    /// Starts on a free port and waits until it answers; `None` (after a
+    /// `SKIPPED:` line) when `redis-server` is not installed, outside CI.
+    pub async fn start(test: &str) -> Option<Self> {
+        let installed = std::process::Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !installed {
+            skip_or_fail("redis-server is not installed", test);
+            return None;
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -136,7 +154,7 @@ impl PrivateRedis {
             .port();
         let mut redis = Self { port, child: None };
         redis.restart().await;
-        redis
+        Some(redis)
     }
 
     pub fn addr(&self) -> String {
