@@ -246,14 +246,15 @@ async fn a_bad_redis_url_is_refused_naming_the_flag() {
     }
 }
 
-/// The start-up error of a server on `store`, as `main` prints it.
-async fn start_error(store: &str) -> String {
+/// The start-up error of a server on `store` with `--store-timeout
+/// timeout`, as `main` prints it.
+async fn start_error(store: &str, timeout: &str) -> String {
     let config = ServeConfig::try_parse_from([
         "serve",
         "--store",
         store,
         "--store-timeout",
-        "2s",
+        timeout,
         "--listen",
         "127.0.0.1:0",
     ])
@@ -278,7 +279,7 @@ async fn start_up_stops_at_once_when_nothing_listens_and_hides_the_password() {
         .unwrap()
         .port();
     let started = Instant::now();
-    let text = start_error(&format!("redis://:hunter2@127.0.0.1:{port}/0")).await;
+    let text = start_error(&format!("redis://:hunter2@127.0.0.1:{port}/0"), "2s").await;
     assert!(started.elapsed() < Duration::from_secs(3), "{text}");
     assert!(text.contains("nothing accepts connections"), "{text}");
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
@@ -290,8 +291,14 @@ async fn start_up_refuses_a_database_redis_does_not_have() {
     if !redis_server::shared_available("missing_database").await {
         return;
     }
-    let text = start_error(&format!("redis://{SHARED_ADDR}/99999")).await;
+    let text = start_error(&format!("redis://{SHARED_ADDR}/99999"), "2s").await;
     assert!(text.contains("has no database 99999"), "{text}");
+}
+
+#[tokio::test]
+async fn start_up_refuses_a_store_timeout_of_zero() {
+    let text = start_error(&format!("redis://{SHARED_ADDR}/0"), "0").await;
+    assert!(text.contains("--store-timeout of 0"), "{text}");
 }
 
 #[tokio::test]

@@ -399,6 +399,13 @@ impl RedisStore {
     /// before it listens. Later outages are survived by reconnecting.
     pub(super) async fn open(url: &RedisUrl, options: &StoreOptions) -> Result<Self, OpenFailure> {
         let timeout = options.timeout;
+        if timeout.is_zero() {
+            // SQLite can fail at once on a lock; a network round trip cannot
+            // be answered in no time, so every call would fail.
+            return Err(OpenFailure::Unusable(
+                "a --store-timeout of 0 gives Redis no time to answer; set it to how long a call may wait, e.g. 5s".into(),
+            ));
+        }
         let info = url
             .connection_info()
             .map_err(|err| OpenFailure::Driver(err.into()))?;
