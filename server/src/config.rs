@@ -38,7 +38,9 @@ pub const DEFAULT_PURGE_BATCH_SIZE: &str = "1000";
 pub const DEFAULT_DRAIN_TIMEOUT: &str = "10s";
 
 /// How long one engine operation may wait for a lock held by another process
-/// (SQLite's busy timeout) before it fails with UNAVAILABLE.
+/// (SQLite's busy timeout) or for Redis to answer before it fails with
+/// UNAVAILABLE: long enough for a busy disk or a Redis failover, short enough
+/// that callers get an answer while the user is still waiting.
 pub const DEFAULT_STORE_TIMEOUT: &str = "5s";
 
 /// sessiond: a session store server. Serves Django's `django_session` table
@@ -83,17 +85,22 @@ pub struct StoreConfig {
     /// missing (relative to the working directory; `sqlite:///abs/path` for an
     /// absolute path). `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (with an
     /// optional `?schema=NAME`) is a PostgreSQL database that many sessiond
-    /// replicas may share. `file:///DIR` keeps one file per session in an
-    /// existing directory, as Django's file engine does; `?prefix=NAME` is
-    /// Django's SESSION_COOKIE_NAME (default sessionid) and
-    /// `?cookie_age=SECONDS` its SESSION_COOKIE_AGE (default 1209600). A
-    /// Django app may share any of them.
+    /// replicas may share.
+    /// `redis://[USER:PASSWORD@]HOST[:PORT][/DB][?prefix=PREFIX]` is a Redis
+    /// server that several sessiond replicas can share; sessions expire there
+    /// by themselves (default prefix `sessiond:session:`). `file:///DIR`
+    /// keeps one file per session in an existing directory, as Django's file
+    /// engine does; `?prefix=NAME` is Django's SESSION_COOKIE_NAME (default
+    /// sessionid) and `?cookie_age=SECONDS` its SESSION_COOKIE_AGE (default
+    /// 1209600). `memory://[?max_sessions=N]` keeps sessions inside this
+    /// process, lost on restart: for tests and development (default 100000
+    /// sessions). A Django app may share the SQL table or the directory.
     #[arg(long, env = "SESSIOND_STORE", default_value = DEFAULT_STORE, value_name = "URL")]
     pub store: StoreUrl,
 
     /// How long one storage operation may wait for a lock held by another
-    /// process (e.g. a Django app writing the same SQLite file) before it
-    /// fails with UNAVAILABLE.
+    /// process (e.g. a Django app writing the same SQLite file), or for Redis
+    /// to connect and answer, before it fails with UNAVAILABLE.
     #[arg(long, env = "SESSIOND_STORE_TIMEOUT", default_value = DEFAULT_STORE_TIMEOUT, value_parser = parse_duration, value_name = "DURATION")]
     pub store_timeout: Duration,
 }

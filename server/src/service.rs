@@ -234,6 +234,12 @@ fn to_status(err: RpcError) -> Status {
             tracing::warn!(error = %ErrorChain(&err), "storage engine unavailable");
             Status::unavailable("the storage engine is unavailable; retry later")
         }
+        RpcError::Store(err @ StoreError::Full(_)) => {
+            tracing::warn!(error = %ErrorChain(&err), "storage engine full; refusing a new session");
+            Status::resource_exhausted(
+                "the session store is full; retry once sessions have expired or been deleted",
+            )
+        }
         err => {
             tracing::error!(error = %ErrorChain(&err), "request failed");
             Status::internal("internal error; the server log has the details")

@@ -186,9 +186,10 @@ impl SessionPatch {
 
     /// The session data after the patch, from the stored data (`None` when
     /// there is no live data to build on). Keys keep their order; new keys
-    /// go last, as in a Python dict.
+    /// go last, as in a Python dict. Takes `&self` because an engine may
+    /// apply the same patch again after losing a race with another write.
     pub fn apply(
-        self,
+        &self,
         stored: Option<&str>,
         max_bytes: usize,
     ) -> Result<SessionData, InvalidInput> {
@@ -202,7 +203,11 @@ impl SessionPatch {
         for key in &self.remove {
             data.shift_remove(key);
         }
-        data.extend(self.set);
+        data.extend(
+            self.set
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone())),
+        );
         let text = serde_json::Value::Object(data).to_string();
         if text.len() > max_bytes {
             return Err(InvalidInput::PatchedTooLarge {

@@ -25,8 +25,8 @@ macro_rules! require_postgres {
 async fn two_replicas_share_one_table() {
     require_postgres!();
     let schema = PgSchema::new();
-    let one = TestServer::start_store(&schema.url(), &[]).await;
-    let two = TestServer::start_store(&schema.url(), &[]).await;
+    let one = TestServer::start_on(&schema.url(), &[]).await;
+    let two = TestServer::start_on(&schema.url(), &[]).await;
 
     let created = one.client.create(r#"{"user":"ada"}"#, None).await.unwrap();
     let loaded = two
@@ -76,8 +76,8 @@ async fn two_replicas_share_one_table() {
 async fn of_must_create_saves_racing_on_two_replicas_exactly_one_wins() {
     require_postgres!();
     let schema = PgSchema::new();
-    let one = TestServer::start_store(&schema.url(), &[]).await;
-    let two = TestServer::start_store(&schema.url(), &[]).await;
+    let one = TestServer::start_on(&schema.url(), &[]).await;
+    let two = TestServer::start_on(&schema.url(), &[]).await;
     for round in 0..20 {
         let key = format!("racekey{round:04}");
         let (a, b) = tokio::join!(
@@ -100,8 +100,8 @@ async fn of_must_create_saves_racing_on_two_replicas_exactly_one_wins() {
 async fn an_update_racing_a_delete_on_another_replica_never_resurrects() {
     require_postgres!();
     let schema = PgSchema::new();
-    let one = TestServer::start_store(&schema.url(), &[]).await;
-    let two = TestServer::start_store(&schema.url(), &[]).await;
+    let one = TestServer::start_on(&schema.url(), &[]).await;
+    let two = TestServer::start_on(&schema.url(), &[]).await;
     for round in 0..20 {
         let key = one.client.create("{}", None).await.unwrap().session_key;
         let (saved, patched, deleted) = tokio::join!(
@@ -128,8 +128,8 @@ async fn an_update_racing_a_delete_on_another_replica_never_resurrects() {
 async fn two_replicas_clearing_at_once_remove_each_expired_row_once() {
     require_postgres!();
     let schema = PgSchema::new();
-    let one = TestServer::start_store(&schema.url(), &["--purge-batch-size", "50"]).await;
-    let two = TestServer::start_store(&schema.url(), &["--purge-batch-size", "50"]).await;
+    let one = TestServer::start_on(&schema.url(), &["--purge-batch-size", "50"]).await;
+    let two = TestServer::start_on(&schema.url(), &["--purge-batch-size", "50"]).await;
     let mut writes = Vec::new();
     for n in 0..600 {
         let client = one.client.clone();
@@ -180,7 +180,7 @@ async fn a_table_migrated_by_django_is_adopted() {
             "INSERT INTO django_session VALUES ('djangowrotethis0', '{\"from\":\"django\"}', '2999-01-01T00:00:00Z')",
         )
         .await;
-    let server = TestServer::start_store(&schema.url(), &[]).await;
+    let server = TestServer::start_on(&schema.url(), &[]).await;
     let loaded = server
         .client
         .load("djangowrotethis0")
@@ -256,7 +256,7 @@ async fn when_the_database_goes_away_calls_fail_fast_and_recover_by_themselves()
     require_postgres!();
     let schema = PgSchema::new();
     let mut proxy = Proxy::start(common::POSTGRES_ADDR).await;
-    let server = TestServer::start_store(
+    let server = TestServer::start_on(
         &schema.url_via(&proxy.addr.to_string()),
         &["--store-timeout", "1s"],
     )

@@ -99,7 +99,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{DriverError, Migration, Patcher, SessionStore, StoreError};
+use super::{Migration, OpenFailure, Patcher, SessionStore, StoreError};
 use crate::session::{ExpireDate, InvalidInput, Record, SessionKey};
 use locks::KeyLocks;
 use write::{TempFile, WriteFailure};
@@ -110,15 +110,6 @@ pub use url::{DEFAULT_COOKIE_AGE, DEFAULT_PREFIX, FileUrl, FileUrlError};
 /// `ClearExpired` takes it for the leftover of a crashed write: a write
 /// takes milliseconds, so an hour leaves no doubt even on a stalled disk.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
-
-/// Why a session directory could not be opened.
-#[derive(Debug)]
-pub(super) enum OpenFailure {
-    /// A problem the operator can fix, explained in words.
-    Unusable(String),
-    /// An unexpected error.
-    Driver(DriverError),
-}
 
 /// What went wrong on disk. Messages never name the file: its name holds
 /// the session key.

@@ -4,10 +4,14 @@
 //! Engines store [`Record`]s under [`SessionKey`]s with Django's database
 //! semantics: loads see live rows only, inserts never overwrite, updates never
 //! resurrect. They take `now` as an argument so that expiry is testable
-//! without sleeping. One file per engine.
+//! without sleeping. One file per engine: `sqlite` (the embedded default),
+//! `redis` (shared by several sessiond replicas; Redis expires sessions by
+//! itself) and `memory` (in-process, for tests and development).
 
 mod file;
+mod memory;
 mod postgres;
+mod redis;
 mod sqlite;
 
 use std::fmt;
@@ -20,9 +24,11 @@ use chrono::{DateTime, Utc};
 
 use crate::session::{ExpireDate, InvalidInput, Record, SessionKey};
 
-pub use file::{DEFAULT_COOKIE_AGE, DEFAULT_PREFIX, FileStore, FileUrl, FileUrlError};
-pub use postgres::{PostgresStore, PostgresUrl};
-pub use sqlite::SqliteStore;
+pub use self::file::{DEFAULT_COOKIE_AGE, DEFAULT_PREFIX, FileStore, FileUrl, FileUrlError};
+pub use self::memory::{MemoryStore, MemoryUrl, MemoryUrlError};
+pub use self::postgres::{PostgresStore, PostgresUrl};
+pub use self::redis::{RedisStore, RedisUrl, RedisUrlError};
+pub use self::sqlite::SqliteStore;
 
 /// A boxed error from an engine's driver, kept as the source of a
 /// [`StoreError`].
@@ -37,9 +43,14 @@ pub enum StoreError {
     /// An update (or a cycle without data) found no live session.
     #[error("the session does not exist")]
     NotFound,
-    /// The engine is down, locked or full; the call may succeed later.
+    /// The engine is down or locked; the call may succeed later.
     #[error("the storage engine is unavailable")]
     Unavailable(#[source] DriverError),
+    /// The engine holds as much as it may (the memory engine's
+    /// `max_sessions`, Redis's `maxmemory`); nothing new fits until sessions
+    /// expire or are deleted.
+    #[error("the storage engine is full")]
+    Full(#[source] DriverError),
     /// The engine's schema is missing or not one sessiond can use.
     #[error("{0}")]
     Schema(String),
@@ -54,7 +65,12 @@ pub enum StoreError {
 /// Computes the new `session_data` of a patched session from the stored one
 /// (`None` when the stored session has expired). Runs inside the engine's
 /// transaction, so it must be quick and must not block.
-pub type Patcher = Box<dyn FnOnce(Option<String>) -> Result<String, InvalidInput> + Send>;
+///
+/// `Fn`, not `FnOnce`: an engine without transactions that can run Rust code
+/// (Redis) applies a patch optimistically, and when another write came
+/// between its read and its write it merges again on top of the newer data.
+/// `Sync` because such an engine keeps it across `.await`.
+pub type Patcher = Box<dyn Fn(Option<String>) -> Result<String, InvalidInput> + Send + Sync>;
 
 /// A migration that `migrate` applied or adopted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,14 +172,22 @@ pub enum StoreUrl {
     /// `file://DIR[?prefix=NAME&cookie_age=SECONDS]`: one file per session in
     /// a directory, as Django's file engine keeps them.
     File(FileUrl),
+    /// `redis://[USER:PASSWORD@]HOST[:PORT][/DB][?prefix=PREFIX]`: a Redis
+    /// server, one hash per session under the prefix.
+    Redis(RedisUrl),
+    /// `memory://[?max_sessions=N]`: a map inside the sessiond process.
+    Memory(MemoryUrl),
 }
+
+/// The store URL forms sessiond understands, for error messages.
+const SUPPORTED_STORES: &str = "expected sqlite://PATH, postgres://USER@HOST/DATABASE[?schema=NAME], redis://HOST[:PORT][/DB][?prefix=PREFIX], file:///DIR or memory://[?max_sessions=N]";
 
 /// A `--store` value that is not a store URL sessiond understands.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreUrlError {
-    #[error("'{0}' is not a store URL; expected {SUPPORTED_URLS}")]
+    #[error("'{0}' is not a store URL; {SUPPORTED_STORES}")]
     NoScheme(String),
-    #[error("unsupported store '{0}://'; expected {SUPPORTED_URLS}")]
+    #[error("unsupported store '{0}://'; {SUPPORTED_STORES}")]
     UnsupportedScheme(String),
     #[error(transparent)]
     Postgres(#[from] postgres::UrlError),
@@ -171,10 +195,11 @@ pub enum StoreUrlError {
     EmptyPath,
     #[error(transparent)]
     File(#[from] FileUrlError),
+    #[error(transparent)]
+    Redis(#[from] RedisUrlError),
+    #[error(transparent)]
+    Memory(#[from] MemoryUrlError),
 }
-
-/// The store URL forms, for error messages.
-const SUPPORTED_URLS: &str = "sqlite://PATH, postgres://USER@HOST/DATABASE or file:///DIR";
 
 impl FromStr for StoreUrl {
     type Err = StoreUrlError;
@@ -188,6 +213,8 @@ impl FromStr for StoreUrl {
             "sqlite" => Ok(Self::Sqlite { path: rest.into() }),
             "postgres" | "postgresql" => Ok(Self::Postgres(PostgresUrl::parse(text)?)),
             "file" => Ok(Self::File(rest.parse()?)),
+            "redis" | "rediss" => Ok(Self::Redis(RedisUrl::parse(text)?)),
+            "memory" => Ok(Self::Memory(MemoryUrl::parse(rest)?)),
             other => Err(StoreUrlError::UnsupportedScheme(other.to_owned())),
         }
     }
@@ -199,6 +226,8 @@ impl fmt::Display for StoreUrl {
             Self::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
             Self::Postgres(url) => write!(f, "{url}"),
             Self::File(url) => fmt::Display::fmt(url, f),
+            Self::Redis(url) => fmt::Display::fmt(url, f),
+            Self::Memory(url) => fmt::Display::fmt(url, f),
         }
     }
 }
@@ -212,9 +241,34 @@ impl fmt::Debug for StoreUrl {
 /// Engine settings that do not belong in the URL.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// How long one operation may wait for a lock held elsewhere before it
-    /// fails with [`StoreError::Unavailable`].
+    /// How long one operation may wait for a lock held elsewhere (SQLite) or
+    /// for the engine to answer (Redis: connecting included) before it fails
+    /// with [`StoreError::Unavailable`].
     pub timeout: Duration,
+}
+
+/// Why an engine could not be opened, before it is tied to its URL.
+#[derive(Debug)]
+enum OpenFailure {
+    /// A problem the operator can fix, explained in words.
+    Unusable(String),
+    /// An unexpected driver error.
+    Driver(DriverError),
+}
+
+impl OpenFailure {
+    fn at(self, url: &StoreUrl) -> OpenError {
+        match self {
+            Self::Unusable(reason) => OpenError::Unusable {
+                url: url.clone(),
+                reason,
+            },
+            Self::Driver(source) => OpenError::Driver {
+                url: url.clone(),
+                source,
+            },
+        }
+    }
 }
 
 /// Why a store could not be opened. Each message names the store and says
@@ -248,27 +302,13 @@ pub async fn open(
                 })?;
             match store {
                 Ok(store) => Ok(Arc::new(store)),
-                Err(sqlite::OpenFailure::Unusable(reason)) => Err(OpenError::Unusable {
-                    url: url.clone(),
-                    reason,
-                }),
-                Err(sqlite::OpenFailure::Driver(source)) => Err(OpenError::Driver {
-                    url: url.clone(),
-                    source,
-                }),
+                Err(failure) => Err(failure.at(url)),
             }
         }
         StoreUrl::Postgres(postgres_url) => {
             match PostgresStore::open(postgres_url, options).await {
                 Ok(store) => Ok(Arc::new(store)),
-                Err(postgres::OpenFailure::Unusable(reason)) => Err(OpenError::Unusable {
-                    url: url.clone(),
-                    reason,
-                }),
-                Err(postgres::OpenFailure::Driver(source)) => Err(OpenError::Driver {
-                    url: url.clone(),
-                    source,
-                }),
+                Err(failure) => Err(failure.at(url)),
             }
         }
         StoreUrl::File(file_url) => {
@@ -281,16 +321,14 @@ pub async fn open(
                 })?;
             match store {
                 Ok(store) => Ok(Arc::new(store)),
-                Err(file::OpenFailure::Unusable(reason)) => Err(OpenError::Unusable {
-                    url: url.clone(),
-                    reason,
-                }),
-                Err(file::OpenFailure::Driver(source)) => Err(OpenError::Driver {
-                    url: url.clone(),
-                    source,
-                }),
+                Err(failure) => Err(failure.at(url)),
             }
         }
+        StoreUrl::Redis(redis_url) => match RedisStore::open(redis_url, options).await {
+            Ok(store) => Ok(Arc::new(store)),
+            Err(failure) => Err(failure.at(url)),
+        },
+        StoreUrl::Memory(memory_url) => Ok(Arc::new(MemoryStore::open(memory_url))),
     }
 }
 
@@ -322,8 +360,12 @@ mod tests {
             .to_string();
         assert!(err.contains("sqlite://PATH"), "{err}");
         assert!("sqlite://".parse::<StoreUrl>().is_err());
-        let err = "redis://x".parse::<StoreUrl>().unwrap_err().to_string();
-        assert!(err.contains("file:///DIR"), "{err}");
+        for text in ["mysql://x", "sessiond.sqlite3"] {
+            let err = text.parse::<StoreUrl>().unwrap_err().to_string();
+            for form in ["postgres://", "redis://HOST", "file:///DIR", "memory://"] {
+                assert!(err.contains(form), "{err}");
+            }
+        }
     }
 
     #[test]
@@ -350,5 +392,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("prefix:"), "{err}");
+    }
+
+    #[test]
+    fn redis_and_memory_urls_parse_and_show_back() {
+        for text in [
+            "redis://127.0.0.1:6379/0?prefix=sessiond:session:",
+            "memory://?max_sessions=100000",
+            "memory://?max_sessions=5",
+        ] {
+            let url: StoreUrl = text.parse().unwrap();
+            assert_eq!(url.to_string(), text);
+        }
+        assert_eq!(
+            "memory://".parse::<StoreUrl>().unwrap(),
+            StoreUrl::Memory(MemoryUrl::default())
+        );
+        assert!(matches!(
+            "redis://localhost".parse::<StoreUrl>().unwrap(),
+            StoreUrl::Redis(_)
+        ));
+        for (text, expected) in [
+            ("memory://x", "takes no path"),
+            ("memory://?max_sessions=0", "at least 1"),
+            ("memory://?max_sessions=many", "at least 1"),
+            ("memory://?size=3", "unknown option 'size'"),
+            ("redis://h/x", "database must be a number"),
+            ("rediss://h", "TLS"),
+        ] {
+            let err = text.parse::<StoreUrl>().unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
     }
 }

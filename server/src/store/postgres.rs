@@ -18,7 +18,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
-use super::{DriverError, Migration, Patcher, SessionStore, StoreError, StoreOptions};
+use super::{Migration, OpenFailure, Patcher, SessionStore, StoreError, StoreOptions};
 use crate::session::{ExpireDate, Record, SessionKey};
 
 /// Connections per replica. PostgreSQL serves each connection with one
@@ -145,15 +145,6 @@ impl std::fmt::Debug for PostgresStore {
             .field("pool", &self.pool.status())
             .finish()
     }
-}
-
-/// Why a PostgreSQL store could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum OpenFailure {
-    #[error("{0}")]
-    Unusable(String),
-    #[error(transparent)]
-    Driver(DriverError),
 }
 
 impl PostgresStore {

@@ -24,22 +24,13 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use super::{DriverError, Migration, Patcher, SessionStore, StoreError, StoreOptions};
+use super::{Migration, OpenFailure, Patcher, SessionStore, StoreError, StoreOptions};
 use crate::session::{ExpireDate, Record, SessionKey};
 use writer::{WriteOp, WriteOutcome, Writer};
 
 /// Read connections kept open. Reads are short point lookups, so a few
 /// connections keep both cores busy while others wait on I/O.
 const DEFAULT_READERS: u32 = 8;
-
-/// Why an SQLite database could not be opened.
-#[derive(Debug)]
-pub(super) enum OpenFailure {
-    /// A problem the operator can fix, explained in words.
-    Unusable(String),
-    /// An unexpected driver error.
-    Driver(DriverError),
-}
 
 /// The SQLite engine.
 #[derive(Debug)]

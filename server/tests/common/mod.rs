@@ -1,7 +1,9 @@
-//! A real sessiond on 127.0.0.1:0 over a temporary SQLite file, and a real
-//! client connected to it.
+//! A real sessiond on 127.0.0.1:0 over a temporary SQLite file (or another
+//! store), and a real client connected to it.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod redis_server;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,13 +44,14 @@ impl TestServer {
         Self::start_config(dir, db_path, config).await
     }
 
-    /// Starts on the store `url` (any engine).
-    pub async fn start_store(url: &str, args: &[&str]) -> Self {
+    /// Starts on another store, such as `redis://…` or `memory://`.
+    /// `db_path` then names no file.
+    pub async fn start_on(store: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut argv = vec!["serve", "--store", url, "--listen", "127.0.0.1:0"];
+        let mut argv = vec!["serve", "--store", store, "--listen", "127.0.0.1:0"];
         argv.extend_from_slice(args);
         let config = ServeConfig::try_parse_from(argv).unwrap();
-        let db_path = dir.path().join("unused");
+        let db_path = dir.path().join("no-sqlite-file");
         Self::start_config(dir, db_path, config).await
     }
 

@@ -7,8 +7,8 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::OpenFailure;
 use super::write::{TempFile, WriteFailure};
+use crate::store::OpenFailure;
 
 /// Refuses what is not a writable directory, with what to do about it.
 pub(super) fn check_dir(dir: &Path) -> Result<(), OpenFailure> {
