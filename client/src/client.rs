@@ -184,9 +184,11 @@ impl ClientBuilder {
                 Channel::balance_list(endpoints.into_iter())
             }
         };
-        Ok(Client {
-            inner: SessionServiceClient::new(InterceptedService::new(channel, BearerToken(token))),
-        })
+        // The server enforces the size of sessions; the client reads back
+        // whatever it was allowed to store.
+        let inner = SessionServiceClient::new(InterceptedService::new(channel, BearerToken(token)))
+            .max_decoding_message_size(usize::MAX);
+        Ok(Client { inner })
     }
 }
 

@@ -101,7 +101,7 @@ pub struct StoreConfig {
     /// How long one storage operation may wait for a lock held by another
     /// process (e.g. a Django app writing the same SQLite file), or for Redis
     /// to connect and answer, before it fails with UNAVAILABLE.
-    #[arg(long, env = "SESSIOND_STORE_TIMEOUT", default_value = DEFAULT_STORE_TIMEOUT, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "SESSIOND_STORE_TIMEOUT", default_value = DEFAULT_STORE_TIMEOUT, value_parser = parse_store_timeout, value_name = "DURATION")]
     pub store_timeout: Duration,
 }
 
@@ -120,7 +120,7 @@ pub struct ClearConfig {
     pub store: StoreConfig,
 
     /// Expired rows deleted per transaction.
-    #[arg(long, env = "SESSIOND_PURGE_BATCH_SIZE", default_value = DEFAULT_PURGE_BATCH_SIZE, value_parser = clap::value_parser!(u64).range(1..), value_name = "ROWS")]
+    #[arg(long, env = "SESSIOND_PURGE_BATCH_SIZE", default_value = DEFAULT_PURGE_BATCH_SIZE, value_parser = clap::value_parser!(u64).range(1..=1_000_000), value_name = "ROWS")]
     pub purge_batch_size: u64,
 }
 
@@ -142,33 +142,69 @@ pub struct ServeConfig {
 
     /// Session lifetime used when a request carries no expire_date (Django's
     /// SESSION_COOKIE_AGE; default two weeks).
-    #[arg(long, env = "SESSIOND_SESSION_AGE", default_value = DEFAULT_SESSION_AGE, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "SESSIOND_SESSION_AGE", default_value = DEFAULT_SESSION_AGE, value_parser = parse_session_age, value_name = "DURATION")]
     pub session_age: Duration,
 
-    /// Largest session data accepted, in bytes of JSON text (default 1 MiB).
-    /// Larger data is refused with INVALID_ARGUMENT, never truncated.
-    #[arg(long, env = "SESSIOND_MAX_DATA_BYTES", default_value = DEFAULT_MAX_DATA_BYTES, value_parser = clap::value_parser!(u64).range(2..=(1 << 30)), value_name = "BYTES")]
+    /// Largest session data accepted, in bytes of JSON text (default 1 MiB,
+    /// at most 64 MiB). Larger data is refused with INVALID_ARGUMENT, never
+    /// truncated.
+    #[arg(long, env = "SESSIOND_MAX_DATA_BYTES", default_value = DEFAULT_MAX_DATA_BYTES, value_parser = clap::value_parser!(u64).range(2..=(64 << 20)), value_name = "BYTES")]
     pub max_data_bytes: u64,
 
     /// How often the server removes expired sessions by itself; 0 disables
     /// the background purge (then run `sessiond clearsessions` from cron).
-    #[arg(long, env = "SESSIOND_PURGE_INTERVAL", default_value = DEFAULT_PURGE_INTERVAL, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "SESSIOND_PURGE_INTERVAL", default_value = DEFAULT_PURGE_INTERVAL, value_parser = parse_purge_interval, value_name = "DURATION")]
     pub purge_interval: Duration,
 
     /// Expired rows deleted per transaction by the purge and ClearExpired.
-    #[arg(long, env = "SESSIOND_PURGE_BATCH_SIZE", default_value = DEFAULT_PURGE_BATCH_SIZE, value_parser = clap::value_parser!(u64).range(1..), value_name = "ROWS")]
+    #[arg(long, env = "SESSIOND_PURGE_BATCH_SIZE", default_value = DEFAULT_PURGE_BATCH_SIZE, value_parser = clap::value_parser!(u64).range(1..=1_000_000), value_name = "ROWS")]
     pub purge_batch_size: u64,
 
     /// On SIGTERM/SIGINT, how long to report NOT_SERVING on the health
     /// service while still answering, so load balancers stop sending traffic
     /// before the listener closes. In-flight calls are always drained.
-    #[arg(long, env = "SESSIOND_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "SESSIOND_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_shutdown_wait, value_name = "DURATION")]
     pub shutdown_delay: Duration,
 
     /// On shutdown, how long to wait for in-flight calls to finish before
     /// closing the remaining connections anyway.
-    #[arg(long, env = "SESSIOND_DRAIN_TIMEOUT", default_value = DEFAULT_DRAIN_TIMEOUT, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "SESSIOND_DRAIN_TIMEOUT", default_value = DEFAULT_DRAIN_TIMEOUT, value_parser = parse_shutdown_wait, value_name = "DURATION")]
     pub drain_timeout: Duration,
+}
+
+const HOUR: u64 = 3600;
+const DAY: u64 = 24 * HOUR;
+
+/// Parses `3600` (seconds) or a duration with units, refusing values past
+/// `max` (which would overflow timers or make no sense for the flag).
+fn parse_bounded(text: &str, max: Duration) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration > max {
+        return Err(format!("at most {}", humantime::format_duration(max)));
+    }
+    Ok(duration)
+}
+
+fn parse_store_timeout(text: &str) -> Result<Duration, String> {
+    parse_bounded(text, Duration::from_secs(HOUR))
+}
+
+/// A session lifetime; up to 100 years, so that now plus it stays a date
+/// every engine can store.
+fn parse_session_age(text: &str) -> Result<Duration, String> {
+    let age = parse_bounded(text, Duration::from_secs(36_500 * DAY))?;
+    if age.is_zero() {
+        return Err("must be more than 0".into());
+    }
+    Ok(age)
+}
+
+fn parse_purge_interval(text: &str) -> Result<Duration, String> {
+    parse_bounded(text, Duration::from_secs(30 * DAY))
+}
+
+fn parse_shutdown_wait(text: &str) -> Result<Duration, String> {
+    parse_bounded(text, Duration::from_secs(HOUR))
 }
 
 /// Parses `3600` (seconds) or a duration with units (`90s`, `1h 30m`).
@@ -193,6 +229,15 @@ mod tests {
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("soon").is_err());
+        assert!(parse_session_age("0").is_err());
+        assert!(parse_session_age("20000years").is_err());
+        assert!(parse_store_timeout("3000000s").is_err());
+        assert!(parse_shutdown_wait("18446744073709551615").is_err());
+        assert!(parse_purge_interval("18446744073709551615").is_err());
+        assert_eq!(
+            parse_store_timeout("1h").unwrap(),
+            Duration::from_secs(3600)
+        );
         assert!(parse_duration("-5").is_err());
     }
 

@@ -113,6 +113,10 @@ where
     }
 }
 
+impl<S: tonic::server::NamedService> tonic::server::NamedService for Tracked<S> {
+    const NAME: &'static str = S::NAME;
+}
+
 /// A response body that keeps its call counted until it is dropped.
 #[derive(Debug)]
 pub(crate) struct GuardedBody<B> {

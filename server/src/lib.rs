@@ -179,10 +179,12 @@ impl Server {
             let _ = closing_tx.send(());
         };
 
+        // Only session calls are waited for: health watches and reflection
+        // streams stay open for as long as their clients like.
         let in_flight = InFlight::default();
+        let sessions = tower::Layer::layer(&TrackInFlight(in_flight.clone()), sessions);
         let serving = tonic::transport::Server::builder()
             .trace_fn(|request| tracing::info_span!("rpc", method = request.uri().path()))
-            .layer(TrackInFlight(in_flight.clone()))
             .add_service(health_service)
             .add_service(reflection.v1)
             .add_service(reflection.v1alpha)
@@ -195,6 +197,7 @@ impl Server {
             served = serving => served,
             () = drained(closing, &in_flight, config.drain_timeout) => Ok(()),
         };
+        let closing_deadline = tokio::time::Instant::now() + config.drain_timeout;
 
         stop_purge.cancel();
         if let Some(purge) = purge
@@ -202,7 +205,16 @@ impl Server {
         {
             tracing::error!(error = %ErrorChain(&err), "the purge task panicked");
         }
-        store.close().await;
+        // Calls cut off by the drain timeout may still hold the engine (a
+        // write waiting for a lock): closing waits for them only as long.
+        if tokio::time::timeout_at(closing_deadline, store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the storage engine did not close within the drain timeout; stopping anyway"
+            );
+        }
         tracing::info!("sessiond stopped");
         Ok(served?)
     }
@@ -227,7 +239,7 @@ async fn drained(
     {
         tracing::warn!(
             calls = in_flight.count(),
-            "drain timeout passed with calls in flight; closing their connections"
+            "drain timeout passed with calls in flight; stopping without waiting for them"
         );
         return;
     }

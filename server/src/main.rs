@@ -9,6 +9,9 @@ use sessiond::config::{ClearConfig, Cli, Command, LogFormat, ServeConfig, StoreC
 use sessiond::{Server, shutdown, store};
 use tracing_subscriber::EnvFilter;
 
+/// After the server has stopped, how long leftover background work may run.
+const RUNTIME_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -19,7 +22,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    let result = runtime.block_on(run(cli.command));
+    // Work cut off by the drain timeout (a write waiting for a lock) must
+    // not hold the exit any longer.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_GRACE);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("sessiond: {err:#}");

@@ -84,7 +84,8 @@ impl SessionRpc {
             Ok(data) => data,
             Err(err) => {
                 // As Django does: a corrupted row reads as an empty session.
-                tracing::warn!(error = %ErrorChain(&err), "stored session data cannot be decoded; answering with an empty session");
+                // Only the outer message: the parser's causes quote the data.
+                tracing::warn!(error = %err, "stored session data cannot be decoded; answering with an empty session");
                 SessionData::empty().into_string()
             }
         };
@@ -154,7 +155,8 @@ impl SessionRpc {
             let base = stored.and_then(|stored| match codec.decode(stored) {
                 Ok(data) => Some(data),
                 Err(err) => {
-                    tracing::warn!(error = %ErrorChain(&err), "stored session data cannot be decoded; patching an empty session");
+                    // Only the outer message: the parser's causes quote the data.
+                    tracing::warn!(error = %err, "stored session data cannot be decoded; patching an empty session");
                     None
                 }
             });
@@ -180,7 +182,19 @@ impl SessionRpc {
             None => None,
         };
         let now = Utc::now();
-        let expire_date = self.expire_date(req.expire_date.as_ref(), now)?;
+        let expire_date = match (&req.expire_date, &session_data) {
+            (Some(ts), _) => ExpireDate::from_timestamp(ts)?,
+            (None, Some(_)) => ExpireDate::after(now, self.settings.session_age)?,
+            // The data moves as stored, and so does its expiry: the caller
+            // has not seen the session and cannot know its own expiry.
+            (None, None) => {
+                self.store
+                    .load(&old_key, now)
+                    .await?
+                    .ok_or(StoreError::NotFound)?
+                    .expire_date
+            }
+        };
         for _ in 0..MAX_KEY_ATTEMPTS {
             let new_key = SessionKey::generate();
             let cycled = self

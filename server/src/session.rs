@@ -9,7 +9,7 @@ use std::hash::{Hash, Hasher};
 
 use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
 use rand::RngExt;
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
 /// What a session key may consist of: the alphabet Django draws its keys from.
 ///
@@ -230,11 +230,15 @@ impl fmt::Debug for SessionPatch {
 }
 
 /// Validates that `text` is one JSON object without building it in memory.
+///
+/// It accepts exactly what `serde_json::Value` (and so every patch and every
+/// client) can read back: at most 128 levels of nesting, valid escapes, no
+/// lone surrogates. Data accepted here can always be loaded and patched.
 pub fn check_json_object(text: &str) -> Result<(), serde_json::Error> {
     serde_json::from_str::<JsonObject>(text).map(|_| ())
 }
 
-/// Accepts any JSON object and nothing else, skipping over its contents.
+/// Accepts any JSON object and nothing else.
 struct JsonObject;
 
 impl<'de> Deserialize<'de> for JsonObject {
@@ -253,8 +257,63 @@ impl<'de> Visitor<'de> for JsonObjectVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonObject, A::Error> {
-        while map.next_entry::<de::IgnoredAny, IgnoredAny>()?.is_some() {}
+        while map.next_entry::<JsonValue, JsonValue>()?.is_some() {}
         Ok(JsonObject)
+    }
+}
+
+/// Accepts any JSON value, reading every part of it (so strings are
+/// unescaped and checked) but keeping nothing. Nesting goes through
+/// `deserialize_any`, which carries serde_json's recursion limit.
+struct JsonValue;
+
+impl<'de> Deserialize<'de> for JsonValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(JsonValueVisitor)
+    }
+}
+
+struct JsonValueVisitor;
+
+impl<'de> Visitor<'de> for JsonValueVisitor {
+    type Value = JsonValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<JsonValue, E> {
+        Ok(JsonValue)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<JsonValue, E> {
+        Ok(JsonValue)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<JsonValue, E> {
+        Ok(JsonValue)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<JsonValue, E> {
+        Ok(JsonValue)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<JsonValue, E> {
+        Ok(JsonValue)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<JsonValue, E> {
+        Ok(JsonValue)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<JsonValue, A::Error> {
+        while seq.next_element::<JsonValue>()?.is_some() {}
+        Ok(JsonValue)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonValue, A::Error> {
+        while map.next_entry::<JsonValue, JsonValue>()?.is_some() {}
+        Ok(JsonValue)
     }
 }
 
@@ -374,6 +433,24 @@ mod tests {
         let shown = format!("{key:?}");
         assert!(!shown.contains("secret"), "{shown}");
         assert_eq!(shown, format!("{:?}", key.clone()));
+    }
+
+    #[test]
+    fn data_is_accepted_only_if_it_can_be_read_back() {
+        let nested =
+            |depth: usize| format!("{{\"a\":{}1{}}}", "[".repeat(depth), "]".repeat(depth));
+        assert!(SessionData::parse(nested(100), 1 << 20).is_ok());
+        assert!(SessionData::parse(nested(100_000), 1 << 20).is_err());
+        serde_json::from_str::<serde_json::Value>(&nested(100)).unwrap();
+        assert!(SessionData::parse(r#"{"a":"\ud800"}"#.into(), 100).is_err());
+        assert!(SessionData::parse(r#"{"a":"\ud83c\udf89"}"#.into(), 100).is_ok());
+        assert!(
+            SessionData::parse(
+                r#"{"n":1e400,"m":-0.0,"b":123456789012345678901234567890}"#.into(),
+                100
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -172,6 +172,14 @@ async fn env_config_migrate_serve_and_sigterm_exit_0() {
     assert!(text(&first.stdout).contains("applied 0001_django_session"));
     let again = run(store_env(&mut sessiond(), &db).arg("migrate"));
     assert!(text(&again.stdout).contains("schema is up to date"));
+    // A row a foreign writer corrupted: reading it logs a warning, which
+    // must not quote the data.
+    open_db(&db)
+        .execute(
+            "INSERT INTO django_session VALUES ('corruptedrow0000', '\"corruptsecret-4d2\"', '2999-01-01 00:00:00')",
+            [],
+        )
+        .unwrap();
 
     let server = Running::start(store_env(&mut sessiond(), &db).env("RUST_LOG", "debug"));
     let client = Client::connect(server.url()).await.unwrap();
@@ -201,6 +209,8 @@ async fn env_config_migrate_serve_and_sigterm_exit_0() {
         tonic::Code::NotFound
     );
     client.load("BAD-KEY-SECRET").await.unwrap_err();
+    let corrupted = client.load("corruptedrow0000").await.unwrap().unwrap();
+    assert_eq!(corrupted.data, "{}");
     client.delete(&cycled.session_key).await.unwrap();
 
     assert_eq!(
@@ -230,12 +240,15 @@ async fn env_config_migrate_serve_and_sigterm_exit_0() {
     assert_eq!(exit, Some(0), "{log}");
     assert!(log.contains("shutting down"), "{log}");
     assert!(log.contains("sessiond stopped"), "{log}");
+    assert!(log.contains("cannot be decoded"), "{log}");
     for secret in [
         created.session_key.as_str(),
         cycled.session_key.as_str(),
         missing,
         "BAD-KEY-SECRET",
         "tellnoone",
+        "corruptsecret",
+        "corruptedrow0000",
     ] {
         assert!(
             !log.contains(secret),
@@ -327,7 +340,7 @@ async fn a_call_stuck_past_the_drain_timeout_does_not_hold_up_the_exit() {
     let db = dir.path().join("stuck.sqlite3");
     let server = Running::start(
         store_env(&mut sessiond(), &db)
-            .env("SESSIOND_STORE_TIMEOUT", "3s")
+            .env("SESSIOND_STORE_TIMEOUT", "20s")
             .env("SESSIOND_DRAIN_TIMEOUT", "500ms"),
     );
     let client = Client::connect(server.url()).await.unwrap();
@@ -345,7 +358,12 @@ async fn a_call_stuck_past_the_drain_timeout_does_not_hold_up_the_exit() {
     server.signal("TERM");
     let (exit, log) = server.wait();
     assert_eq!(exit, Some(0), "{log}");
-    assert!(signalled.elapsed() < Duration::from_secs(10), "{log}");
+    // Bounded by the drain timeout, not by the 20 s the write would wait.
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "{:?}\n{log}",
+        signalled.elapsed()
+    );
     assert!(log.contains("drain timeout passed"), "{log}");
     assert!(
         save.await.unwrap().is_err(),
@@ -360,6 +378,36 @@ async fn a_call_stuck_past_the_drain_timeout_does_not_hold_up_the_exit() {
         )
         .unwrap();
     assert_eq!(stored, r#"{"v":1}"#);
+}
+
+#[tokio::test]
+async fn an_open_health_watch_does_not_hold_up_the_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(store_env(
+        &mut sessiond(),
+        &dir.path().join("watch.sqlite3"),
+    ));
+    let mut health = HealthClient::new(channel(&server.url()).await);
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status(),
+        ServingStatus::Serving
+    );
+    let signalled = Instant::now();
+    server.signal("TERM");
+    let (exit, log) = server.wait();
+    assert_eq!(exit, Some(0), "{log}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        signalled.elapsed()
+    );
 }
 
 #[tokio::test]

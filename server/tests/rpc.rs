@@ -587,3 +587,35 @@ async fn patch_of_an_expired_session_starts_from_an_empty_one() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn cycle_key_without_data_or_expiry_keeps_the_sessions_expiry() {
+    let server = TestServer::start().await;
+    let short = UNIX_EPOCH + Duration::from_secs(4_102_444_800); // 2100-01-01
+    server
+        .client
+        .save(KEY, r#"{"_session_expiry":300}"#, Some(short), true)
+        .await
+        .unwrap();
+    let cycled = server.client.cycle_key(KEY, None, None).await.unwrap();
+    assert_eq!(cycled.expire_date, short);
+    assert_eq!(
+        server
+            .client
+            .load(&cycled.session_key)
+            .await
+            .unwrap()
+            .unwrap()
+            .expire_date,
+        short
+    );
+
+    // With data, the caller owns the expiry: absent means the default age.
+    let again = server
+        .client
+        .cycle_key(&cycled.session_key, Some("{}"), None)
+        .await
+        .unwrap();
+    assert_ne!(again.expire_date, short);
+    server.stop().await;
+}

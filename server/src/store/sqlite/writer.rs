@@ -160,7 +160,9 @@ fn run(mut conn: Connection, mut commands: mpsc::Receiver<Command>, timeout: Dur
         commit_batch(&mut conn, &mut batch, timeout);
     }
     // Fold the write-ahead log into the database so the file is complete on
-    // its own after a clean stop.
+    // its own after a clean stop; if another process holds the database
+    // right now, leave that to the next start instead of waiting.
+    let _ = conn.busy_timeout(Duration::ZERO);
     if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         tracing::warn!(error = %err, "final sqlite checkpoint failed");
     }
