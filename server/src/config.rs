@@ -98,6 +98,12 @@ pub struct StoreConfig {
     #[arg(long, env = "SESSIOND_STORE", default_value = DEFAULT_STORE, value_name = "URL")]
     pub store: StoreUrl,
 
+    /// A cache in front of the --store database (Django's cached_db):
+    /// `redis://…` or `memory://`. Loads read it first; writes go to the
+    /// database, then the cache; when the cache fails, the database answers.
+    #[arg(long, env = "SESSIOND_CACHE", value_name = "URL")]
+    pub cache: Option<StoreUrl>,
+
     /// How long one storage operation may wait for a lock held by another
     /// process (e.g. a Django app writing the same SQLite file), or for Redis
     /// to connect and answer, before it fails with UNAVAILABLE.
@@ -106,6 +112,13 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// Opens the configured engine (and cache). Does not migrate.
+    pub async fn open(
+        &self,
+    ) -> Result<std::sync::Arc<dyn crate::store::SessionStore>, crate::store::OpenError> {
+        crate::store::open_cached(&self.store, self.cache.as_ref(), &self.options()).await
+    }
+
     pub fn options(&self) -> StoreOptions {
         StoreOptions {
             timeout: self.store_timeout,

@@ -98,7 +98,7 @@ pub struct Server {
 impl Server {
     /// Opens the configured engine and applies pending migrations.
     pub async fn open(config: ServeConfig) -> Result<Self, StartError> {
-        let store = store::open(&config.store.store, &config.store.options()).await?;
+        let store = config.store.open().await?;
         let migrations = store
             .migrate()
             .await
@@ -162,6 +162,7 @@ impl Server {
         tracing::info!(
             listen = %local_addr,
             store = %config.store.store,
+            cache = ?config.store.cache,
             codec = ?config.codec,
             "sessiond serving"
         );

@@ -58,7 +58,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: StoreConfig) -> anyhow::Result<()> {
-    let store = store::open(&config.store, &config.options()).await?;
+    let store = config.open().await?;
     let result = store.migrate().await;
     store.close().await;
     let migrations = result.with_context(|| format!("cannot migrate {}", config.store))?;
@@ -77,7 +77,7 @@ async fn migrate(config: StoreConfig) -> anyhow::Result<()> {
 }
 
 async fn clearsessions(config: ClearConfig) -> anyhow::Result<()> {
-    let store = store::open(&config.store.store, &config.store.options()).await?;
+    let store = config.store.open().await?;
     let result =
         store::clear_expired(store.as_ref(), chrono::Utc::now(), config.purge_batch_size).await;
     store.close().await;

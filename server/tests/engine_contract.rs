@@ -92,6 +92,52 @@ async fn file(_test: &str) -> Option<Engine> {
     })
 }
 
+/// Django's cached_db: SQLite behind an in-process cache.
+async fn cached_sqlite(_test: &str) -> Option<Engine> {
+    let dir = tempfile::tempdir().unwrap();
+    let url: StoreUrl = format!("sqlite://{}", dir.path().join("engine.sqlite3").display())
+        .parse()
+        .unwrap();
+    let cache: StoreUrl = "memory://".parse().unwrap();
+    let store = store::open_cached(&url, Some(&cache), &options())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    Some(Engine {
+        store,
+        now: fixed_now(),
+        natural_expiry: false,
+        _guard: Box::new(dir),
+    })
+}
+
+/// Django's cached_db: PostgreSQL behind Redis, as replicas would run it.
+async fn cached_postgres(test: &str) -> Option<Engine> {
+    if !common::service_available("PostgreSQL", common::POSTGRES_ADDR)
+        || !redis_server::shared_available(&format!("engine_contract cached_postgres::{test}"))
+            .await
+    {
+        return None;
+    }
+    let schema = common::PgSchema::new();
+    let url: StoreUrl = schema.url().parse().unwrap();
+    let prefix = redis_server::unique_prefix(test);
+    let cache: StoreUrl = format!("redis://{}/0?prefix={prefix}", redis_server::SHARED_ADDR)
+        .parse()
+        .unwrap();
+    let store = store::open_cached(&url, Some(&cache), &options())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    Some(Engine {
+        store,
+        // Redis expires cached copies on the real clock; see REDIS_CLOCK_AHEAD.
+        now: Utc::now() + REDIS_CLOCK_AHEAD,
+        natural_expiry: false,
+        _guard: Box::new((schema, redis_server::Cleanup { prefix })),
+    })
+}
+
 async fn memory(_test: &str) -> Option<Engine> {
     let url: StoreUrl = "memory://".parse().unwrap();
     let store = store::open(&url, &options()).await.unwrap();
@@ -568,4 +614,12 @@ macro_rules! contract {
     };
 }
 
-contract!(sqlite, postgres, file, memory, redis);
+contract!(
+    sqlite,
+    postgres,
+    file,
+    memory,
+    redis,
+    cached_sqlite,
+    cached_postgres
+);

@@ -8,6 +8,7 @@
 //! `redis` (shared by several sessiond replicas; Redis expires sessions by
 //! itself) and `memory` (in-process, for tests and development).
 
+mod cached;
 mod file;
 mod memory;
 mod postgres;
@@ -24,6 +25,7 @@ use chrono::{DateTime, Utc};
 
 use crate::session::{ExpireDate, InvalidInput, Record, SessionKey};
 
+pub use self::cached::CachedStore;
 pub use self::file::{DEFAULT_COOKIE_AGE, DEFAULT_PREFIX, FileStore, FileUrl, FileUrlError};
 pub use self::memory::{MemoryStore, MemoryUrl, MemoryUrlError};
 pub use self::postgres::{PostgresStore, PostgresUrl};
@@ -283,6 +285,54 @@ pub enum OpenError {
         #[source]
         source: DriverError,
     },
+    #[error("cannot use cache {url} (--cache, SESSIOND_CACHE): {reason}")]
+    Cache { url: StoreUrl, reason: String },
+}
+
+impl StoreUrl {
+    /// Whether sessions live in the engine's own storage, which a cache may
+    /// front; Redis and memory are caches themselves.
+    fn is_database(&self) -> bool {
+        matches!(
+            self,
+            Self::Sqlite { .. } | Self::Postgres(_) | Self::File(_)
+        )
+    }
+}
+
+/// Opens the engine `url` names, with the cache `cache` names in front of it
+/// if given (Django's `cached_db`). Does not migrate.
+pub async fn open_cached(
+    url: &StoreUrl,
+    cache: Option<&StoreUrl>,
+    options: &StoreOptions,
+) -> Result<Arc<dyn SessionStore>, OpenError> {
+    let Some(cache_url) = cache else {
+        return open(url, options).await;
+    };
+    let refuse = |reason: String| OpenError::Cache {
+        url: cache_url.clone(),
+        reason,
+    };
+    if cache_url.is_database() {
+        return Err(refuse(
+            "a cache must be redis://… or memory://; the database goes in --store".into(),
+        ));
+    }
+    if !url.is_database() {
+        return Err(refuse(format!(
+            "{url} is a cache itself; put a cache in front of sqlite://, postgres:// or file:// only"
+        )));
+    }
+    let database = open(url, options).await?;
+    let cache = open(cache_url, options).await.map_err(|err| {
+        let reason = match err {
+            OpenError::Unusable { reason, .. } | OpenError::Cache { reason, .. } => reason,
+            OpenError::Driver { source, .. } => source.to_string(),
+        };
+        refuse(reason)
+    })?;
+    Ok(Arc::new(CachedStore::new(database, cache)))
 }
 
 /// Opens the engine a store URL names. Does not migrate.
