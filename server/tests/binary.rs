@@ -500,3 +500,69 @@ fn a_start_up_failure_exits_1_with_one_clear_message() {
     assert!(stderr.contains("does not exist"), "{stderr}");
     assert_eq!(stderr.matches("does not exist").count(), 1, "{stderr}");
 }
+
+/// Two `sessiond` processes on one shared store: what one saves, the other
+/// loads, cycles and deletes.
+async fn two_processes_share(store: &str) {
+    let one = Running::start(sessiond().env("SESSIOND_STORE", store));
+    let two = Running::start(sessiond().env("SESSIOND_STORE", store));
+    let first = Client::connect(one.url()).await.unwrap();
+    let second = Client::connect(two.url()).await.unwrap();
+
+    let created = first.create(r#"{"user":"ada"}"#, None).await.unwrap();
+    let loaded = second.load(&created.session_key).await.unwrap().unwrap();
+    assert_eq!(loaded.data, r#"{"user":"ada"}"#);
+    let cycled = second
+        .cycle_key(&created.session_key, None, None)
+        .await
+        .unwrap();
+    assert!(first.load(&created.session_key).await.unwrap().is_none());
+    first
+        .patch(&cycled.session_key, r#"{"cart":[1]}"#, &[], false, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        second
+            .load(&cycled.session_key)
+            .await
+            .unwrap()
+            .unwrap()
+            .data,
+        r#"{"user":"ada","cart":[1]}"#
+    );
+    assert!(second.delete(&cycled.session_key).await.unwrap());
+    assert!(first.load(&cycled.session_key).await.unwrap().is_none());
+
+    for server in [one, two] {
+        server.signal("TERM");
+        let (exit, log) = server.wait();
+        assert_eq!(exit, Some(0), "{log}");
+    }
+}
+
+#[tokio::test]
+async fn two_processes_share_sessions_on_postgres() {
+    if !common::service_available("PostgreSQL", common::POSTGRES_ADDR) {
+        return;
+    }
+    let schema = common::PgSchema::new();
+    two_processes_share(&schema.url()).await;
+}
+
+#[tokio::test]
+async fn two_processes_share_sessions_on_redis() {
+    if !common::redis_server::shared_available("binary::two_processes_share_sessions_on_redis")
+        .await
+    {
+        return;
+    }
+    let prefix = common::redis_server::unique_prefix("two_processes");
+    let _cleanup = common::redis_server::Cleanup {
+        prefix: prefix.clone(),
+    };
+    two_processes_share(&format!(
+        "redis://{}/0?prefix={prefix}",
+        common::redis_server::SHARED_ADDR
+    ))
+    .await;
+}
