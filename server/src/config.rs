@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::codec::Codec;
+use crate::codec::{CodecKind, DjangoConfig};
 use crate::store::{StoreOptions, StoreUrl};
 
 /// The embedded default: an SQLite file in the working directory, so that a
@@ -36,6 +36,10 @@ pub const DEFAULT_PURGE_BATCH_SIZE: &str = "1000";
 /// Long enough for any call to finish (calls wait at most --store-timeout
 /// for a lock), short enough that a restart is not held up by a stuck client.
 pub const DEFAULT_DRAIN_TIMEOUT: &str = "10s";
+
+/// The salt of every built-in Django session store (their classes are all
+/// named SessionStore).
+pub const DEFAULT_DJANGO_SALT: &str = "django.contrib.sessions.SessionStore";
 
 /// How long one engine operation may wait for a lock held by another process
 /// (SQLite's busy timeout) or for Redis to answer before it fails with
@@ -111,6 +115,17 @@ pub struct StoreConfig {
     pub store_timeout: Duration,
 }
 
+impl ServeConfig {
+    /// Django's signing settings from the flags.
+    pub fn django(&self) -> DjangoConfig {
+        DjangoConfig {
+            secret_key: self.secret_key.clone(),
+            fallback_keys: self.secret_key_fallbacks.clone(),
+            salt: self.django_salt.clone(),
+        }
+    }
+}
+
 impl StoreConfig {
     /// Opens the configured engine (and cache). Does not migrate.
     pub async fn open(
@@ -150,8 +165,35 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
 
     /// Encoding of the stored session_data column.
-    #[arg(long, env = "SESSIOND_CODEC", value_enum, default_value_t = Codec::Json)]
-    pub codec: Codec,
+    #[arg(long, env = "SESSIOND_CODEC", value_enum, default_value_t = CodecKind::Json)]
+    pub codec: CodecKind,
+
+    /// Django's SECRET_KEY, for --codec django. Prefer the environment
+    /// variable: command lines are visible to other users.
+    #[arg(
+        long,
+        env = "SESSIOND_SECRET_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub secret_key: Option<String>,
+
+    /// Django's SECRET_KEY_FALLBACKS, comma-separated: older keys whose
+    /// session data is still accepted (new data is signed with --secret-key).
+    #[arg(
+        long,
+        env = "SESSIOND_SECRET_KEY_FALLBACKS",
+        hide_env_values = true,
+        value_delimiter = ',',
+        value_name = "KEYS"
+    )]
+    pub secret_key_fallbacks: Vec<String>,
+
+    /// The salt Django's session store signs with: "django.contrib.sessions."
+    /// followed by the store's class name. Change it only if your
+    /// SESSION_ENGINE's class is not called SessionStore.
+    #[arg(long, env = "SESSIOND_DJANGO_SALT", default_value = DEFAULT_DJANGO_SALT, value_name = "SALT")]
+    pub django_salt: String,
 
     /// Session lifetime used when a request carries no expire_date (Django's
     /// SESSION_COOKIE_AGE; default two weeks).

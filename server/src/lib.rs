@@ -71,6 +71,8 @@ const IDLE_CONNECTION_GRACE: std::time::Duration = std::time::Duration::from_mil
 pub enum StartError {
     #[error(transparent)]
     Open(#[from] OpenError),
+    #[error(transparent)]
+    Codec(#[from] codec::django::CodecError),
     #[error("cannot migrate store {url} (--store, SESSIOND_STORE)")]
     Migrate {
         url: StoreUrl,
@@ -92,12 +94,14 @@ pub enum ServeError {
 #[derive(Debug)]
 pub struct Server {
     config: ServeConfig,
+    codec: codec::Codec,
     store: Arc<dyn SessionStore>,
 }
 
 impl Server {
     /// Opens the configured engine and applies pending migrations.
     pub async fn open(config: ServeConfig) -> Result<Self, StartError> {
+        let codec = config.codec.build(&config.django())?;
         let store = config.store.open().await?;
         let migrations = store
             .migrate()
@@ -116,7 +120,11 @@ impl Server {
                 tracing::info!(migration = migration.name, "applied migration");
             }
         }
-        Ok(Self { config, store })
+        Ok(Self {
+            config,
+            codec,
+            store,
+        })
     }
 
     /// Serves on `listener` until `shutdown` completes, then shuts down in
@@ -127,9 +135,13 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
-        let Self { config, store } = self;
+        let Self {
+            config,
+            codec,
+            store,
+        } = self;
         let settings = Settings {
-            codec: config.codec,
+            codec: codec.clone(),
             session_age: chrono::TimeDelta::from_std(config.session_age)
                 .unwrap_or(chrono::TimeDelta::MAX),
             max_data_bytes: usize::try_from(config.max_data_bytes).unwrap_or(usize::MAX),
@@ -163,7 +175,7 @@ impl Server {
             listen = %local_addr,
             store = %config.store.store,
             cache = ?config.store.cache,
-            codec = ?config.codec,
+            codec = ?codec,
             "sessiond serving"
         );
         let shutdown_delay = config.shutdown_delay;

@@ -44,6 +44,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let signals = shutdown::Signals::catch().context("cannot catch SIGINT and SIGTERM")?;
     let listen = config.listen;
     let server = Server::open(config).await?;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -53,7 +54,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 "cannot listen on {listen} (--listen, SESSIOND_LISTEN); is another server using it?"
             )
         })?;
-    server.serve(listener, shutdown::signal_received()).await?;
+    server.serve(listener, signals.received()).await?;
     Ok(())
 }
 

@@ -80,7 +80,7 @@ impl SessionRpc {
         let Some(record) = self.store.load(&key, Utc::now()).await? else {
             return Ok(LoadResponse::default());
         };
-        let data = match self.settings.codec.decode(record.session_data) {
+        let data = match self.settings.codec.decode(record.session_data, unix_now()) {
             Ok(data) => data,
             Err(err) => {
                 // As Django does: a corrupted row reads as an empty session.
@@ -105,7 +105,7 @@ impl SessionRpc {
     async fn create(&self, req: CreateRequest) -> Result<CreateResponse, RpcError> {
         let data = self.data(req.data)?;
         let expire_date = self.expire_date(req.expire_date.as_ref(), Utc::now())?;
-        let session_data = self.settings.codec.encode(data);
+        let session_data = self.settings.codec.encode(data, unix_now());
         for _ in 0..MAX_KEY_ATTEMPTS {
             let key = SessionKey::generate();
             let record = Record {
@@ -131,7 +131,7 @@ impl SessionRpc {
         let data = self.data(req.data)?;
         let expire_date = self.expire_date(req.expire_date.as_ref(), Utc::now())?;
         let record = Record {
-            session_data: self.settings.codec.encode(data),
+            session_data: self.settings.codec.encode(data, unix_now()),
             expire_date,
         };
         if req.must_create {
@@ -150,9 +150,10 @@ impl SessionRpc {
         let patch = SessionPatch::parse(&req.set, req.remove, req.replace, max_bytes)?;
         let now = Utc::now();
         let expire_date = self.expire_date(req.expire_date.as_ref(), now)?;
-        let codec = self.settings.codec;
+        let codec = self.settings.codec.clone();
         let patcher = Box::new(move |stored: Option<String>| {
-            let base = stored.and_then(|stored| match codec.decode(stored) {
+            let now = unix_now();
+            let base = stored.and_then(|stored| match codec.decode(stored, now) {
                 Ok(data) => Some(data),
                 Err(err) => {
                     // Only the outer message: the parser's causes quote the data.
@@ -161,7 +162,7 @@ impl SessionRpc {
                 }
             });
             let data = patch.apply(base.as_deref(), max_bytes)?;
-            Ok(codec.encode(data))
+            Ok(codec.encode(data, now))
         });
         self.store.patch(&key, patcher, expire_date, now).await?;
         Ok(PatchResponse {
@@ -178,7 +179,7 @@ impl SessionRpc {
     async fn cycle_key(&self, req: CycleKeyRequest) -> Result<CycleKeyResponse, RpcError> {
         let old_key = SessionKey::parse(&req.session_key)?;
         let session_data = match req.data {
-            Some(text) => Some(self.settings.codec.encode(self.data(text)?)),
+            Some(text) => Some(self.settings.codec.encode(self.data(text)?, unix_now())),
             None => None,
         };
         let now = Utc::now();
@@ -228,6 +229,11 @@ impl SessionRpc {
         tracing::info!(removed, "cleared expired sessions");
         Ok(ClearExpiredResponse { removed })
     }
+}
+
+/// Seconds since the epoch, for the timestamp Django's signing embeds.
+fn unix_now() -> i64 {
+    Utc::now().timestamp()
 }
 
 /// The one mapping from errors to gRPC statuses. Clients get a short, safe

@@ -454,6 +454,10 @@ fn help_explains_every_flag_and_its_environment_variable() {
         "--purge-batch-size",
         "--shutdown-delay",
         "--drain-timeout",
+        "--secret-key",
+        "--secret-key-fallbacks",
+        "--django-salt",
+        "--cache",
         "--log-format",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");

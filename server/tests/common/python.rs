@@ -1,0 +1,74 @@
+//! Virtualenvs from PyPI for the tests that run real Django, made once per
+//! set of requirements under the target directory and reused by later runs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Django 5.2 LTS runs on the machine's default Python 3.11; its session
+/// format is byte-identical to Django 4.2 through 6.1.
+pub const DJANGO: &str = "django==5.2.19";
+pub const PSYCOPG: &str = "psycopg[binary]==3.3.9";
+
+/// A virtualenv with `requirements` installed, or `None` (printed loudly;
+/// a failure under CI=true) when Python or PyPI is not available.
+pub fn venv(requirements: &[&str]) -> Option<PathBuf> {
+    let name = requirements
+        .iter()
+        .map(|r| r.replace(|c: char| !c.is_ascii_alphanumeric() && c != '.', "_"))
+        .collect::<Vec<_>>()
+        .join("-");
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("venvs");
+    let ready = root.join(&name);
+    if ready.join("bin/python").exists() {
+        return Some(ready);
+    }
+    std::fs::create_dir_all(&root).ok()?;
+    // Built aside and renamed into place, so concurrent tests never see a
+    // half-built one; the loser of a race removes its copy.
+    let building = root.join(format!("{name}.building-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&building);
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&building)
+        .status()
+        .is_ok_and(|status| status.success())
+        && Command::new(building.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(requirements)
+            .status()
+            .is_ok_and(|status| status.success());
+    if !made {
+        let _ = std::fs::remove_dir_all(&building);
+        let why = format!(
+            "cannot build a virtualenv with {requirements:?} (python3 -m venv, pip install)"
+        );
+        if std::env::var("CI").is_ok_and(|value| value == "true") {
+            panic!("{why}, and CI=true requires it");
+        }
+        eprintln!("SKIPPED: {why}; this test did not run");
+        return None;
+    }
+    if std::fs::rename(&building, &ready).is_err() {
+        let _ = std::fs::remove_dir_all(&building);
+    }
+    Some(ready)
+}
+
+/// Runs `script` with the virtualenv's Python, `args` after it; panics with
+/// its output if it fails, returns its standard output.
+pub fn run(venv: &Path, script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = Command::new(venv.join("bin/python"))
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "python failed:\n--- stdout\n{stdout}\n--- stderr\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
