@@ -8,9 +8,12 @@
 //! - [`service`] turns a gRPC request into domain types ([`session`]):
 //!   validated keys, JSON-object data within the size limit, expiry dates.
 //!   It is the only place that validates input or builds a gRPC status.
-//! - [`codec`] turns session data into the stored `session_data` text.
+//! - [`codec`] turns session data into the stored `session_data` text:
+//!   plain JSON, or signed byte for byte as Django signs it.
 //! - [`store`] holds the engines behind one trait, with Django's database
-//!   semantics; `sqlite` is the embedded default.
+//!   semantics: SQLite (the embedded default), PostgreSQL (shared by
+//!   stateless replicas), Redis, files, memory, and a cache in front of a
+//!   database (Django's `cached_db`).
 //!
 //! Around them, [`Server`] wires the health and reflection services, the
 //! background purge and an ordered shutdown: health NOT_SERVING, stop
