@@ -1,8 +1,12 @@
 //! Every signing vector in `fixtures/django-vectors.json`, a copy of
 //! `shared/reference/django-vectors.json` produced by real Django 6.1.3
-//! (zlib 1.2.13). Top-level keys about the table, expiry, cookies and SQL
-//! are for the server's tests, not this crate's; `covers_every_signing_key`
-//! lists which are which, so a new key in a refreshed file fails loudly.
+//! (zlib 1.2.13), plus `secret_key_fallbacks.known_old_key`, which
+//! `fixtures/generate_vectors.py` adds because the old secret behind the
+//! original `old_key_data` was never recorded. That script regenerates the
+//! whole file from a pip-installed Django (`fixtures/README.md`).
+//! Top-level keys about the table, expiry, cookies and SQL are for the
+//! server's tests, not this crate's; `covers_every_signing_key` lists which
+//! are which, so a new key in a refreshed file fails loudly.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -356,6 +360,49 @@ fn secret_key_fallbacks() {
         rotated.dumps(with_fallback, ts),
         str_of(&v["per_backend"]["db"], "session_data")
     );
+}
+
+/// The same rotation with an old secret that is written down, so that the
+/// old-key value is compared byte for byte with Django's, not only its
+/// payload and timestamp.
+#[test]
+fn secret_key_fallbacks_with_a_known_old_key() {
+    let v = vectors();
+    let ts = fixed_ts(&v);
+    let case = &v["secret_key_fallbacks"]["known_old_key"];
+    let old_secret = str_of(case, "secret");
+    let session_data = str_of(case, "session_data");
+    let with_fallback = obj(&case["with_fallback"]);
+    assert!(!with_fallback.is_empty());
+
+    // Django signed it with the old key exactly as we do.
+    let old = Signer::new(old_secret, DEFAULT_SALT).unwrap();
+    assert_eq!(old.dumps(with_fallback, ts), session_data);
+
+    // Without the old key Django returned {}: a bad signature here.
+    assert!(obj(&case["without_fallback"]).is_empty());
+    let signer = Signer::new(&secret(&v), DEFAULT_SALT).unwrap();
+    assert!(matches!(
+        signer.loads(session_data, None, ts),
+        Err(SigningError::BadSignature)
+    ));
+
+    // With Django's fallback list, in Django's order, it decodes to what
+    // Django returned.
+    let fallbacks: Vec<&str> = case["fallbacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key.as_str().unwrap())
+        .collect();
+    assert!(fallbacks.contains(&old_secret));
+    let rotated = signer.with_fallback_keys(fallbacks);
+    assert_eq!(
+        &rotated.loads(session_data, None, ts).unwrap(),
+        with_fallback
+    );
+    // And encoding still uses the primary key.
+    assert_ne!(rotated.dumps(with_fallback, ts), session_data);
 }
 
 #[test]
