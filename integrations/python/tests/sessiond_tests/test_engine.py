@@ -196,11 +196,11 @@ class OutageTests(SimpleTestCase):
             return sessiond_pb2.LoadResponse(found=False)
 
         fake = FakeSessiond(self, load=slow_load)
+        # Without the deadline the call would wait for the answer, which
+        # says "not found", and raise nothing.
         with override_settings(SESSIOND_ADDRESS=fake.address, SESSIOND_TIMEOUT=0.2):
-            started = time.monotonic()
             with self.assertRaises(SessiondUnavailable) as raised:
                 SessionStore(UNKNOWN_KEY).load()
-            self.assertLess(time.monotonic() - started, 0.9)
         self.assertEqual(raised.exception.code, grpc.StatusCode.DEADLINE_EXCEEDED)
         self.assertIn("SESSIOND_TIMEOUT", str(raised.exception))
 
