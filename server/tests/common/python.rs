@@ -1,6 +1,7 @@
 //! Virtualenvs from PyPI for the tests that run real Django, made once per
 //! set of requirements under the target directory and reused by later runs.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -11,6 +12,10 @@ pub const PSYCOPG: &str = "psycopg[binary]==3.3.9";
 
 /// A virtualenv with `requirements` installed, or `None` (printed loudly;
 /// a failure under CI=true) when Python or PyPI is not available.
+///
+/// Run its tools as `bin/python -m pip`: the virtualenv is built under
+/// another name and renamed, and scripts such as `bin/pip` keep the old
+/// path in their `#!` line.
 pub fn venv(requirements: &[&str]) -> Option<PathBuf> {
     let name = requirements
         .iter()
@@ -39,19 +44,26 @@ pub fn venv(requirements: &[&str]) -> Option<PathBuf> {
             .is_ok_and(|status| status.success());
     if !made {
         let _ = std::fs::remove_dir_all(&building);
-        let why = format!(
+        skip_or_fail(&format!(
             "cannot build a virtualenv with {requirements:?} (python3 -m venv, pip install)"
-        );
-        if std::env::var("CI").is_ok_and(|value| value == "true") {
-            panic!("{why}, and CI=true requires it");
-        }
-        eprintln!("SKIPPED: {why}; this test did not run");
+        ));
         return None;
     }
     if std::fs::rename(&building, &ready).is_err() {
         let _ = std::fs::remove_dir_all(&building);
     }
     Some(ready)
+}
+
+/// Python or PyPI is missing: fails under CI=true, where both must be there;
+/// elsewhere prints a `SKIPPED:` line, so the caller can return.
+pub fn skip_or_fail(why: &str) {
+    if std::env::var("CI").is_ok_and(|value| value == "true") {
+        panic!("{why}, and CI=true requires it");
+    }
+    // Straight to the process's stderr: the test harness captures
+    // `eprintln!` of passing tests, which would make the skip silent.
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}; this test did not run");
 }
 
 /// Runs `script` with the virtualenv's Python, `args` after it; panics with

@@ -1,0 +1,13 @@
+"""runtests.py --settings for this app: Django's own test settings, plus
+the sessiond engine."""
+
+import os
+
+from test_sqlite import *  # noqa: F403 - tests/test_sqlite.py of the Django sdist
+
+SESSION_ENGINE = "sessiond_django.session_store"
+SESSIOND_ADDRESS = os.environ["SESSIOND_ADDRESS"]
+SESSIOND_TIMEOUT = 10
+
+# Prints what ran per test class, for the report of the Rust test.
+TEST_RUNNER = "sessiond_tests.runner.SummaryRunner"

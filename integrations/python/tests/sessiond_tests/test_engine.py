@@ -1,0 +1,283 @@
+"""What the sessiond engine must get right beyond Django's own tests: what
+travels on the wire, keys sessiond would refuse, and a sessiond that is
+down, slow, or asks for a token."""
+
+import json
+import socket
+import threading
+import time
+from concurrent import futures
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+import grpc
+from django.contrib.sessions.backends.base import CreateError
+from django.test import SimpleTestCase, override_settings
+from django.utils import timezone
+
+from sessiond.v1 import sessiond_pb2_grpc
+from sessiond_django import session_store
+from sessiond_django.client import SessiondError, SessiondUnavailable, sessiond_pb2
+from sessiond_django.session_store import SessionStore
+
+#: A well-formed key that no test stores.
+UNKNOWN_KEY = "k" * 32
+
+
+def _closed_port():
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _load_raw(key):
+    """The session as sessiond's Load answers it, bypassing the engine."""
+    from django.conf import settings
+
+    with grpc.insecure_channel(settings.SESSIOND_ADDRESS) as channel:
+        stub = sessiond_pb2_grpc.SessionServiceStub(channel)
+        return stub.Load(sessiond_pb2.LoadRequest(session_key=key), timeout=10)
+
+
+class FakeSessiond(sessiond_pb2_grpc.SessionServiceServicer):
+    """A stand-in sessiond on 127.0.0.1:0 whose answers a test scripts, and
+    which records the metadata of each call."""
+
+    def __init__(self, test, load=None, save=None):
+        self.metadata = []
+        self.calls = []
+        self._load = load
+        self._save = save
+        self._lock = threading.Lock()
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        sessiond_pb2_grpc.add_SessionServiceServicer_to_server(self, self.server)
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        self.address = f"127.0.0.1:{port}"
+        self.server.start()
+        test.addCleanup(lambda: self.server.stop(grace=None).wait(5))
+
+    def _record(self, method, context):
+        with self._lock:
+            self.calls.append(method)
+            self.metadata.append(dict(context.invocation_metadata()))
+
+    def Load(self, request, context):  # noqa: N802 - the RPC's name
+        self._record("Load", context)
+        if self._load:
+            return self._load(request, context)
+        return sessiond_pb2.LoadResponse(found=False)
+
+    def Save(self, request, context):  # noqa: N802
+        self._record("Save", context)
+        if self._save:
+            return self._save(request, context)
+        return sessiond_pb2.SaveResponse()
+
+
+class WireTests(SimpleTestCase):
+    """What the engine sends: JSON text and the expiry Django computes."""
+
+    def test_data_travels_as_django_json_and_expiry_as_get_expiry_date(self):
+        session = SessionStore()
+        self.addCleanup(session.delete)
+        session["user"] = "Zoë"
+        session["cart"] = [1, 2]
+        moment = timezone.now() + timedelta(hours=3, microseconds=250)
+        session.set_expiry(moment)
+        session.save()
+
+        stored = _load_raw(session.session_key)
+        self.assertIs(stored.found, True)
+        # JSONSerializer's text: compact and ASCII.
+        self.assertEqual(
+            stored.data,
+            json.dumps(dict(session.items()), separators=(",", ":")),
+        )
+        self.assertTrue(stored.data.isascii())
+        self.assertEqual(json.loads(stored.data)["user"], "Zoë")
+        self.assertEqual(
+            stored.expire_date.ToDatetime(tzinfo=dt_timezone.utc),
+            session.get_expiry_date().astimezone(dt_timezone.utc),
+        )
+
+    @override_settings(USE_TZ=False, TIME_ZONE="Asia/Kolkata")
+    def test_naive_expiry_is_read_in_time_zone(self):
+        session = SessionStore()
+        self.addCleanup(session.delete)
+        session.set_expiry(3600)
+        session.save()
+        stored = _load_raw(session.session_key).expire_date.ToDatetime(tzinfo=dt_timezone.utc)
+        expected = datetime.now(dt_timezone.utc) + timedelta(hours=1)
+        self.assertLess(abs(stored - expected), timedelta(minutes=1))
+
+    def test_a_session_written_by_another_client_is_read(self):
+        session = SessionStore()
+        session["n"] = 1
+        session.save()
+        self.addCleanup(session.delete)
+        reread = SessionStore(session.session_key)
+        self.assertEqual(reread["n"], 1)
+        self.assertEqual(reread.session_key, session.session_key)
+
+    def test_too_much_data_is_an_error_not_a_lost_session(self):
+        # sessiond refuses data over --max-data-bytes (1 MiB by default).
+        session = SessionStore()
+        self.addCleanup(session.delete)
+        session["blob"] = "x" * (1024 * 1024 + 1)
+        with self.assertRaises(SessiondError) as raised:
+            session.save()
+        self.assertNotIsInstance(raised.exception, SessiondUnavailable)
+        self.assertIn(raised.exception.code, (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE))
+        self.assertNotIn("xxxxxxxx", str(raised.exception))
+
+
+class KeyTests(SimpleTestCase):
+    """Keys sessiond would refuse never leave the process."""
+
+    def test_keys_sessiond_refuses_are_dropped_without_a_call(self):
+        # Nothing listens there: a call would raise SessiondUnavailable.
+        with override_settings(SESSIOND_ADDRESS=f"127.0.0.1:{_closed_port()}"):
+            for key in ["ABCDEFGHIJ", "abc_defgh", "a" * 41, "short", "ab/../cdefgh", 12345678]:
+                with self.subTest(key=key):
+                    session = SessionStore(key)
+                    self.assertIsNone(session.session_key)
+                    self.assertEqual(session.load(), {})
+                    self.assertIs(session.exists(key), False)
+                    session.delete(key)
+
+    def test_django_keys_are_valid(self):
+        for _ in range(20):
+            self.assertTrue(session_store.is_valid_key(SessionStore()._get_new_session_key()))
+        self.assertTrue(session_store.is_valid_key("12345678"))
+        self.assertTrue(session_store.is_valid_key("a" * 40))
+
+    def test_an_overlong_key_loads_as_empty(self):
+        # As CacheDBSessionTests.test_load_overlong_key.
+        session = SessionStore()
+        session._session_key = "abcdefghij0123456789" * 20
+        self.assertEqual(session.load(), {})
+
+
+class OutageTests(SimpleTestCase):
+    """sessiond down or slow is an error, never an empty session."""
+
+    def test_unreachable_sessiond_raises_a_clear_error(self):
+        port = _closed_port()
+        with override_settings(SESSIOND_ADDRESS=f"127.0.0.1:{port}", SESSIOND_TIMEOUT=5):
+            session = SessionStore(UNKNOWN_KEY)
+            with self.assertRaises(SessiondUnavailable) as raised:
+                session.load()
+            message = str(raised.exception)
+            self.assertIn(f"127.0.0.1:{port}", message)
+            self.assertIn("SESSIOND_ADDRESS", message)
+            self.assertNotIn(UNKNOWN_KEY, message)
+            self.assertEqual(raised.exception.code, grpc.StatusCode.UNAVAILABLE)
+            # The key is kept: the session is unknown, not gone.
+            self.assertEqual(session.session_key, UNKNOWN_KEY)
+
+            fresh = SessionStore()
+            fresh["a"] = 1
+            with self.assertRaises(SessiondUnavailable):
+                fresh.save()
+            with self.assertRaises(SessiondUnavailable):
+                SessionStore.clear_expired()
+
+    async def test_unreachable_sessiond_raises_in_async_code_too(self):
+        with override_settings(SESSIOND_ADDRESS=f"127.0.0.1:{_closed_port()}"):
+            session = SessionStore(UNKNOWN_KEY)
+            with self.assertRaises(SessiondUnavailable):
+                await session.aget("anything")
+            with self.assertRaises(SessiondUnavailable):
+                await session.aexists(UNKNOWN_KEY)
+
+    def test_a_slow_sessiond_times_out(self):
+        def slow_load(request, context):
+            time.sleep(1.0)
+            return sessiond_pb2.LoadResponse(found=False)
+
+        fake = FakeSessiond(self, load=slow_load)
+        # Without the deadline the call would wait for the answer, which
+        # says "not found", and raise nothing.
+        with override_settings(SESSIOND_ADDRESS=fake.address, SESSIOND_TIMEOUT=0.2):
+            with self.assertRaises(SessiondUnavailable) as raised:
+                SessionStore(UNKNOWN_KEY).load()
+        self.assertEqual(raised.exception.code, grpc.StatusCode.DEADLINE_EXCEEDED)
+        self.assertIn("SESSIOND_TIMEOUT", str(raised.exception))
+
+    def test_bad_settings_are_named(self):
+        from django.core.exceptions import ImproperlyConfigured
+
+        for overrides in [{"SESSIOND_TIMEOUT": 0}, {"SESSIOND_TIMEOUT": "5"}, {"SESSIOND_ADDRESS": ""}]:
+            with self.subTest(**overrides), override_settings(**overrides):
+                with self.assertRaisesMessage(ImproperlyConfigured, next(iter(overrides))):
+                    SessionStore(UNKNOWN_KEY).load()
+
+
+class FakeServerTests(SimpleTestCase):
+    """Behaviour that a real sessiond cannot be made to show on demand."""
+
+    def test_token_is_sent_as_bearer_metadata(self):
+        fake = FakeSessiond(self)
+        with override_settings(SESSIOND_ADDRESS=fake.address, SESSIOND_TOKEN="s3cret-t0ken"):
+            SessionStore(UNKNOWN_KEY).load()
+        with override_settings(SESSIOND_ADDRESS=fake.address):
+            SessionStore(UNKNOWN_KEY).load()
+        self.assertEqual(fake.metadata[0].get("authorization"), "Bearer s3cret-t0ken")
+        self.assertNotIn("authorization", fake.metadata[1])
+
+    def test_refused_token_names_the_setting(self):
+        def refuse(request, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+
+        fake = FakeSessiond(self, load=refuse)
+        with override_settings(SESSIOND_ADDRESS=fake.address, SESSIOND_TOKEN="wrong"):
+            with self.assertRaisesMessage(SessiondError, "SESSIOND_TOKEN"):
+                SessionStore(UNKNOWN_KEY).load()
+
+    def test_create_draws_again_while_keys_are_taken(self):
+        refusals = iter(range(2))
+
+        def taken_twice(request, context):
+            assert request.must_create
+            if next(refusals, None) is not None:
+                context.abort(grpc.StatusCode.ALREADY_EXISTS, "session_key: taken")
+            return sessiond_pb2.SaveResponse()
+
+        fake = FakeSessiond(self, save=taken_twice)
+        with override_settings(SESSIOND_ADDRESS=fake.address):
+            session = SessionStore()
+            session.create()
+        self.assertEqual(fake.calls, ["Save"] * 3)
+        self.assertIs(session.modified, True)
+        self.assertTrue(session_store.is_valid_key(session.session_key))
+
+    def test_create_gives_up_when_every_key_is_taken(self):
+        def always_taken(request, context):
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, "session_key: taken")
+
+        fake = FakeSessiond(self, save=always_taken)
+        with override_settings(SESSIOND_ADDRESS=fake.address):
+            with self.assertRaisesMessage(RuntimeError, "unable to create a new session key"):
+                SessionStore().create()
+        self.assertEqual(len(fake.calls), session_store.CREATE_ATTEMPTS)
+
+    def test_must_create_conflict_is_create_error(self):
+        def taken(request, context):
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, "session_key: taken")
+
+        fake = FakeSessiond(self, save=taken)
+        with override_settings(SESSIOND_ADDRESS=fake.address):
+            with self.assertRaises(CreateError):
+                SessionStore(UNKNOWN_KEY).save(must_create=True)
+
+    def test_corrupted_data_reads_as_empty_and_logs_no_data(self):
+        def corrupted(request, context):
+            return sessiond_pb2.LoadResponse(found=True, data='["not", "an", "object"]')
+
+        fake = FakeSessiond(self, load=corrupted)
+        with override_settings(SESSIOND_ADDRESS=fake.address):
+            session = SessionStore(UNKNOWN_KEY)
+            with self.assertLogs("django.security.SuspiciousSession", "WARNING") as logs:
+                self.assertEqual(session.load(), {})
+        self.assertEqual([r.getMessage() for r in logs.records], ["Session data corrupted"])
+        self.assertEqual(session.session_key, UNKNOWN_KEY)
