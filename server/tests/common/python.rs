@@ -8,6 +8,9 @@ use std::process::Command;
 /// Django 5.2 LTS runs on the machine's default Python 3.11; its session
 /// format is byte-identical to Django 4.2 through 6.1.
 pub const DJANGO: &str = "django==5.2.19";
+/// Written last into a finished virtualenv: one without it was cut short.
+const INSTALLED: &str = "sessiond-installed.txt";
+
 pub const PSYCOPG: &str = "psycopg[binary]==3.3.9";
 
 /// A virtualenv with `requirements` installed, or `None` (printed loudly;
@@ -24,12 +27,21 @@ pub fn venv(requirements: &[&str]) -> Option<PathBuf> {
         .join("-");
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("venvs");
     let ready = root.join(&name);
-    if ready.join("bin/python").exists() {
+    if ready.join(INSTALLED).exists() {
         return Some(ready);
     }
     std::fs::create_dir_all(&root).ok()?;
     // Built aside and renamed into place, so concurrent tests never see a
     // half-built one; the loser of a race removes its copy.
+    // Tests of one binary build one at a time and then find it ready; other
+    // processes build under their own name.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if ready.join(INSTALLED).exists() {
+        return Some(ready);
+    }
     let building = root.join(format!("{name}.building-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&building);
     let made = Command::new("python3")
@@ -48,6 +60,11 @@ pub fn venv(requirements: &[&str]) -> Option<PathBuf> {
             "cannot build a virtualenv with {requirements:?} (python3 -m venv, pip install)"
         ));
         return None;
+    }
+    let _ = std::fs::write(building.join(INSTALLED), requirements.join("\n"));
+    if ready.exists() && !ready.join(INSTALLED).exists() {
+        // A build cut short by an earlier run.
+        let _ = std::fs::remove_dir_all(&ready);
     }
     if std::fs::rename(&building, &ready).is_err() {
         let _ = std::fs::remove_dir_all(&building);
