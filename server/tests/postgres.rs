@@ -327,3 +327,41 @@ fn chain(err: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[tokio::test]
+async fn two_replicas_cycling_one_session_at_once_leave_exactly_one_copy() {
+    require_postgres!();
+    let schema = PgSchema::new();
+    let one = TestServer::start_on(&schema.url(), &[]).await;
+    let two = TestServer::start_on(&schema.url(), &[]).await;
+    for round in 0..20 {
+        let key = one
+            .client
+            .create(&format!(r#"{{"round":{round}}}"#), None)
+            .await
+            .unwrap()
+            .session_key;
+        let (a, b) = tokio::join!(
+            one.client.cycle_key(&key, None, None),
+            two.client.cycle_key(&key, None, None),
+        );
+        let new_keys: Vec<String> = [a, b]
+            .into_iter()
+            .filter_map(|result| match result {
+                Ok(created) => Some(created.session_key),
+                Err(err) => {
+                    assert_eq!(code(err), Code::NotFound, "round {round}");
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(new_keys.len(), 1, "round {round}");
+        assert!(!one.client.exists(&key).await.unwrap());
+        assert_eq!(
+            two.client.load(&new_keys[0]).await.unwrap().unwrap().data,
+            format!(r#"{{"round":{round}}}"#)
+        );
+    }
+    one.stop().await;
+    two.stop().await;
+}
