@@ -299,8 +299,9 @@ async fn probe_postgres(url: &str) -> Result<(), String> {
     match tokio::time::timeout(PROBE_TIMEOUT, connect).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(err)) => Err(format!(
-            "PostgreSQL not reachable at {}: {err}",
-            redact(url)
+            "PostgreSQL not reachable at {}: {}",
+            redact(url),
+            causes(&err)
         )),
         Err(_) => Err(format!(
             "PostgreSQL at {} did not answer within {PROBE_TIMEOUT:?}",
@@ -318,12 +319,32 @@ async fn probe_redis(url: &str) -> Result<(), String> {
     };
     match tokio::time::timeout(PROBE_TIMEOUT, ping).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(err)) => Err(format!("Redis not reachable at {}: {err}", redact(url))),
+        Ok(Err(err)) => Err(format!(
+            "Redis not reachable at {}: {}",
+            redact(url),
+            causes(&err)
+        )),
         Err(_) => Err(format!(
             "Redis at {} did not answer within {PROBE_TIMEOUT:?}",
             redact(url)
         )),
     }
+}
+
+/// An error and its sources, each once: some errors repeat their source
+/// in their own message.
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
