@@ -1,0 +1,61 @@
+//! `sessiond-bench`: a load generator for sessiond.
+//!
+//! It measures what a web app sees: requests per second and latency of
+//! Load, Save, Create and CycleKey over gRPC, against a running sessiond or
+//! one it starts (whose memory and CPU time it then reports), and with
+//! `--compare` against every storage engine in one run, next to a plain
+//! Redis as the reference for what a network key-value store costs.
+//!
+//! The main trade-off: workers form a closed loop (each sends its next
+//! request when the last is answered), which measures the throughput a
+//! fixed number of app workers get, not latency under a fixed arrival rate;
+//! a saturated server shows as lower throughput rather than as a queue.
+//! The load generator shares the machine with the server, so figures from
+//! loopback are a ceiling and a comparison, not a capacity plan.
+//!
+//! Out of scope: TLS and tokens, Patch/Exists/Delete workloads, and
+//! open-loop (fixed-rate) load.
+//!
+//! This is a program, not a library: errors are `anyhow` with context,
+//! printed once as a chain.
+
+mod cli;
+mod connection;
+mod measure;
+mod payload;
+mod plan;
+mod populate;
+mod proc_stats;
+mod progress;
+mod report;
+mod run;
+mod sessiond_process;
+mod workload;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let cancel = CancellationToken::new();
+    // Ctrl-C ends the row being measured early; servers are still stopped
+    // and schemas and key prefixes still removed.
+    let interrupt = cancel.clone();
+    let on_ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            interrupt.cancel();
+        }
+    });
+    let result = run::run(cli, cancel).await;
+    on_ctrl_c.abort();
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("sessiond-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

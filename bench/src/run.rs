@@ -1,0 +1,273 @@
+//! One run: every planned row in turn (start sessiond if needed, create the
+//! sessions, warm up, measure, read the server's stats, stop it, remove the
+//! row's namespace), then the report.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::bail;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Cli;
+use crate::connection::{Connection, Written};
+use crate::measure::{self, Measurement, Shape, Window};
+use crate::plan::{self, Plan, Subject};
+use crate::proc_stats::ProcStats;
+use crate::progress::Progress;
+use crate::report::{self, Report, Row, Status};
+use crate::sessiond_process::{self, SessiondProcess};
+use crate::workload::Workload;
+
+/// Sessions the bench writes expire this long after the run, so that
+/// those left in a shared store go away through its normal purge.
+const EXPIRE_AFTER_RUN: Duration = Duration::from_secs(3600);
+
+/// Everything a row needs from the command line.
+#[derive(Debug)]
+struct Context {
+    sessiond: Option<PathBuf>,
+    server_args: Vec<String>,
+    shape: Shape,
+    data: Arc<str>,
+    sessions: usize,
+    connections: usize,
+    duration: Duration,
+    warmup: Duration,
+    timeout: Duration,
+    progress: Progress,
+    cancel: CancellationToken,
+}
+
+/// Measures what `cli` asks for and prints the report. Fails when a row
+/// failed (a skipped row is not a failure).
+pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<ExitCode> {
+    check(&cli)?;
+    let progress = Progress::stderr();
+    let plans = plan::plans(&cli).await?;
+    let spawns = plans
+        .iter()
+        .any(|plan| matches!(plan.subject, Subject::Sessiond { .. }));
+    let sessiond = if spawns {
+        let path = sessiond_process::locate(cli.sessiond.as_deref())?;
+        warn_of_debug_builds(&path, &progress);
+        Some(path)
+    } else {
+        None
+    };
+    let context = Context {
+        sessiond,
+        server_args: cli.server_args.clone(),
+        shape: Shape {
+            workload: cli.workload,
+            load_percent: cli.load_percent,
+            concurrency: usize::try_from(cli.concurrency)?,
+        },
+        data: crate::payload::json_object(usize::try_from(cli.payload_bytes)?).into(),
+        sessions: usize::try_from(cli.sessions)?,
+        connections: usize::try_from(cli.connections)?,
+        duration: cli.duration,
+        warmup: cli.warmup,
+        timeout: cli.timeout,
+        progress,
+        cancel: cancel.clone(),
+    };
+
+    let mut rows = Vec::with_capacity(plans.len());
+    for plan in plans {
+        if cancel.is_cancelled() {
+            break;
+        }
+        rows.push(run_plan(plan, &context).await);
+    }
+    if cancel.is_cancelled() {
+        bail!("interrupted; the rows measured so far are not reported");
+    }
+    let mut report = Report {
+        settings: report::Settings {
+            workload: cli.workload,
+            load_percent: (cli.workload == Workload::Mixed).then_some(cli.load_percent),
+            payload_bytes: cli.payload_bytes,
+            sessions: cli.sessions,
+            concurrency: cli.concurrency,
+            connections: cli.connections,
+            duration_s: cli.duration.as_secs_f64(),
+            warmup_s: cli.warmup.as_secs_f64(),
+            timeout_s: cli.timeout.as_secs_f64(),
+        },
+        rows,
+    };
+    report.set_ratios();
+    if cli.json {
+        println!("{}", report.json()?);
+    } else {
+        print!("{}", report.table());
+    }
+    let failed = report.rows.iter().any(|row| row.status == Status::Failed);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Refuses settings that leave workers nothing to do.
+fn check(cli: &Cli) -> anyhow::Result<()> {
+    if cli.workload.needs_sessions() && cli.sessions == 0 {
+        bail!(
+            "--workload {} works on existing sessions; give --sessions of at least 1",
+            cli.workload.name()
+        );
+    }
+    if cli.workload == Workload::Cycle && cli.sessions < cli.concurrency {
+        bail!(
+            "--workload cycle gives each worker sessions of its own; give --sessions of at least --concurrency ({})",
+            cli.concurrency
+        );
+    }
+    Ok(())
+}
+
+/// Figures from debug builds say little about a release; say so.
+fn warn_of_debug_builds(sessiond: &Path, progress: &Progress) {
+    if sessiond
+        .components()
+        .any(|part| part.as_os_str() == "debug")
+    {
+        progress.note(&format!(
+            "note: {} looks like a debug build; for real figures use `cargo build --release`",
+            sessiond.display()
+        ));
+    }
+    if cfg!(debug_assertions) {
+        progress.note("note: sessiond-bench is a debug build; for real figures use --release");
+    }
+}
+
+/// Measures one row, then removes its namespace; never fails, a failure
+/// becomes the row.
+async fn run_plan(plan: Plan, context: &Context) -> Row {
+    let shown = plan.shown();
+    let row = match &plan.subject {
+        Subject::Skip(reason) => {
+            Row::not_measured(&plan.name, &shown, Status::Skipped, reason.clone())
+        }
+        subject => match measure_subject(&plan.name, subject, context).await {
+            Ok((measurement, server)) => Row::measured(&plan.name, &shown, &measurement, server),
+            Err(err) => {
+                context
+                    .progress
+                    .note(&format!("{}: failed: {err:#}", plan.name));
+                Row::not_measured(&plan.name, &shown, Status::Failed, format!("{err:#}"))
+            }
+        },
+    };
+    if let Err(err) = plan.namespace.remove().await {
+        context
+            .progress
+            .note(&format!("{}: cleanup failed: {err:#}", plan.name));
+    }
+    row
+}
+
+async fn measure_subject(
+    name: &str,
+    subject: &Subject,
+    context: &Context,
+) -> anyhow::Result<(Measurement, Option<report::Server>)> {
+    match subject {
+        Subject::Skip(reason) => bail!("{reason}"),
+        Subject::Target(urls) => {
+            let connections =
+                Connection::sessiond(urls, context.connections, context.timeout).await?;
+            let measurement = populate_and_measure(&connections, name, context, None).await?;
+            Ok((measurement.0, None))
+        }
+        Subject::RedisPlain { url, prefix } => {
+            let connections =
+                Connection::redis(url, prefix, context.connections, context.timeout).await?;
+            let measurement = populate_and_measure(&connections, name, context, None).await?;
+            Ok((measurement.0, None))
+        }
+        Subject::Sessiond { store, cache } => {
+            let Some(binary) = &context.sessiond else {
+                bail!("no sessiond binary to start");
+            };
+            context.progress.show(&format!("{name}: starting sessiond"));
+            let process =
+                SessiondProcess::start(binary, store, cache.as_deref(), &context.server_args)
+                    .await?;
+            let measured = async {
+                let urls = [process.url().to_owned()];
+                let connections =
+                    Connection::sessiond(&urls, context.connections, context.timeout).await?;
+                let (measurement, at_start) =
+                    populate_and_measure(&connections, name, context, Some(process.pid())).await?;
+                let at_end = process.stats()?;
+                let server = report::Server::new(
+                    at_start,
+                    at_end,
+                    measurement.requests(),
+                    process.warnings(),
+                );
+                Ok::<_, anyhow::Error>((measurement, Some(server)))
+            }
+            .await;
+            // Connections are closed by now, so sessiond drains at once.
+            let stopped = process.stop().await;
+            let measured = measured?;
+            stopped?;
+            Ok(measured)
+        }
+    }
+}
+
+/// Creates the sessions, then warms up and measures; with `pid`, also
+/// reads that process's stats when measuring starts.
+async fn populate_and_measure(
+    connections: &[Connection],
+    name: &str,
+    context: &Context,
+    pid: Option<u32>,
+) -> anyhow::Result<(Measurement, Option<ProcStats>)> {
+    let written = Written {
+        data: context.data.clone(),
+        expire_at: SystemTime::now() + context.warmup + context.duration + EXPIRE_AFTER_RUN,
+    };
+    let keys = crate::populate::populate(
+        connections,
+        context.sessions,
+        &written,
+        &context.progress,
+        name,
+        &context.cancel,
+    )
+    .await?;
+    let window = Window::starting_now(context.warmup, context.duration);
+    let stats_at_start = pid.map(|pid| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(window.measure_start.into()).await;
+            ProcStats::read(pid).ok()
+        })
+    });
+    let measured = measure::measure(
+        connections,
+        keys,
+        &written,
+        context.shape,
+        window,
+        &context.progress,
+        name,
+        &context.cancel,
+    )
+    .await;
+    let at_start = match stats_at_start {
+        Some(task) => {
+            task.abort();
+            task.await.ok().flatten()
+        }
+        None => None,
+    };
+    Ok((measured?, at_start))
+}

@@ -1,0 +1,147 @@
+//! The built `sessiond-bench`, as a person runs it: it starts the
+//! `sessiond` built next to it on memory://, measures for about a second and
+//! prints JSON with the figures.
+//!
+//! Cargo gives a test the path of its own crate's binaries only, so the
+//! sessiond binary is found where cargo puts it, beside `sessiond-bench` in
+//! the same target directory, exactly as the bench finds it by default.
+//! `cargo test --workspace` builds it (the server crate's tests need it);
+//! with `cargo test -p sessiond-bench` alone, run `cargo build -p sessiond`
+//! first.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn sessiond() -> PathBuf {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_sessiond-bench"));
+    let sessiond = bench.with_file_name("sessiond");
+    assert!(
+        sessiond.is_file(),
+        "{} is missing: run `cargo test --workspace`, or `cargo build -p sessiond` first",
+        sessiond.display()
+    );
+    sessiond
+}
+
+fn bench(args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sessiond-bench"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SESSIOND_") {
+            command.env_remove(name);
+        }
+    }
+    command.args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+fn json_of(output: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "sessiond-bench failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("not JSON ({err}):\n{stdout}"))
+}
+
+#[test]
+fn a_short_run_on_memory_reports_throughput_latency_and_the_server() {
+    let sessiond = sessiond();
+    let output = bench(&[
+        "--store",
+        "memory://",
+        "--sessiond",
+        sessiond.to_str().unwrap(),
+        "--workload",
+        "mixed",
+        "--sessions",
+        "500",
+        "--concurrency",
+        "8",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--json",
+    ]);
+    let report = json_of(&output);
+
+    let settings = &report["settings"];
+    assert_eq!(settings["workload"], "mixed");
+    assert_eq!(settings["load_percent"], 90);
+    assert_eq!(settings["payload_bytes"], 1024);
+    assert_eq!(settings["concurrency"], 8);
+
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{report:#}");
+    let row = &rows[0];
+    assert_eq!(row["name"], "memory");
+    assert_eq!(row["status"], "ok", "{row:#}");
+    assert!(row["requests"].as_u64().unwrap() > 0, "{row:#}");
+    assert!(row["throughput_rps"].as_f64().unwrap() > 0.0, "{row:#}");
+    assert_eq!(row["errors"], 0, "{row:#}");
+    assert!(row["errors_by_code"].as_object().unwrap().is_empty());
+    let latency = &row["latency_us"];
+    for field in ["p50", "p99", "p999", "max"] {
+        assert!(latency[field].as_u64().unwrap() > 0, "{field}: {row:#}");
+    }
+    assert!(latency["p50"].as_u64() <= latency["p99"].as_u64());
+    assert!(latency["p99"].as_u64() <= latency["max"].as_u64());
+    let server = &row["server"];
+    assert!(server["rss_bytes"].as_u64().unwrap() > 1 << 20, "{row:#}");
+    assert!(server["cpu_seconds"].as_f64().unwrap() > 0.0, "{row:#}");
+    assert!(server["cpu_us_per_request"].as_f64().is_some(), "{row:#}");
+}
+
+#[test]
+fn key_cycles_replace_the_keys_they_use_without_errors() {
+    let sessiond = sessiond();
+    let output = bench(&[
+        "--store",
+        "memory://",
+        "--sessiond",
+        sessiond.to_str().unwrap(),
+        "--workload",
+        "cycle",
+        "--payload-bytes",
+        "200",
+        "--sessions",
+        "64",
+        "--concurrency",
+        "4",
+        "--connections",
+        "2",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "100ms",
+        "--json",
+    ]);
+    let report = json_of(&output);
+    let row = &report["rows"][0];
+    assert_eq!(row["status"], "ok", "{row:#}");
+    assert!(row["requests"].as_u64().unwrap() > 0, "{row:#}");
+    // A key cycled twice by mistake would answer NOT_FOUND.
+    assert_eq!(row["errors"], 0, "{row:#}");
+}
+
+#[test]
+fn nothing_to_measure_is_a_usage_error() {
+    let output = bench(&[]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = bench(&[
+        "--store",
+        "memory://",
+        "--workload",
+        "cycle",
+        "--sessions",
+        "1",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--sessions"), "{stderr}");
+}
