@@ -28,6 +28,13 @@ use super::{Migration, OpenFailure, Patcher, SessionStore, StoreError, StoreOpti
 use crate::session::{ExpireDate, Record, SessionKey};
 use writer::{WriteOp, WriteOutcome, Writer};
 
+fn is_busy(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
 /// Read connections kept open. Reads are short point lookups, so a few
 /// connections keep both cores busy while others wait on I/O.
 const DEFAULT_READERS: u32 = 8;
@@ -51,10 +58,11 @@ impl SqliteStore {
         let timeout = options.timeout;
         let manager = SqliteConnectionManager::file(path)
             .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .with_init(move |conn| conn.busy_timeout(timeout));
+            // Reads first try without waiting for locks; see `read`.
+            .with_init(|conn| conn.busy_timeout(Duration::ZERO));
         let readers = r2d2::Pool::builder()
             .max_size(DEFAULT_READERS)
-            .min_idle(Some(1))
+            .min_idle(Some(DEFAULT_READERS))
             .connection_timeout(timeout)
             .build(manager)
             .map_err(|err| OpenFailure::Driver(err.into()))?;
@@ -67,19 +75,39 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `read` on a pooled read-only connection, off the async runtime.
+    /// Runs `read` on a pooled read-only connection.
+    ///
+    /// A read is a point lookup of a few microseconds, far less than a hop
+    /// to a blocking thread costs, so it first runs right here, on an idle
+    /// connection that does not wait for locks. Only when that cannot be
+    /// done (no idle connection, or the database is locked, as during
+    /// another process's exclusive lock) does it go to a blocking thread and
+    /// wait up to the store timeout.
     async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let readers = self.readers.clone();
         let timeout = self.timeout;
+        let conn = match self.readers.try_get() {
+            Some(conn) => match read(&conn) {
+                Err(err) if is_busy(&err) => Some(conn),
+                result => return result.map_err(|err| classify(err, timeout)),
+            },
+            None => None,
+        };
+        let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = readers
-                .get()
-                .map_err(|err| StoreError::Unavailable(err.into()))?;
-            read(&conn).map_err(|err| classify(err, timeout))
+            let conn = match conn {
+                Some(conn) => conn,
+                None => readers
+                    .get()
+                    .map_err(|err| StoreError::Unavailable(err.into()))?,
+            };
+            let waiting = conn.busy_timeout(timeout);
+            let result = waiting.and_then(|()| read(&conn));
+            let _ = conn.busy_timeout(Duration::ZERO);
+            result.map_err(|err| classify(err, timeout))
         })
         .await
         .map_err(|err| StoreError::Internal(err.into()))?
