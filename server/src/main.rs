@@ -78,6 +78,15 @@ async fn migrate(config: StoreConfig) -> anyhow::Result<()> {
 }
 
 async fn clearsessions(config: ClearConfig) -> anyhow::Result<()> {
+    // Opening SQLite creates the file; a purge has no reason to.
+    if let store::StoreUrl::Sqlite { path } = &config.store.store
+        && !path.exists()
+    {
+        anyhow::bail!(
+            "{} does not exist (--store, SESSIOND_STORE); nothing to clear",
+            config.store.store
+        );
+    }
     let store = config.store.open().await?;
     let result =
         store::clear_expired(store.as_ref(), chrono::Utc::now(), config.purge_batch_size).await;

@@ -436,6 +436,16 @@ async fn clearsessions_prints_how_many_it_removed() {
     assert_eq!(text(&output.stdout).trim(), "5");
     let output = run(store_env(&mut sessiond(), &db).arg("clearsessions"));
     assert_eq!(text(&output.stdout).trim(), "0");
+
+    let missing = dir.path().join("missing.sqlite3");
+    let output = run(store_env(&mut sessiond(), &missing).arg("clearsessions"));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("does not exist"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!missing.exists(), "clearsessions created the database file");
 }
 
 #[test]
