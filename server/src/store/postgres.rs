@@ -19,6 +19,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use super::{Migration, OpenFailure, Patcher, SessionStore, StoreError, StoreOptions};
+use crate::service::ErrorChain;
 use crate::session::{ExpireDate, Record, SessionKey};
 
 /// Connections per replica. PostgreSQL serves each connection with one
@@ -191,7 +192,7 @@ impl PostgresStore {
         let client = store.pool.get().await.map_err(|err| {
             OpenFailure::Unusable(format!(
                 "cannot connect to PostgreSQL ({}); check the URL, that the server runs and accepts this user",
-                ErrorText(&err)
+                ErrorChain(&err)
             ))
         })?;
         if let Some(schema) = &url.schema {
@@ -209,7 +210,7 @@ impl PostgresStore {
             {
                 return Err(OpenFailure::Unusable(format!(
                     "cannot create schema {schema} ({}); create it or grant CREATE on the database",
-                    ErrorText(&err)
+                    ErrorChain(&err)
                 )));
             }
         }
@@ -221,21 +222,6 @@ impl PostgresStore {
             .get()
             .await
             .map_err(|err| StoreError::Unavailable(err.into()))
-    }
-}
-
-/// An error's own message and its causes, without the driver's type names.
-struct ErrorText<'a>(&'a dyn std::error::Error);
-
-impl std::fmt::Display for ErrorText<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
     }
 }
 

@@ -219,6 +219,30 @@ impl fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
+    /// Runs `script` (insert or update) with `record` on the session `key`;
+    /// returns the script's answer, 1 when it wrote.
+    async fn write_record(
+        &self,
+        script: &Script,
+        key: &SessionKey,
+        record: &Record,
+    ) -> Result<i64, StoreError> {
+        let mut conn = self.connection()?;
+        let key = self.key(key);
+        self.bounded(async {
+            let reply: Value = script
+                .key(&key)
+                .arg(record.session_data.as_str())
+                .arg(to_text(record.expire_date))
+                .arg(expire_at_millis(record.expire_date))
+                .invoke_async(&mut conn)
+                .await
+                .map_err(classify)?;
+            integer(&reply)
+        })
+        .await
+    }
+
     /// Connects, so that a wrong address or password stops the server
     /// before it listens. Later outages are survived by reconnecting.
     pub(super) async fn open(url: &RedisUrl, options: &StoreOptions) -> Result<Self, OpenFailure> {
@@ -344,47 +368,23 @@ impl SessionStore for RedisStore {
     }
 
     async fn insert(&self, key: &SessionKey, record: Record) -> Result<(), StoreError> {
-        let mut conn = self.connection()?;
-        let key = self.key(key);
-        self.bounded(async {
-            let reply: Value = self
-                .scripts
-                .insert
-                .key(&key)
-                .arg(record.session_data.as_str())
-                .arg(to_text(record.expire_date))
-                .arg(expire_at_millis(record.expire_date))
-                .invoke_async(&mut conn)
-                .await
-                .map_err(classify)?;
-            match integer(&reply)? {
-                1 => Ok(()),
-                _ => Err(StoreError::AlreadyExists),
-            }
-        })
-        .await
+        match self
+            .write_record(&self.scripts.insert, key, &record)
+            .await?
+        {
+            1 => Ok(()),
+            _ => Err(StoreError::AlreadyExists),
+        }
     }
 
     async fn update(&self, key: &SessionKey, record: Record) -> Result<(), StoreError> {
-        let mut conn = self.connection()?;
-        let key = self.key(key);
-        self.bounded(async {
-            let reply: Value = self
-                .scripts
-                .update
-                .key(&key)
-                .arg(record.session_data.as_str())
-                .arg(to_text(record.expire_date))
-                .arg(expire_at_millis(record.expire_date))
-                .invoke_async(&mut conn)
-                .await
-                .map_err(classify)?;
-            match integer(&reply)? {
-                1 => Ok(()),
-                _ => Err(StoreError::NotFound),
-            }
-        })
-        .await
+        match self
+            .write_record(&self.scripts.update, key, &record)
+            .await?
+        {
+            1 => Ok(()),
+            _ => Err(StoreError::NotFound),
+        }
     }
 
     async fn patch(
