@@ -67,7 +67,10 @@ impl SessionKey {
         if !(KEY_MIN_LEN..=KEY_MAX_LEN).contains(&text.len()) {
             return Err(InvalidInput::KeyLength(text.chars().count()));
         }
-        if !text.bytes().all(|b| KEY_ALPHABET.contains(&b)) {
+        if !text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
             return Err(InvalidInput::KeyCharacters);
         }
         Ok(Self(text.to_owned()))

@@ -3,9 +3,11 @@
 //!
 //! Reads run on a pool of read-only connections. Writes go to a single writer
 //! thread that commits whatever writes are waiting in one transaction (group
-//! commit): SQLite allows one writer at a time anyway, one fsync then covers
-//! many saves, and the writer can keep the write-ahead log from growing
-//! without bound. The database runs in WAL mode with `synchronous=NORMAL`:
+//! commit): SQLite allows one writer at a time anyway, and one commit then
+//! covers many saves. A third thread copies the write-ahead log into the
+//! database in the background, so that no commit waits for a checkpoint,
+//! and keeps the log from growing without bound. The database runs in WAL
+//! mode with `synchronous=NORMAL`:
 //! every acknowledged write survives a crash of the process; a power loss can
 //! cost the last transactions before the most recent checkpoint.
 //!
@@ -13,14 +15,16 @@
 //! `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC, and compared as text the same way,
 //! so Django and sessiond agree on what has expired.
 
+mod checkpoint;
 mod schema;
 mod writer;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
@@ -63,6 +67,9 @@ impl SqliteStore {
         let readers = r2d2::Pool::builder()
             .max_size(DEFAULT_READERS)
             .min_idle(Some(DEFAULT_READERS))
+            // A local file does not go stale; checking every checkout would
+            // run a statement per read.
+            .test_on_check_out(false)
             .connection_timeout(timeout)
             .build(manager)
             .map_err(|err| OpenFailure::Driver(err.into()))?;
@@ -71,7 +78,7 @@ impl SqliteStore {
             path: path.to_owned(),
             timeout,
             readers,
-            writer: Writer::spawn(conn, timeout),
+            writer: Writer::spawn(conn, path, timeout),
         })
     }
 
@@ -355,22 +362,77 @@ fn classify(err: rusqlite::Error, timeout: Duration) -> StoreError {
 
 /// Django's text form of a UTC instant on SQLite: `str()` of a naive
 /// datetime, with microseconds only when there are any.
+///
+/// Formatted field by field: every Load compares against this text of
+/// `now`, and chrono's `format` parses its pattern anew on each call.
 fn to_django_text(instant: DateTime<Utc>) -> String {
-    if instant.timestamp_subsec_micros() == 0 {
-        instant.format("%Y-%m-%d %H:%M:%S").to_string()
-    } else {
-        instant.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+    let (date, time) = (instant.date_naive(), instant.time());
+    let mut text = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        date.year(),
+        date.month(),
+        date.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    );
+    let micros = instant.timestamp_subsec_micros();
+    if micros != 0 {
+        // Past a leap second chrono counts up to 1_999_999 µs; Django never
+        // writes one, so the fraction stays within six digits.
+        let _ = write!(text, ".{:06}", micros.min(999_999));
     }
+    text
 }
 
 /// Reads a stored `expire_date`: Django's form, or the ISO 8601 forms Django
 /// also reads.
 fn from_django_text(text: &str) -> Result<ExpireDate, StoreError> {
-    let instant = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
-        .map(|naive| naive.and_utc())
-        .or_else(|_| DateTime::parse_from_rfc3339(text).map(|date| date.with_timezone(&Utc)))
-        .map_err(|err| StoreError::Internal(err.into()))?;
+    let instant = match parse_django_form(text) {
+        Some(instant) => instant,
+        None => NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+            .map(|naive| naive.and_utc())
+            .or_else(|_| DateTime::parse_from_rfc3339(text).map(|date| date.with_timezone(&Utc)))
+            .map_err(|err| StoreError::Internal(err.into()))?,
+    };
     ExpireDate::new(instant).map_err(|err| StoreError::Internal(err.into()))
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]`, the form Django and sessiond write, read
+/// without chrono's pattern interpreter (every Load reads one); `None` for
+/// anything else, which the general parsers then try.
+fn parse_django_form(text: &str) -> Option<DateTime<Utc>> {
+    let bytes = text.as_bytes();
+    let number = |range: std::ops::Range<usize>| -> Option<u32> {
+        let digits = bytes.get(range)?;
+        digits.iter().try_fold(0u32, |value, &b| {
+            b.is_ascii_digit().then(|| value * 10 + u32::from(b - b'0'))
+        })
+    };
+    let separators = [(4, b'-'), (7, b'-'), (10, b' '), (13, b':'), (16, b':')];
+    if bytes.len() < 19 || separators.iter().any(|&(at, sep)| bytes[at] != sep) {
+        return None;
+    }
+    let micros = match bytes.len() {
+        19 => 0,
+        21..=26 if bytes[19] == b'.' => {
+            let fraction = number(20..bytes.len())?;
+            fraction * 10u32.pow(26 - u32::try_from(bytes.len()).ok()?)
+        }
+        _ => return None,
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(
+        i32::try_from(number(0..4)?).ok()?,
+        number(5..7)?,
+        number(8..10)?,
+    )?;
+    let time = chrono::NaiveTime::from_hms_micro_opt(
+        number(11..13)?,
+        number(14..16)?,
+        number(17..19)?,
+        micros,
+    )?;
+    Some(date.and_time(time).and_utc())
 }
 
 #[cfg(test)]
@@ -410,6 +472,9 @@ mod tests {
             ("2026-01-15 00:00:00.123456", "2026-01-15T00:00:00.123456Z"),
             ("2026-01-15T00:00:00Z", "2026-01-15T00:00:00Z"),
             ("2026-01-15T01:00:00+01:00", "2026-01-15T00:00:00Z"),
+            ("2026-01-15 00:00:00.5", "2026-01-15T00:00:00.5Z"),
+            ("2026-01-15 00:00:00.000001", "2026-01-15T00:00:00.000001Z"),
+            ("0005-03-04 05:06:07", "0005-03-04T05:06:07Z"),
         ] {
             assert_eq!(
                 from_django_text(text).unwrap().instant(),
@@ -417,7 +482,17 @@ mod tests {
                 "{text}"
             );
         }
-        assert!(from_django_text("yesterday").is_err());
+        for bad in [
+            "yesterday",
+            "2026-13-15 00:00:00",
+            "2026-01-15 24:00:00",
+            "2026-01-15 00:00:00.",
+            "2026-01-15 0a:00:00",
+            "2026-01-15 00:00:00 ",
+            "",
+        ] {
+            assert!(from_django_text(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

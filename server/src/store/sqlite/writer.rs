@@ -7,6 +7,7 @@
 //! fails alone; a transaction that fails to commit fails every operation in
 //! it, and none of them is acknowledged.
 
+use std::path::Path;
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::Checkpointer;
 use super::{classify, to_django_text};
 use crate::session::{ExpireDate, Record, SessionKey};
 use crate::store::{Patcher, StoreError};
@@ -94,11 +96,19 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn spawn(conn: Connection, timeout: Duration) -> Self {
+    /// Starts the writer on `conn`, with background checkpoints on a
+    /// connection of their own to `path`.
+    pub(super) fn spawn(conn: Connection, path: &Path, timeout: Duration) -> Self {
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
+        let checkpointer = Checkpointer::spawn(path, timeout);
+        if checkpointer.is_some()
+            && let Err(err) = conn.pragma_update(None, "wal_autocheckpoint", 0)
+        {
+            tracing::warn!(error = %err, "cannot turn off automatic checkpoints on the sqlite writer");
+        }
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, receiver, timeout));
+            .spawn(move || run(conn, receiver, timeout, checkpointer));
         let thread = match thread {
             Ok(handle) => Some(handle),
             Err(err) => {
@@ -139,7 +149,12 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut commands: mpsc::Receiver<Command>, timeout: Duration) {
+fn run(
+    mut conn: Connection,
+    mut commands: mpsc::Receiver<Command>,
+    timeout: Duration,
+    checkpointer: Option<Checkpointer>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
     while !stopping {
@@ -157,7 +172,16 @@ fn run(mut conn: Connection, mut commands: mpsc::Receiver<Command>, timeout: Dur
                 Err(_) => break,
             }
         }
+        if let Some(checkpointer) = &checkpointer {
+            checkpointer.make_room();
+        }
         commit_batch(&mut conn, &mut batch, timeout);
+        if let Some(checkpointer) = &checkpointer {
+            checkpointer.committed();
+        }
+    }
+    if let Some(checkpointer) = checkpointer {
+        checkpointer.stop();
     }
     // Fold the write-ahead log into the database so the file is complete on
     // its own after a clean stop; if another process holds the database
