@@ -37,6 +37,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+// The same allocator as sessiond: the generator shares the machine's cores
+// with the server, and every cycle it spends on malloc is one the server
+// does not get.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -200,7 +200,9 @@ impl Server {
         let in_flight = InFlight::default();
         let sessions = tower::Layer::layer(&TrackInFlight(in_flight.clone()), sessions);
         let serving = tonic::transport::Server::builder()
-            .trace_fn(|request| tracing::info_span!("rpc", method = request.uri().path()))
+            // Per call, so debug: at the default level a span per call costs
+            // more than a Load from memory.
+            .trace_fn(|request| tracing::debug_span!("rpc", method = request.uri().path()))
             .add_service(health_service)
             .add_service(reflection.v1)
             .add_service(reflection.v1alpha)

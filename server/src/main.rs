@@ -1,6 +1,7 @@
 //! The `sessiond` binary: parse the configuration, set up logging, run one
 //! subcommand, and print the error chain if it fails.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -8,6 +9,9 @@ use clap::Parser;
 use sessiond::config::{ClearConfig, Cli, Command, LogFormat, ServeConfig, StoreConfig};
 use sessiond::{Server, shutdown, store};
 use tracing_subscriber::EnvFilter;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// After the server has stopped, how long leftover background work may run.
 const RUNTIME_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
@@ -99,8 +103,10 @@ async fn clearsessions(config: ClearConfig) -> anyhow::Result<()> {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal: escape codes would clutter a log file.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -237,11 +237,12 @@ fn unix_now() -> i64 {
 }
 
 /// The one mapping from errors to gRPC statuses. Clients get a short, safe
-/// message; causes go to the log.
-fn to_status(err: RpcError) -> Status {
+/// message; causes go to the log, with the method (the per-call span that
+/// would carry it is only there at debug level).
+fn to_status(err: RpcError, method: &'static str) -> Status {
     match err {
         RpcError::Invalid(err) | RpcError::Store(StoreError::Invalid(err)) => {
-            tracing::debug!(error = %err, "invalid request");
+            tracing::debug!(method, error = %err, "invalid request");
             Status::invalid_argument(err.to_string())
         }
         RpcError::Store(StoreError::AlreadyExists) => {
@@ -251,17 +252,17 @@ fn to_status(err: RpcError) -> Status {
             Status::not_found("session_key: the session does not exist (deleted or expired)")
         }
         RpcError::Store(err @ StoreError::Unavailable(_)) => {
-            tracing::warn!(error = %ErrorChain(&err), "storage engine unavailable");
+            tracing::warn!(method, error = %ErrorChain(&err), "storage engine unavailable");
             Status::unavailable("the storage engine is unavailable; retry later")
         }
         RpcError::Store(err @ StoreError::Full(_)) => {
-            tracing::warn!(error = %ErrorChain(&err), "storage engine full; refusing a new session");
+            tracing::warn!(method, error = %ErrorChain(&err), "storage engine full; refusing a new session");
             Status::resource_exhausted(
                 "the session store is full; retry once sessions have expired or been deleted",
             )
         }
         err => {
-            tracing::error!(error = %ErrorChain(&err), "request failed");
+            tracing::error!(method, error = %ErrorChain(&err), "request failed");
             Status::internal("internal error; the server log has the details")
         }
     }
@@ -283,44 +284,49 @@ impl fmt::Display for ErrorChain<'_> {
     }
 }
 
-fn respond<T>(result: Result<T, RpcError>) -> RpcResult<T> {
-    result.map(Response::new).map_err(to_status)
+fn respond<T>(method: &'static str, result: Result<T, RpcError>) -> RpcResult<T> {
+    result
+        .map(Response::new)
+        .map_err(|err| to_status(err, method))
 }
 
 #[tonic::async_trait]
 impl SessionService for SessionRpc {
     async fn load(&self, request: Request<LoadRequest>) -> RpcResult<LoadResponse> {
-        respond(self.load(request.into_inner()).await)
+        respond("Load", self.load(request.into_inner()).await)
     }
 
     async fn exists(&self, request: Request<ExistsRequest>) -> RpcResult<ExistsResponse> {
-        respond(self.exists(request.into_inner()).await)
+        respond("Exists", self.exists(request.into_inner()).await)
     }
 
     async fn create(&self, request: Request<CreateRequest>) -> RpcResult<CreateResponse> {
-        respond(self.create(request.into_inner()).await)
+        respond("Create", self.create(request.into_inner()).await)
     }
 
     async fn save(&self, request: Request<SaveRequest>) -> RpcResult<SaveResponse> {
-        respond(self.save(request.into_inner()).await)
+        respond("Save", self.save(request.into_inner()).await)
     }
 
     async fn patch(&self, request: Request<PatchRequest>) -> RpcResult<PatchResponse> {
-        respond(self.patch(request.into_inner()).await)
+        respond("Patch", self.patch(request.into_inner()).await)
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> RpcResult<DeleteResponse> {
-        respond(self.delete(request.into_inner()).await)
+        respond("Delete", self.delete(request.into_inner()).await)
     }
 
     async fn cycle_key(&self, request: Request<CycleKeyRequest>) -> RpcResult<CycleKeyResponse> {
-        respond(self.cycle_key(request.into_inner()).await)
+        respond("CycleKey", self.cycle_key(request.into_inner()).await)
     }
 
     async fn clear_expired(
         &self,
         request: Request<ClearExpiredRequest>,
     ) -> RpcResult<ClearExpiredResponse> {
-        respond(self.clear_expired(request.into_inner()).await)
+        respond(
+            "ClearExpired",
+            self.clear_expired(request.into_inner()).await,
+        )
     }
 }

@@ -76,6 +76,9 @@ struct State {
     wait_at_frames: i64,
     /// The writer is waiting for a catch-up: passes run at once.
     writer_waiting: bool,
+    /// The thread waits for a commit with nothing else to do; only then
+    /// does a commit need to wake it (it times its passes otherwise).
+    idle: bool,
     stopping: bool,
 }
 
@@ -120,7 +123,10 @@ impl Checkpointer {
     pub(super) fn committed(&self) {
         let mut state = self.shared.lock();
         state.commits += 1;
-        self.shared.changed.notify_all();
+        if state.idle {
+            state.idle = false;
+            self.shared.changed.notify_all();
+        }
     }
 
     /// Before a transaction: if the log is long, waits (a bounded time)
@@ -189,6 +195,7 @@ fn run(conn: &Connection, shared: &Shared) {
             (true, _) => PASS_INTERVAL,
             (false, true) => RETRY_PAUSE,
             (false, false) => {
+                state.idle = true;
                 state = shared
                     .changed
                     .wait(state)
