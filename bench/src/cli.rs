@@ -86,8 +86,10 @@ pub struct Cli {
     /// Start and measure sessiond on memory:// (the ceiling), sqlite:// (a
     /// temporary file), postgres:// and redis:// (each in a fresh schema or
     /// key prefix, when reachable, removed afterwards) and cached_db (SQLite
-    /// with --cache memory://), then plain Redis GET/SET as a reference; each
-    /// row with its ratio to memory://.
+    /// with --cache memory://), then plain Redis GET/SET as a reference (on a
+    /// connection per worker, as redis-benchmark without pipelining, and
+    /// multiplexed on the shared --connections); each row with its ratio to
+    /// memory://.
     #[arg(long)]
     pub compare: bool,
 

@@ -32,10 +32,26 @@ pub enum Subject {
         store: String,
         cache: Option<String>,
     },
-    /// Plain Redis GET/SET under a key prefix.
-    RedisPlain { url: String, prefix: String },
+    /// Plain Redis GET/SET under a key prefix: on a connection of each
+    /// worker's own, one command in flight on each (as `redis-benchmark`
+    /// without pipelining), or on the shared `--connections`, where
+    /// commands in flight together are written together.
+    RedisPlain {
+        url: String,
+        prefix: String,
+        sharing: RedisSharing,
+    },
     /// Nothing: the row is skipped for this reason.
     Skip(String),
+}
+
+/// How the workers of a plain Redis row share connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisSharing {
+    /// A connection per worker: one command in flight on each.
+    PerWorker,
+    /// `--connections` multiplexed connections for all workers.
+    Multiplexed,
 }
 
 /// A place a row writes to that is removed after it.
@@ -69,8 +85,19 @@ impl Plan {
                 store,
                 cache: Some(cache),
             } => format!("{} --cache {}", redact(store), redact(cache)),
-            Subject::RedisPlain { url, prefix } => {
-                format!("{} (GET/SET, prefix {prefix})", redact(url))
+            Subject::RedisPlain {
+                url,
+                prefix,
+                sharing,
+            } => {
+                let connections = match sharing {
+                    RedisSharing::PerWorker => "a connection per worker",
+                    RedisSharing::Multiplexed => "shared connections",
+                };
+                format!(
+                    "{} (GET/SET on {connections}, prefix {prefix})",
+                    redact(url)
+                )
             }
             Subject::Skip(_) => match &self.namespace {
                 Namespace::PgSchema { url, .. } | Namespace::RedisPrefix { url, .. } => redact(url),
@@ -142,19 +169,12 @@ pub async fn plans(cli: &Cli) -> anyhow::Result<Vec<Plan>> {
         },
     });
     let prefix = format!("sessiond-bench:{}:", unique());
-    let plain_prefix = format!("sessiond-bench-plain:{}:", unique());
-    let (redis_store, plain) = match &redis {
-        Ok(()) => (
-            Subject::Sessiond {
-                store: with_param(&cli.redis_url, "prefix", &prefix),
-                cache: None,
-            },
-            Subject::RedisPlain {
-                url: cli.redis_url.clone(),
-                prefix: plain_prefix.clone(),
-            },
-        ),
-        Err(reason) => (Subject::Skip(reason.clone()), Subject::Skip(reason.clone())),
+    let redis_store = match &redis {
+        Ok(()) => Subject::Sessiond {
+            store: with_param(&cli.redis_url, "prefix", &prefix),
+            cache: None,
+        },
+        Err(reason) => Subject::Skip(reason.clone()),
     };
     plans.push(Plan {
         name: "redis".to_owned(),
@@ -172,14 +192,27 @@ pub async fn plans(cli: &Cli) -> anyhow::Result<Vec<Plan>> {
         },
         namespace: Namespace::TempDir(cached_sqlite.0),
     });
-    plans.push(Plan {
-        name: "redis-plain".to_owned(),
-        subject: plain,
-        namespace: Namespace::RedisPrefix {
-            url: cli.redis_url.clone(),
-            prefix: plain_prefix,
-        },
-    });
+    for (name, sharing) in [
+        ("redis-plain", RedisSharing::PerWorker),
+        ("redis-multiplexed", RedisSharing::Multiplexed),
+    ] {
+        let prefix = format!("sessiond-bench-plain:{}:", unique());
+        plans.push(Plan {
+            name: name.to_owned(),
+            subject: match &redis {
+                Ok(()) => Subject::RedisPlain {
+                    url: cli.redis_url.clone(),
+                    prefix: prefix.clone(),
+                    sharing,
+                },
+                Err(reason) => Subject::Skip(reason.clone()),
+            },
+            namespace: Namespace::RedisPrefix {
+                url: cli.redis_url.clone(),
+                prefix,
+            },
+        });
+    }
     Ok(plans)
 }
 

@@ -85,7 +85,7 @@ pub enum Status {
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     /// `memory`, `sqlite`, `postgres`, `redis`, `cached_db`, `redis-plain`,
-    /// `store` or `target`.
+    /// `redis-multiplexed`, `store` or `target`.
     pub name: String,
     /// The store URL or target address (passwords shown as `***`).
     pub subject: String,

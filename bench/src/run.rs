@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::Cli;
 use crate::connection::{Connection, Written};
 use crate::measure::{self, Measurement, Shape, Window};
-use crate::plan::{self, Plan, Subject};
+use crate::plan::{self, Plan, RedisSharing, Subject};
 use crate::proc_stats::ProcStats;
 use crate::progress::Progress;
 use crate::report::{self, Report, Row, Status};
@@ -184,9 +184,16 @@ async fn measure_subject(
             let measurement = populate_and_measure(&connections, name, context, None).await?;
             Ok((measurement.0, None))
         }
-        Subject::RedisPlain { url, prefix } => {
-            let connections =
-                Connection::redis(url, prefix, context.connections, context.timeout).await?;
+        Subject::RedisPlain {
+            url,
+            prefix,
+            sharing,
+        } => {
+            let count = match sharing {
+                RedisSharing::PerWorker => context.shape.concurrency,
+                RedisSharing::Multiplexed => context.connections,
+            };
+            let connections = Connection::redis(url, prefix, count, context.timeout).await?;
             let measurement = populate_and_measure(&connections, name, context, None).await?;
             Ok((measurement.0, None))
         }
