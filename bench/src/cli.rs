@@ -39,6 +39,12 @@ pub const DEFAULT_LOAD_PERCENT: &str = "90";
 /// `DEADLINE_EXCEEDED` error.
 pub const DEFAULT_TIMEOUT: &str = "5s";
 
+/// One thread, as redis-benchmark and wrk run by default: on the server's
+/// machine it leaves the other cores to the server, and it spends no time
+/// waking threads of its own. Raise it when one core cannot keep a server
+/// on another machine busy.
+pub const DEFAULT_THREADS: &str = "1";
+
 /// The PostgreSQL every machine of this project runs (see `.ci/run`).
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -125,6 +131,15 @@ pub struct Cli {
     #[arg(long, default_value = DEFAULT_SESSIONS, value_parser = clap::value_parser!(u64).range(0..=100_000_000), value_name = "N")]
     pub sessions: u64,
 
+    /// Also create this many sessions that have already expired, and call
+    /// ClearExpired once as measuring starts: the figures then show the
+    /// load during a purge, and the row reports how long the purge took.
+    /// Give a --duration shorter than the purge, so that every measured
+    /// request overlaps it. Needs a sessiond store with expiry by purge
+    /// (not redis://).
+    #[arg(long, default_value = "0", value_parser = clap::value_parser!(u64).range(0..=100_000_000), value_name = "N")]
+    pub expired: u64,
+
     /// Requests in flight at once: this many workers, each sending its next
     /// request when the last one is answered.
     #[arg(long, default_value = DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u64).range(1..=100_000), value_name = "N")]
@@ -134,6 +149,10 @@ pub struct Cli {
     /// spread over them evenly.
     #[arg(long, default_value = DEFAULT_CONNECTIONS, value_parser = clap::value_parser!(u64).range(1..=1024), value_name = "N")]
     pub connections: u64,
+
+    /// Threads the load generator itself runs on (its workers share them).
+    #[arg(long, default_value = DEFAULT_THREADS, value_parser = clap::value_parser!(u16).range(1..=1024), value_name = "N")]
+    pub threads: u16,
 
     /// How long to measure (after the warm-up).
     #[arg(long, default_value = DEFAULT_DURATION, value_parser = parse_duration, value_name = "DURATION")]

@@ -69,13 +69,14 @@ fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// Where the sessions of a run live and until when.
+/// What the sessions of a run hold and until when.
 #[derive(Debug, Clone)]
 pub struct Written {
     /// The session data of every write.
     pub data: Arc<str>,
-    /// The expiry of every write: one hour after the run, so that sessions
-    /// left in a shared store go away by themselves.
+    /// The expiry of every write: for the sessions worked on, one hour
+    /// after the run, so that sessions left in a shared store go away by
+    /// themselves.
     pub expire_at: SystemTime,
 }
 
@@ -264,6 +265,21 @@ impl Connection {
                     .await?;
                 Ok(fresh)
             }
+        }
+    }
+}
+
+impl Connection {
+    /// ClearExpired; returns how many rows it removed. Redis needs none:
+    /// its keys expire by themselves.
+    pub async fn clear_expired(&mut self) -> Result<u64, Failure> {
+        match self {
+            Self::Sessiond(raw) => Ok(raw
+                .clear_expired(proto::ClearExpiredRequest {})
+                .await?
+                .into_inner()
+                .removed),
+            Self::Redis { .. } => Ok(0),
         }
     }
 }

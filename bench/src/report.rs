@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::measure::Measurement;
 use crate::proc_stats::ProcStats;
+use crate::purge::Purge;
 use crate::workload::Workload;
 
 /// The settings every row was measured with.
@@ -17,8 +18,12 @@ pub struct Settings {
     pub load_percent: Option<u8>,
     pub payload_bytes: u64,
     pub sessions: u64,
+    /// Expired sessions created for a ClearExpired while measuring.
+    pub expired: u64,
     pub concurrency: u64,
     pub connections: u64,
+    /// Threads of the load generator.
+    pub threads: u16,
     pub duration_s: f64,
     pub warmup_s: f64,
     pub timeout_s: f64,
@@ -106,6 +111,8 @@ pub struct Row {
     pub errors_by_code: BTreeMap<String, u64>,
     /// The sessiond process, when the bench started it.
     pub server: Option<Server>,
+    /// The ClearExpired call, with `--expired`.
+    pub purge: Option<Purge>,
 }
 
 impl Row {
@@ -114,6 +121,7 @@ impl Row {
         subject: &str,
         measurement: &Measurement,
         server: Option<Server>,
+        purge: Option<Purge>,
     ) -> Self {
         let histogram = &measurement.histogram;
         let latency = (!histogram.is_empty()).then(|| Latency {
@@ -136,6 +144,7 @@ impl Row {
             latency_us: latency,
             errors_by_code: measurement.errors.clone(),
             server,
+            purge,
         }
     }
 
@@ -153,6 +162,7 @@ impl Row {
             latency_us: None,
             errors_by_code: BTreeMap::new(),
             server: None,
+            purge: None,
         }
     }
 }
@@ -194,20 +204,35 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "workload {workload}, payload {} B, {} sessions, concurrency {}, {} connection{}, \
-             {} s measured after {} s warm-up",
+            "workload {workload}, payload {} B, {} sessions{}, concurrency {}, {} connection{}, \
+             {} generator thread{}, {} s measured after {} s warm-up",
             s.payload_bytes,
             s.sessions,
+            if s.expired > 0 {
+                format!(" (and {} expired ones, purged while measuring)", s.expired)
+            } else {
+                String::new()
+            },
             s.concurrency,
             s.connections,
             if s.connections == 1 { "" } else { "s" },
+            s.threads,
+            if s.threads == 1 { "" } else { "s" },
             s.duration_s,
             s.warmup_s,
         );
         let _ = writeln!(out);
+        // The name column is as wide as the longest name.
+        let w = self
+            .rows
+            .iter()
+            .map(|row| row.name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(6);
         let _ = writeln!(
             out,
-            "{:<12} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>8} {:>7}",
+            "{:<w$} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>8} {:>7}",
             "",
             "req/s",
             "vs mem",
@@ -221,7 +246,7 @@ impl Report {
             "µs/req"
         );
         for row in &self.rows {
-            let _ = write!(out, "{:<12} ", row.name);
+            let _ = write!(out, "{:<w$} ", row.name);
             if row.status != Status::Ok {
                 let what = if row.status == Status::Skipped {
                     "skipped"
@@ -257,9 +282,9 @@ impl Report {
         }
         let _ = writeln!(out);
         for row in &self.rows {
-            let _ = writeln!(out, "{:<12} {}", row.name, row.subject);
+            let _ = writeln!(out, "{:<w$} {}", row.name, row.subject);
             if let Some(reason) = &row.reason {
-                let _ = writeln!(out, "{:<12}   {reason}", "");
+                let _ = writeln!(out, "{:<w$}   {reason}", "");
             }
             if !row.errors_by_code.is_empty() {
                 let errors: Vec<String> = row
@@ -267,12 +292,28 @@ impl Report {
                     .iter()
                     .map(|(code, count)| format!("{code} {count}"))
                     .collect();
-                let _ = writeln!(out, "{:<12}   errors: {}", "", errors.join(", "));
+                let _ = writeln!(out, "{:<w$}   errors: {}", "", errors.join(", "));
+            }
+            if let Some(purge) = &row.purge {
+                let _ = writeln!(
+                    out,
+                    "{:<w$}   ClearExpired removed {} rows in {:.1} s ({:.0} rows/s){}",
+                    "",
+                    purge.removed,
+                    purge.seconds,
+                    purge.rows_per_s,
+                    if purge.ended_inside_window {
+                        "; it ended before the measured window did, so the latencies \
+                         also cover calls after it: give a shorter --duration"
+                    } else {
+                        ""
+                    }
+                );
             }
             if let Some(server) = row.server.as_ref().filter(|s| s.warnings_logged > 0) {
                 let _ = writeln!(
                     out,
-                    "{:<12}   sessiond logged {} warnings",
+                    "{:<w$}   sessiond logged {} warnings",
                     "", server.warnings_logged
                 );
             }
@@ -293,6 +334,8 @@ mod tests {
             sessions: 10,
             concurrency: 4,
             connections: 1,
+            threads: 1,
+            expired: 0,
             duration_s: 1.0,
             warmup_s: 0.5,
             timeout_s: 5.0,

@@ -16,6 +16,7 @@ use crate::measure::{self, Measurement, Shape, Window};
 use crate::plan::{self, Plan, RedisSharing, Subject};
 use crate::proc_stats::ProcStats;
 use crate::progress::Progress;
+use crate::purge::{self, Purge};
 use crate::report::{self, Report, Row, Status};
 use crate::sessiond_process::{self, SessiondProcess};
 use crate::workload::Workload;
@@ -32,6 +33,7 @@ struct Context {
     shape: Shape,
     data: Arc<str>,
     sessions: usize,
+    expired: usize,
     connections: usize,
     duration: Duration,
     warmup: Duration,
@@ -66,6 +68,7 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<ExitCode
         },
         data: crate::payload::json_object(usize::try_from(cli.payload_bytes)?).into(),
         sessions: usize::try_from(cli.sessions)?,
+        expired: usize::try_from(cli.expired)?,
         connections: usize::try_from(cli.connections)?,
         duration: cli.duration,
         warmup: cli.warmup,
@@ -90,8 +93,10 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<ExitCode
             load_percent: (cli.workload == Workload::Mixed).then_some(cli.load_percent),
             payload_bytes: cli.payload_bytes,
             sessions: cli.sessions,
+            expired: cli.expired,
             concurrency: cli.concurrency,
             connections: cli.connections,
+            threads: cli.threads,
             duration_s: cli.duration.as_secs_f64(),
             warmup_s: cli.warmup.as_secs_f64(),
             timeout_s: cli.timeout.as_secs_f64(),
@@ -154,7 +159,11 @@ async fn run_plan(plan: Plan, context: &Context) -> Row {
             Row::not_measured(&plan.name, &shown, Status::Skipped, reason.clone())
         }
         subject => match measure_subject(&plan.name, subject, context).await {
-            Ok((measurement, server)) => Row::measured(&plan.name, &shown, &measurement, server),
+            Ok(Measured {
+                measurement,
+                server,
+                purge,
+            }) => Row::measured(&plan.name, &shown, &measurement, server, purge),
             Err(err) => {
                 context
                     .progress
@@ -171,18 +180,31 @@ async fn run_plan(plan: Plan, context: &Context) -> Row {
     row
 }
 
+/// What one row measured.
+struct Measured {
+    measurement: Measurement,
+    server: Option<report::Server>,
+    purge: Option<Purge>,
+}
+
 async fn measure_subject(
     name: &str,
     subject: &Subject,
     context: &Context,
-) -> anyhow::Result<(Measurement, Option<report::Server>)> {
+) -> anyhow::Result<Measured> {
     match subject {
         Subject::Skip(reason) => bail!("{reason}"),
         Subject::Target(urls) => {
             let connections =
                 Connection::sessiond(urls, context.connections, context.timeout).await?;
-            let measurement = populate_and_measure(&connections, name, context, None).await?;
-            Ok((measurement.0, None))
+            let purger = purger(urls, context).await?;
+            let (measurement, _, purge) =
+                populate_and_measure(&connections, purger, name, context, None).await?;
+            Ok(Measured {
+                measurement,
+                server: None,
+                purge,
+            })
         }
         Subject::RedisPlain {
             url,
@@ -194,8 +216,13 @@ async fn measure_subject(
                 RedisSharing::Multiplexed => context.connections,
             };
             let connections = Connection::redis(url, prefix, count, context.timeout).await?;
-            let measurement = populate_and_measure(&connections, name, context, None).await?;
-            Ok((measurement.0, None))
+            let (measurement, _, _) =
+                populate_and_measure(&connections, None, name, context, None).await?;
+            Ok(Measured {
+                measurement,
+                server: None,
+                purge: None,
+            })
         }
         Subject::Sessiond { store, cache } => {
             let Some(binary) = &context.sessiond else {
@@ -209,8 +236,10 @@ async fn measure_subject(
                 let urls = [process.url().to_owned()];
                 let connections =
                     Connection::sessiond(&urls, context.connections, context.timeout).await?;
-                let (measurement, at_start) =
-                    populate_and_measure(&connections, name, context, Some(process.pid())).await?;
+                let purger = purger(&urls, context).await?;
+                let (measurement, at_start, purge) =
+                    populate_and_measure(&connections, purger, name, context, Some(process.pid()))
+                        .await?;
                 let at_end = process.stats()?;
                 let server = report::Server::new(
                     at_start,
@@ -218,7 +247,11 @@ async fn measure_subject(
                     measurement.requests(),
                     process.warnings(),
                 );
-                Ok::<_, anyhow::Error>((measurement, Some(server)))
+                Ok::<_, anyhow::Error>(Measured {
+                    measurement,
+                    server: Some(server),
+                    purge,
+                })
             }
             .await;
             // Connections are closed by now, so sessiond drains at once.
@@ -230,14 +263,26 @@ async fn measure_subject(
     }
 }
 
-/// Creates the sessions, then warms up and measures; with `pid`, also
-/// reads that process's stats when measuring starts.
+/// With `--expired`, a connection of its own for the ClearExpired call,
+/// whose timeout is that of a long purge.
+async fn purger(urls: &[String], context: &Context) -> anyhow::Result<Option<Connection>> {
+    if context.expired == 0 {
+        return Ok(None);
+    }
+    let mut connections = Connection::sessiond(urls, 1, purge::PURGE_TIMEOUT).await?;
+    Ok(connections.pop())
+}
+
+/// Creates the sessions (and with `purger`, the expired ones), then warms
+/// up and measures, with `purger` calling ClearExpired as measuring starts;
+/// with `pid`, also reads that process's stats when measuring starts.
 async fn populate_and_measure(
     connections: &[Connection],
+    purger: Option<Connection>,
     name: &str,
     context: &Context,
     pid: Option<u32>,
-) -> anyhow::Result<(Measurement, Option<ProcStats>)> {
+) -> anyhow::Result<(Measurement, Option<ProcStats>, Option<Purge>)> {
     let written = Written {
         data: context.data.clone(),
         expire_at: SystemTime::now() + context.warmup + context.duration + EXPIRE_AFTER_RUN,
@@ -251,6 +296,17 @@ async fn populate_and_measure(
         &context.cancel,
     )
     .await?;
+    if purger.is_some() {
+        crate::populate::populate(
+            connections,
+            context.expired,
+            &purge::expired(&written),
+            &context.progress,
+            &format!("{name} (expired)"),
+            &context.cancel,
+        )
+        .await?;
+    }
     let window = Window::starting_now(context.warmup, context.duration);
     let stats_at_start = pid.map(|pid| {
         tokio::spawn(async move {
@@ -258,6 +314,7 @@ async fn populate_and_measure(
             ProcStats::read(pid).ok()
         })
     });
+    let purge = purger.map(|conn| purge::spawn(conn, window));
     let measured = measure::measure(
         connections,
         keys,
@@ -276,5 +333,11 @@ async fn populate_and_measure(
         }
         None => None,
     };
-    Ok((measured?, at_start))
+    if purge.is_some() {
+        context
+            .progress
+            .show(&format!("{name}: waiting for ClearExpired to finish"));
+    }
+    let purge = purge::finish(purge).await?;
+    Ok((measured?, at_start, purge))
 }

@@ -130,6 +130,42 @@ fn key_cycles_replace_the_keys_they_use_without_errors() {
 }
 
 #[test]
+fn expired_sessions_are_purged_while_measuring_and_counted() {
+    let sessiond = sessiond();
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("bench.sqlite3").display());
+    let output = bench(&[
+        "--store",
+        &store,
+        "--sessiond",
+        sessiond.to_str().unwrap(),
+        "--workload",
+        "load",
+        "--sessions",
+        "200",
+        "--expired",
+        "3000",
+        "--concurrency",
+        "4",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "100ms",
+        "--json",
+    ]);
+    let report = json_of(&output);
+    assert_eq!(report["settings"]["expired"], 3000);
+    let row = &report["rows"][0];
+    assert_eq!(row["status"], "ok", "{row:#}");
+    // Loads of the live sessions all found theirs: the purge took only
+    // the expired ones.
+    assert_eq!(row["errors"], 0, "{row:#}");
+    let purge = &row["purge"];
+    assert_eq!(purge["removed"], 3000, "{row:#}");
+    assert!(purge["rows_per_s"].as_f64().unwrap() > 0.0, "{row:#}");
+}
+
+#[test]
 fn nothing_to_measure_is_a_usage_error() {
     let output = bench(&[]);
     assert_eq!(output.status.code(), Some(2));

@@ -215,6 +215,13 @@ pub struct ServeConfig {
     #[arg(long, env = "SESSIOND_PURGE_BATCH_SIZE", default_value = DEFAULT_PURGE_BATCH_SIZE, value_parser = clap::value_parser!(u64).range(1..=1_000_000), value_name = "ROWS")]
     pub purge_batch_size: u64,
 
+    /// Threads that serve calls (the async runtime's workers; SQLite's writer
+    /// and blocking work have threads of their own). Default: one per CPU
+    /// core. On a machine shared with the app, as a sidecar, 1 or 2 leave
+    /// the app its cores and spend less time waking each other.
+    #[arg(long, env = "SESSIOND_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024), value_name = "N")]
+    pub threads: Option<u16>,
+
     /// On SIGTERM/SIGINT, how long to report NOT_SERVING on the health
     /// service while still answering, so load balancers stop sending traffic
     /// before the listener closes. In-flight calls are always drained.

@@ -19,7 +19,15 @@ const RUNTIME_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_mi
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Serve(ServeConfig {
+        threads: Some(threads),
+        ..
+    }) = &cli.command
+    {
+        runtime.worker_threads(usize::from(*threads));
+    }
+    let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("sessiond: cannot start the async runtime: {err}");
