@@ -3,6 +3,7 @@
 //! bad value fails before anything is opened or bound, naming the flag.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -41,6 +42,18 @@ pub const DEFAULT_DRAIN_TIMEOUT: &str = "10s";
 /// named SessionStore).
 pub const DEFAULT_DJANGO_SALT: &str = "django.contrib.sessions.SessionStore";
 
+/// Calls in flight past which new ones are refused with RESOURCE_EXHAUSTED
+/// rather than queued: a call takes well under a millisecond, so a healthy
+/// server is far below this; with sessions of a few KiB the calls it admits
+/// fit in a few MiB (at most this times --max-message-bytes).
+pub const DEFAULT_MAX_IN_FLIGHT: &str = "1024";
+
+/// Streams one HTTP/2 connection may have open at once (its
+/// SETTINGS_MAX_CONCURRENT_STREAMS): a client past it waits for one of its
+/// own calls to finish, so that one connection cannot take every slot of
+/// --max-in-flight.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: &str = "256";
+
 /// How long one engine operation may wait for a lock held by another process
 /// (SQLite's busy timeout) or for Redis to answer before it fails with
 /// UNAVAILABLE: long enough for a busy disk or a Redis failover, short enough
@@ -68,12 +81,43 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the gRPC API (applies pending migrations first).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Create or upgrade the session table, then exit.
     Migrate(StoreConfig),
     /// Remove expired sessions once and print how many (like Django's
     /// `manage.py clearsessions`), then exit.
     Clearsessions(ClearConfig),
+    /// Ask a running sessiond's gRPC health service whether it is serving;
+    /// exits 0 if so, 1 if not (for container health checks).
+    Healthcheck(HealthcheckConfig),
+}
+
+/// Settings of `sessiond healthcheck`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckConfig {
+    /// The address sessiond listens on, as given to `serve` (the same
+    /// variable works for both); an unspecified address (0.0.0.0, [::]) is
+    /// reached on loopback.
+    #[arg(long, env = "SESSIOND_LISTEN", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    pub listen: SocketAddr,
+
+    /// Connect with TLS, trusting this CA certificate (PEM), when the
+    /// server runs with --tls-cert.
+    #[arg(long, env = "SESSIOND_HEALTHCHECK_TLS_CA", value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// With --tls-ca: the name the server's certificate must carry.
+    #[arg(
+        long,
+        env = "SESSIOND_HEALTHCHECK_TLS_NAME",
+        default_value = "localhost",
+        value_name = "NAME"
+    )]
+    pub tls_name: String,
+
+    /// How long to wait for the answer.
+    #[arg(long, env = "SESSIOND_HEALTHCHECK_TIMEOUT", default_value = "3s", value_parser = parse_store_timeout, value_name = "DURATION")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -116,6 +160,22 @@ pub struct StoreConfig {
 }
 
 impl ServeConfig {
+    /// The TLS files from the flags.
+    pub fn tls_files(&self) -> crate::tls::TlsFiles {
+        crate::tls::TlsFiles {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            client_ca: self.tls_client_ca.clone(),
+        }
+    }
+
+    /// Largest request accepted: --max-message-bytes, or room for the
+    /// largest data plus the rest of a request.
+    pub fn max_message_bytes(&self) -> u64 {
+        self.max_message_bytes
+            .unwrap_or_else(|| self.max_data_bytes.saturating_add(MESSAGE_OVERHEAD_BYTES))
+    }
+
     /// Django's signing settings from the flags.
     pub fn django(&self) -> DjangoConfig {
         DjangoConfig {
@@ -160,9 +220,71 @@ pub struct ServeConfig {
     pub store: StoreConfig,
 
     /// Address to listen on for gRPC, IP:PORT. The default is loopback only;
-    /// use `0.0.0.0:50051` (or `[::]:50051`) to accept other machines.
+    /// use `0.0.0.0:50051` (or `[::]:50051`) to accept other machines, which
+    /// needs bearer tokens or TLS (or --insecure-allow-unauthenticated).
     #[arg(long, env = "SESSIOND_LISTEN", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
     pub listen: SocketAddr,
+
+    /// A file of bearer tokens that clients must send
+    /// (`authorization: Bearer TOKEN`): one per line, optionally after a
+    /// name and a space (`frontend 5c1e…`), at least 16 characters; blank
+    /// lines and lines starting with # are skipped. Reread on SIGHUP. The
+    /// health service stays open.
+    #[arg(long, env = "SESSIOND_TOKENS_FILE", value_name = "PATH")]
+    pub tokens_file: Option<PathBuf>,
+
+    /// A single bearer token that clients must send, besides those of
+    /// --tokens-file. Prefer the environment variable: command lines are
+    /// visible to other users.
+    #[arg(
+        long,
+        env = "SESSIOND_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+
+    /// The server's TLS certificate (PEM, with its chain); with --tls-key,
+    /// the gRPC port speaks TLS only.
+    #[arg(long, env = "SESSIOND_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "SESSIOND_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    /// Needs --tls-cert and --tls-key.
+    #[arg(long, env = "SESSIOND_TLS_CLIENT_CA", value_name = "PATH")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Listen on a non-loopback address without bearer tokens or TLS.
+    /// Anyone who can reach the port can then create, read (given a key)
+    /// and delete sessions: only for a network nobody else can reach.
+    #[arg(long, env = "SESSIOND_INSECURE_ALLOW_UNAUTHENTICATED")]
+    pub insecure_allow_unauthenticated: bool,
+
+    /// Serve Prometheus metrics over HTTP at /metrics on this address
+    /// (IP:PORT, e.g. 127.0.0.1:9090); off by default.
+    #[arg(long, env = "SESSIOND_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Calls in flight at once, over all connections; past it, new calls
+    /// are refused at once with RESOURCE_EXHAUSTED (retry later) instead of
+    /// queueing without bound.
+    #[arg(long, env = "SESSIOND_MAX_IN_FLIGHT", default_value = DEFAULT_MAX_IN_FLIGHT, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
+    pub max_in_flight: u32,
+
+    /// Calls one HTTP/2 connection may have in flight at once; a client
+    /// past it waits for its own earlier calls.
+    #[arg(long, env = "SESSIOND_MAX_CONCURRENT_STREAMS", default_value = DEFAULT_MAX_CONCURRENT_STREAMS, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
+    pub max_concurrent_streams: u32,
+
+    /// Largest gRPC request accepted, in bytes (default: --max-data-bytes
+    /// plus 64 KiB for the rest of the request). A larger one is refused
+    /// with OUT_OF_RANGE without being read.
+    #[arg(long, env = "SESSIOND_MAX_MESSAGE_BYTES", value_parser = clap::value_parser!(u64).range(64..=(128 << 20)), value_name = "BYTES")]
+    pub max_message_bytes: Option<u64>,
 
     /// Encoding of the stored session_data column.
     #[arg(long, env = "SESSIOND_CODEC", value_enum, default_value_t = CodecKind::Json)]
@@ -233,6 +355,11 @@ pub struct ServeConfig {
     #[arg(long, env = "SESSIOND_DRAIN_TIMEOUT", default_value = DEFAULT_DRAIN_TIMEOUT, value_parser = parse_shutdown_wait, value_name = "DURATION")]
     pub drain_timeout: Duration,
 }
+
+/// Room above `--max-data-bytes` for the rest of a request (key, expiry,
+/// framing), so that oversized data is refused with a message naming the
+/// `data` field rather than a bare transport error.
+pub const MESSAGE_OVERHEAD_BYTES: u64 = 64 * 1024;
 
 const HOUR: u64 = 3600;
 const DAY: u64 = 24 * HOUR;

@@ -18,18 +18,27 @@
 //! Around them, [`Server`] wires the health and reflection services, the
 //! background purge and an ordered shutdown: health NOT_SERVING, stop
 //! accepting, drain in-flight calls, stop the purge, close the engine.
+//! Before a call reaches [`service`], it is counted and limited (`calls`:
+//! past `--max-in-flight` it is refused rather than queued), checked for a
+//! bearer token ([`auth`]) and, on the wire, for TLS and client certificates
+//! ([`tls`]); [`metrics`] counts what happened, for Prometheus. A server
+//! refuses to listen beyond loopback without tokens or TLS unless told to.
 //!
 //! Out of scope here: the session cookie and the dictionary-like handle,
 //! which live in the client (`sessiond-client`).
 
+pub mod auth;
+mod calls;
 pub mod codec;
 pub mod config;
-mod drain;
+pub mod healthcheck;
+pub mod metrics;
 mod purge;
 pub mod service;
 pub mod session;
 pub mod shutdown;
 pub mod store;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -39,11 +48,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
+use crate::auth::{RequireToken, TokenStore, TokensError};
+use crate::calls::{InFlight, TrackCalls};
 use crate::config::ServeConfig;
-use crate::drain::{InFlight, TrackInFlight};
+use crate::metrics::{Metrics, MetricsBindError};
 use crate::proto::session_service_server::SessionServiceServer;
 use crate::service::{ErrorChain, SessionRpc, Settings};
 use crate::store::{OpenError, SessionStore, StoreError, StoreUrl};
+use crate::tls::{Tls, TlsError};
 
 /// Code generated from `proto/sessiond/v1/sessiond.proto`.
 #[allow(
@@ -60,18 +72,40 @@ pub mod proto {
         include_bytes!(concat!(env!("OUT_DIR"), "/sessiond_descriptor.bin"));
 }
 
-/// Room above `--max-data-bytes` for the rest of a request (key, expiry,
-/// framing), so that oversized data is refused with a message naming the
-/// `data` field rather than a bare transport error.
-const MESSAGE_OVERHEAD_BYTES: usize = 64 * 1024;
-
 /// After the last in-flight call, how long connections get to close by
 /// themselves: enough to flush the final responses to the socket.
 const IDLE_CONNECTION_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// A non-loopback address with neither tokens nor TLS, and no
+/// `--insecure-allow-unauthenticated`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "refusing to listen on {listen} without authentication: anyone who can reach it could \
+         create and delete sessions, and read any whose key they learn. Give bearer tokens \
+         (--tokens-file or SESSIOND_TOKEN) or TLS (--tls-cert and --tls-key, with \
+         --tls-client-ca for client certificates), listen on loopback (--listen 127.0.0.1:PORT), \
+         or, on a network nobody else can reach, --insecure-allow-unauthenticated"
+)]
+pub struct Unauthenticated {
+    pub listen: std::net::SocketAddr,
+}
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Unauthenticated(#[from] Unauthenticated),
+    #[error(
+        "--max-message-bytes ({message}) must be above --max-data-bytes ({data}): a request \
+         carries its data and a little more"
+    )]
+    MessageLimit { message: u64, data: u64 },
+    #[error(transparent)]
+    Tokens(#[from] TokensError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsBindError),
     #[error(transparent)]
     Open(#[from] OpenError),
     #[error(transparent)]
@@ -87,6 +121,8 @@ pub enum StartError {
 /// Why serving stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error(transparent)]
+    Insecure(#[from] Unauthenticated),
     #[error("cannot build the reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("the gRPC server failed")]
@@ -99,12 +135,31 @@ pub struct Server {
     config: ServeConfig,
     codec: codec::Codec,
     store: Arc<dyn SessionStore>,
+    tokens: TokenStore,
+    tls: Option<Tls>,
+    metrics: Metrics,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Server {
-    /// Opens the configured engine and applies pending migrations.
+    /// Checks the security and limit settings, reads the tokens and TLS
+    /// files, binds the metrics address, opens the configured engine and
+    /// applies pending migrations.
     pub async fn open(config: ServeConfig) -> Result<Self, StartError> {
+        let tokens = TokenStore::open(config.tokens_file.clone(), config.token.clone())?;
+        let tls = config.tls_files().load()?;
+        check_exposure(&config, config.listen, &tokens, tls.as_ref())?;
+        if config.max_message_bytes() <= config.max_data_bytes {
+            return Err(StartError::MessageLimit {
+                message: config.max_message_bytes(),
+                data: config.max_data_bytes,
+            });
+        }
         let codec = config.codec.build(&config.django())?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(metrics::bind(addr).await?),
+            None => None,
+        };
         let store = config.store.open().await?;
         let migrations = store
             .migrate()
@@ -127,7 +182,23 @@ impl Server {
             config,
             codec,
             store,
+            tokens,
+            tls,
+            metrics: Metrics::new(),
+            metrics_listener,
         })
+    }
+
+    /// The tokens in force, to reload them (on SIGHUP).
+    pub fn tokens(&self) -> TokenStore {
+        self.tokens.clone()
+    }
+
+    /// Where metrics are served, with --metrics-listen.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// Serves on `listener` until `shutdown` completes, then shuts down in
@@ -142,7 +213,14 @@ impl Server {
             config,
             codec,
             store,
+            tokens,
+            tls,
+            metrics,
+            metrics_listener,
         } = self;
+        if let Ok(addr) = listener.local_addr() {
+            check_exposure(&config, addr, &tokens, tls.as_ref())?;
+        }
         let settings = Settings {
             codec: codec.clone(),
             session_age: chrono::TimeDelta::from_std(config.session_age)
@@ -150,12 +228,17 @@ impl Server {
             max_data_bytes: usize::try_from(config.max_data_bytes).unwrap_or(usize::MAX),
             purge_batch_size: config.purge_batch_size,
         };
-        let sessions = SessionServiceServer::new(SessionRpc::new(store.clone(), settings.clone()))
-            .max_decoding_message_size(
-                settings
-                    .max_data_bytes
-                    .saturating_add(MESSAGE_OVERHEAD_BYTES),
-            );
+        let max_message_bytes = usize::try_from(config.max_message_bytes()).unwrap_or(usize::MAX);
+        let sessions = SessionServiceServer::new(SessionRpc::new(
+            store.clone(),
+            settings.clone(),
+            metrics.clone(),
+        ))
+        .max_decoding_message_size(max_message_bytes);
+        let sessions = tonic::service::interceptor::InterceptedService::new(
+            sessions,
+            RequireToken(tokens.clone()),
+        );
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health
@@ -168,8 +251,21 @@ impl Server {
             store.clone(),
             config.purge_interval,
             config.purge_batch_size,
+            metrics.clone(),
             stop_purge.clone(),
         );
+        let stop_metrics = CancellationToken::new();
+        let metrics_server = metrics_listener.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(listen = %addr, "serving metrics at /metrics");
+            }
+            let stop = stop_metrics.clone();
+            tokio::spawn(
+                metrics
+                    .clone()
+                    .serve(listener, async move { stop.cancelled().await }),
+            )
+        });
 
         let local_addr = listener
             .local_addr()
@@ -179,6 +275,9 @@ impl Server {
             store = %config.store.store,
             cache = ?config.store.cache,
             codec = ?codec,
+            tokens = tokens.enabled(),
+            tls = tls.is_some(),
+            client_certificates = tls.as_ref().is_some_and(|tls| tls.client_certificates),
             "sessiond serving"
         );
         let shutdown_delay = config.shutdown_delay;
@@ -195,17 +294,35 @@ impl Server {
             let _ = closing_tx.send(());
         };
 
-        // Only session calls are waited for: health watches and reflection
-        // streams stay open for as long as their clients like.
+        // Only session calls are waited for and limited: health watches
+        // and reflection streams stay open for as long as their clients
+        // like, and health checks are answered however busy the server is.
         let in_flight = InFlight::default();
-        let sessions = tower::Layer::layer(&TrackInFlight(in_flight.clone()), sessions);
-        let serving = tonic::transport::Server::builder()
+        let track = TrackCalls {
+            in_flight: in_flight.clone(),
+            limit: usize::try_from(config.max_in_flight).unwrap_or(usize::MAX),
+            metrics: metrics.clone(),
+        };
+        let sessions = tower::Layer::layer(&track, sessions);
+        let require_token = RequireToken(tokens.clone());
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &tls {
+            builder = builder.tls_config(tls.config.clone())?;
+        }
+        let serving = builder
+            .max_concurrent_streams(config.max_concurrent_streams)
             // Per call, so debug: at the default level a span per call costs
             // more than a Load from memory.
             .trace_fn(|request| tracing::debug_span!("rpc", method = request.uri().path()))
             .add_service(health_service)
-            .add_service(reflection.v1)
-            .add_service(reflection.v1alpha)
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                reflection.v1,
+                require_token.clone(),
+            ))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                reflection.v1alpha,
+                require_token,
+            ))
             .add_service(sessions)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -218,6 +335,13 @@ impl Server {
         let closing_deadline = tokio::time::Instant::now() + config.drain_timeout;
 
         stop_purge.cancel();
+        stop_metrics.cancel();
+        if let Some(Ok(Err(err))) = match metrics_server {
+            Some(task) => Some(task.await),
+            None => None,
+        } {
+            tracing::warn!(error = %err, "the metrics server failed");
+        }
         if let Some(purge) = purge
             && let Err(err) = purge.await
         {
@@ -235,6 +359,35 @@ impl Server {
         }
         tracing::info!("sessiond stopped");
         Ok(served?)
+    }
+}
+
+/// Refuses to serve a non-loopback address to anyone without a token or
+/// TLS, unless the operator insists; warns of weaker set-ups.
+fn check_exposure(
+    config: &ServeConfig,
+    listen: std::net::SocketAddr,
+    tokens: &TokenStore,
+    tls: Option<&Tls>,
+) -> Result<(), Unauthenticated> {
+    if listen.ip().is_loopback() {
+        return Ok(());
+    }
+    match (tokens.enabled(), tls) {
+        (false, None) if !config.insecure_allow_unauthenticated => Err(Unauthenticated { listen }),
+        (false, None) => {
+            tracing::warn!(listen = %listen, "serving without authentication or TLS on a non-loopback address (--insecure-allow-unauthenticated)");
+            Ok(())
+        }
+        (true, None) => {
+            tracing::warn!(listen = %listen, "bearer tokens and session data cross the network in clear text; add --tls-cert and --tls-key unless the network is private");
+            Ok(())
+        }
+        (false, Some(tls)) if !tls.client_certificates => {
+            tracing::warn!(listen = %listen, "TLS without bearer tokens or client certificates: any client that reaches the port is served");
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 

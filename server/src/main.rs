@@ -20,12 +20,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Serve(ServeConfig {
-        threads: Some(threads),
-        ..
-    }) = &cli.command
+    if let Command::Serve(config) = &cli.command
+        && let Some(threads) = config.threads
     {
-        runtime.worker_threads(usize::from(*threads));
+        runtime.worker_threads(usize::from(threads));
     }
     let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
@@ -49,14 +47,21 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(config) => serve(config).await,
+        Command::Serve(config) => serve(*config).await,
         Command::Migrate(config) => migrate(config).await,
         Command::Clearsessions(config) => clearsessions(config).await,
+        Command::Healthcheck(config) => {
+            sessiond::healthcheck::check(&config).await?;
+            println!("SERVING");
+            Ok(())
+        }
     }
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let signals = shutdown::Signals::catch().context("cannot catch SIGINT and SIGTERM")?;
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot catch SIGHUP")?;
     let listen = config.listen;
     let server = Server::open(config).await?;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -66,8 +71,28 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 "cannot listen on {listen} (--listen, SESSIOND_LISTEN); is another server using it?"
             )
         })?;
-    server.serve(listener, signals.received()).await?;
+    let reloads = tokio::spawn(reload_tokens_on_hangup(server.tokens(), hangups));
+    let served = server.serve(listener, signals.received()).await;
+    reloads.abort();
+    served?;
     Ok(())
+}
+
+/// SIGHUP rereads the tokens; a file that has become unreadable or
+/// malformed keeps the tokens in force, and says why.
+async fn reload_tokens_on_hangup(
+    tokens: sessiond::auth::TokenStore,
+    mut hangups: tokio::signal::unix::Signal,
+) {
+    while hangups.recv().await.is_some() {
+        match tokens.reload() {
+            Ok(count) => tracing::info!(tokens = count, "reloaded the bearer tokens"),
+            Err(err) => tracing::error!(
+                error = %sessiond::service::ErrorChain(&err),
+                "cannot reload the bearer tokens; keeping those in force"
+            ),
+        }
+    }
 }
 
 async fn migrate(config: StoreConfig) -> anyhow::Result<()> {

@@ -9,6 +9,7 @@ use chrono::Utc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::{Metrics, PurgeTrigger};
 use crate::service::ErrorChain;
 use crate::store::{self, SessionStore};
 
@@ -18,6 +19,7 @@ pub(crate) fn spawn(
     store: Arc<dyn SessionStore>,
     interval: Duration,
     batch_size: u64,
+    metrics: Metrics,
     stop: CancellationToken,
 ) -> Option<JoinHandle<()>> {
     if interval.is_zero() {
@@ -35,7 +37,10 @@ pub(crate) fn spawn(
             tokio::select! {
                 _ = stop.cancelled() => break,
                 result = store::clear_expired(store.as_ref(), Utc::now(), batch_size) => match result {
-                    Ok(removed) => tracing::info!(removed, "purged expired sessions"),
+                    Ok(removed) => {
+                        metrics.purged(PurgeTrigger::Background, removed);
+                        tracing::info!(removed, "purged expired sessions");
+                    }
                     Err(err) => tracing::warn!(error = %ErrorChain(&err), "purge of expired sessions failed; retrying at the next interval"),
                 },
             }

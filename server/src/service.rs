@@ -10,6 +10,7 @@ use chrono::{TimeDelta, Utc};
 use tonic::{Request, Response, Status};
 
 use crate::codec::Codec;
+use crate::metrics::{Metrics, PurgeTrigger};
 use crate::proto::session_service_server::SessionService;
 use crate::proto::{
     ClearExpiredRequest, ClearExpiredResponse, CreateRequest, CreateResponse, CycleKeyRequest,
@@ -40,6 +41,7 @@ pub struct Settings {
 pub struct SessionRpc {
     store: Arc<dyn SessionStore>,
     settings: Settings,
+    metrics: Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +57,12 @@ enum RpcError {
 type RpcResult<T> = Result<Response<T>, Status>;
 
 impl SessionRpc {
-    pub fn new(store: Arc<dyn SessionStore>, settings: Settings) -> Self {
-        Self { store, settings }
+    pub fn new(store: Arc<dyn SessionStore>, settings: Settings, metrics: Metrics) -> Self {
+        Self {
+            store,
+            settings,
+            metrics,
+        }
     }
 
     fn data(&self, text: String) -> Result<SessionData, InvalidInput> {
@@ -114,6 +120,7 @@ impl SessionRpc {
             };
             match self.store.insert(&key, record).await {
                 Ok(()) => {
+                    self.metrics.session_created();
                     return Ok(CreateResponse {
                         session_key: key.into_string(),
                         expire_date: Some(expire_date.to_timestamp()),
@@ -136,6 +143,7 @@ impl SessionRpc {
         };
         if req.must_create {
             self.store.insert(&key, record).await?;
+            self.metrics.session_created();
         } else {
             self.store.update(&key, record).await?;
         }
@@ -173,6 +181,9 @@ impl SessionRpc {
     async fn delete(&self, req: DeleteRequest) -> Result<DeleteResponse, RpcError> {
         let key = SessionKey::parse(&req.session_key)?;
         let deleted = self.store.delete(&key).await?;
+        if deleted {
+            self.metrics.session_deleted();
+        }
         Ok(DeleteResponse { deleted })
     }
 
@@ -204,6 +215,7 @@ impl SessionRpc {
                 .await;
             match cycled {
                 Ok(()) => {
+                    self.metrics.session_cycled();
                     return Ok(CycleKeyResponse {
                         session_key: new_key.into_string(),
                         expire_date: Some(expire_date.to_timestamp()),
@@ -226,6 +238,7 @@ impl SessionRpc {
             self.settings.purge_batch_size,
         )
         .await?;
+        self.metrics.purged(PurgeTrigger::Call, removed);
         tracing::info!(removed, "cleared expired sessions");
         Ok(ClearExpiredResponse { removed })
     }
@@ -284,47 +297,67 @@ impl fmt::Display for ErrorChain<'_> {
     }
 }
 
-fn respond<T>(method: &'static str, result: Result<T, RpcError>) -> RpcResult<T> {
-    result
-        .map(Response::new)
-        .map_err(|err| to_status(err, method))
+impl SessionRpc {
+    fn respond<T>(&self, method: &'static str, result: Result<T, RpcError>) -> RpcResult<T> {
+        result.map(Response::new).map_err(|err| {
+            if let Some(kind) = engine_error_kind(&err) {
+                self.metrics.engine_error(kind);
+            }
+            to_status(err, method)
+        })
+    }
+}
+
+/// The kind an engine failure is counted under; `None` for answers that are
+/// part of the contract (a taken key, a missing session, bad input).
+fn engine_error_kind(err: &RpcError) -> Option<&'static str> {
+    match err {
+        RpcError::Store(StoreError::Unavailable(_)) => Some("unavailable"),
+        RpcError::Store(StoreError::Full(_)) => Some("full"),
+        RpcError::Store(StoreError::Internal(_) | StoreError::Schema(_))
+        | RpcError::KeysExhausted => Some("internal"),
+        RpcError::Invalid(_)
+        | RpcError::Store(
+            StoreError::AlreadyExists | StoreError::NotFound | StoreError::Invalid(_),
+        ) => None,
+    }
 }
 
 #[tonic::async_trait]
 impl SessionService for SessionRpc {
     async fn load(&self, request: Request<LoadRequest>) -> RpcResult<LoadResponse> {
-        respond("Load", self.load(request.into_inner()).await)
+        self.respond("Load", self.load(request.into_inner()).await)
     }
 
     async fn exists(&self, request: Request<ExistsRequest>) -> RpcResult<ExistsResponse> {
-        respond("Exists", self.exists(request.into_inner()).await)
+        self.respond("Exists", self.exists(request.into_inner()).await)
     }
 
     async fn create(&self, request: Request<CreateRequest>) -> RpcResult<CreateResponse> {
-        respond("Create", self.create(request.into_inner()).await)
+        self.respond("Create", self.create(request.into_inner()).await)
     }
 
     async fn save(&self, request: Request<SaveRequest>) -> RpcResult<SaveResponse> {
-        respond("Save", self.save(request.into_inner()).await)
+        self.respond("Save", self.save(request.into_inner()).await)
     }
 
     async fn patch(&self, request: Request<PatchRequest>) -> RpcResult<PatchResponse> {
-        respond("Patch", self.patch(request.into_inner()).await)
+        self.respond("Patch", self.patch(request.into_inner()).await)
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> RpcResult<DeleteResponse> {
-        respond("Delete", self.delete(request.into_inner()).await)
+        self.respond("Delete", self.delete(request.into_inner()).await)
     }
 
     async fn cycle_key(&self, request: Request<CycleKeyRequest>) -> RpcResult<CycleKeyResponse> {
-        respond("CycleKey", self.cycle_key(request.into_inner()).await)
+        self.respond("CycleKey", self.cycle_key(request.into_inner()).await)
     }
 
     async fn clear_expired(
         &self,
         request: Request<ClearExpiredRequest>,
     ) -> RpcResult<ClearExpiredResponse> {
-        respond(
+        self.respond(
             "ClearExpired",
             self.clear_expired(request.into_inner()).await,
         )

@@ -580,3 +580,120 @@ async fn two_processes_share_sessions_on_redis() {
     ))
     .await;
 }
+
+#[tokio::test]
+async fn sighup_rereads_the_tokens_file_and_keeps_it_when_it_breaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    let (old, new) = ("0ld70ken0ld70ken0ld7", "n3w70kenn3w70kenn3w7");
+    std::fs::write(&tokens, format!("app {old}\n")).unwrap();
+    let server = Running::start(
+        store_env(&mut sessiond(), &dir.path().join("db.sqlite3"))
+            .env("SESSIOND_TOKENS_FILE", &tokens),
+    );
+    let with = |token: &str| {
+        Client::builder()
+            .endpoint(server.url())
+            .bearer_token(token)
+            .connect()
+    };
+    with(old).await.unwrap().create("{}", None).await.unwrap();
+
+    std::fs::write(&tokens, format!("app {new}\n")).unwrap();
+    server.signal("HUP");
+    // The reload is asynchronous: wait (bounded) until the new token works.
+    let client = with(new).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.create("{}", None).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not load the new token"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let err = with(old)
+        .await
+        .unwrap()
+        .create("{}", None)
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), tonic::Code::Unauthenticated);
+
+    // A broken file is refused and the tokens in force stay.
+    std::fs::write(&tokens, "not-a-token-line with three fields\n").unwrap();
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server
+        .log
+        .lock()
+        .unwrap()
+        .contains("cannot reload the bearer tokens")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the failed reload was not logged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client.create("{}", None).await.unwrap();
+
+    server.signal("TERM");
+    let (code, log) = server.wait();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        !log.contains(old) && !log.contains(new),
+        "a token was logged:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn healthcheck_exits_0_while_serving_and_1_when_nothing_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(store_env(&mut sessiond(), &dir.path().join("db.sqlite3")));
+    let listen = server.addr.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        run(sessiond().arg("healthcheck").env("SESSIOND_LISTEN", listen))
+    })
+    .await
+    .unwrap();
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    assert_eq!(text(&checked.stdout).trim(), "SERVING");
+
+    server.signal("TERM");
+    let (code, log) = server.wait();
+    assert_eq!(code, Some(0), "{log}");
+    let addr = server_addr_after_exit(&log);
+    let checked = run(sessiond().args(["healthcheck", "--listen", &addr, "--timeout", "2s"]));
+    assert_eq!(checked.status.code(), Some(1));
+    assert!(
+        text(&checked.stderr).contains("cannot connect"),
+        "{}",
+        text(&checked.stderr)
+    );
+}
+
+fn server_addr_after_exit(log: &str) -> String {
+    log.split("\"listen\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn serving_the_network_without_authentication_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(store_env(&mut sessiond(), &dir.path().join("db.sqlite3"))
+        .arg("serve")
+        .env("SESSIOND_LISTEN", "0.0.0.0:0"));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--insecure-allow-unauthenticated"),
+        "{stderr}"
+    );
+}

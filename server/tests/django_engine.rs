@@ -203,6 +203,9 @@ fn parse_summary(stdout: &str) -> Vec<ClassOutcome> {
         .collect()
 }
 
+/// The bearer token the suite's sessiond requires.
+const TOKEN: &str = "django-suite-token-0123456789";
+
 #[tokio::test]
 async fn djangos_session_suite_passes_on_sessiond() {
     let Some(venv) = venv() else { return };
@@ -222,7 +225,9 @@ async fn djangos_session_suite_passes_on_sessiond() {
     let stubs = tempfile::tempdir().unwrap();
     generate_stubs(&venv, stubs.path()).await;
 
-    let server = TestServer::start().await;
+    // With a token required, as a shared sessiond runs: every call of the
+    // engine must carry it.
+    let server = TestServer::start_with(&["--token", TOKEN]).await;
     let address = server.addr.to_string();
     let output = run_python(
         &venv,
@@ -241,6 +246,7 @@ async fn djangos_session_suite_passes_on_sessiond() {
         &[
             ("PYTHONPATH", &engine_path(stubs.path())),
             ("SESSIOND_ADDRESS", &address),
+            ("SESSIOND_TOKEN", TOKEN),
         ],
     )
     .await;

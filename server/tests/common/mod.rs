@@ -58,13 +58,8 @@ impl TestServer {
     }
 
     async fn start_config(dir: TempDir, db_path: PathBuf, config: ServeConfig) -> Self {
-        let server = Server::open(config).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.serve(listener, async {
-            let _ = stopped.await;
-        }));
+        let Serving { addr, stop, task } =
+            Serving::start(Server::open(config).await.unwrap()).await;
         let client = Client::connect(format!("http://{addr}")).await.unwrap();
         Self {
             client,
@@ -86,6 +81,31 @@ impl TestServer {
     /// A direct connection to the database file, for checking what is stored.
     pub fn db(&self) -> rusqlite::Connection {
         open_db(&self.db_path)
+    }
+}
+
+/// An opened server serving on 127.0.0.1:0, without a client: for tests
+/// that connect their own way (TLS, tokens).
+pub struct Serving {
+    pub addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), ServeError>>,
+}
+
+impl Serving {
+    pub async fn start(server: Server) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        Self { addr, stop, task }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
     }
 }
 

@@ -34,9 +34,13 @@ def _load_raw(key):
     """The session as sessiond's Load answers it, bypassing the engine."""
     from django.conf import settings
 
+    token = getattr(settings, "SESSIOND_TOKEN", None)
+    metadata = (("authorization", f"Bearer {token}"),) if token else None
     with grpc.insecure_channel(settings.SESSIOND_ADDRESS) as channel:
         stub = sessiond_pb2_grpc.SessionServiceStub(channel)
-        return stub.Load(sessiond_pb2.LoadRequest(session_key=key), timeout=10)
+        return stub.Load(
+            sessiond_pb2.LoadRequest(session_key=key), timeout=10, metadata=metadata
+        )
 
 
 class FakeSessiond(sessiond_pb2_grpc.SessionServiceServicer):
@@ -72,6 +76,26 @@ class FakeSessiond(sessiond_pb2_grpc.SessionServiceServicer):
         if self._save:
             return self._save(request, context)
         return sessiond_pb2.SaveResponse()
+
+
+class TokenTests(SimpleTestCase):
+    """The real sessiond these tests run against requires a bearer token."""
+
+    def test_the_configured_token_is_accepted_and_others_refused(self):
+        from django.conf import settings
+
+        self.assertTrue(
+            settings.SESSIOND_TOKEN, "the suite must run against a sessiond with a token"
+        )
+        session = SessionStore()
+        session["user"] = 7
+        session.save()
+        self.addCleanup(session.delete)
+        self.assertEqual(SessionStore(session.session_key).load(), {"user": 7})
+        for token in (None, "not-the-token-0123456789"):
+            with self.subTest(token=token), override_settings(SESSIOND_TOKEN=token):
+                with self.assertRaisesMessage(SessiondError, "UNAUTHENTICATED"):
+                    SessionStore(session.session_key).load()
 
 
 class WireTests(SimpleTestCase):
@@ -220,7 +244,7 @@ class FakeServerTests(SimpleTestCase):
         fake = FakeSessiond(self)
         with override_settings(SESSIOND_ADDRESS=fake.address, SESSIOND_TOKEN="s3cret-t0ken"):
             SessionStore(UNKNOWN_KEY).load()
-        with override_settings(SESSIOND_ADDRESS=fake.address):
+        with override_settings(SESSIOND_ADDRESS=fake.address, SESSIOND_TOKEN=None):
             SessionStore(UNKNOWN_KEY).load()
         self.assertEqual(fake.metadata[0].get("authorization"), "Bearer s3cret-t0ken")
         self.assertNotIn("authorization", fake.metadata[1])

@@ -1,0 +1,316 @@
+//! Prometheus metrics, served over HTTP at `/metrics` on `--metrics-listen`
+//! (OpenMetrics text).
+//!
+//! What is counted: every session call by method and status code, with its
+//! duration; calls in flight; engine errors by kind; purges and the rows
+//! they removed; sessions created, cycled and deleted. Labels hold only
+//! names from a fixed set (methods, codes, kinds), never keys or data, so
+//! the number of series stays bounded.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+/// The media type of the OpenMetrics text that prometheus-client writes.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    method: &'static str,
+    code: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabels {
+    trigger: &'static str,
+}
+
+/// Durations from 100 µs (a Load from memory) to 13 s (past any
+/// --store-timeout a caller would wait for), doubling.
+fn call_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
+}
+
+/// What started a purge.
+#[derive(Debug, Clone, Copy)]
+pub enum PurgeTrigger {
+    /// The background purge, every --purge-interval.
+    Background,
+    /// A ClearExpired call.
+    Call,
+}
+
+/// The metrics of one server; clones share them.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: Registry,
+    calls: Family<CallLabels, Counter>,
+    call_seconds: Family<CallLabels, Histogram, fn() -> Histogram>,
+    in_flight: Gauge<i64, std::sync::atomic::AtomicI64>,
+    engine_errors: Family<KindLabels, Counter>,
+    purges: Family<TriggerLabels, Counter>,
+    purged_rows: Family<TriggerLabels, Counter>,
+    created: Counter<u64, AtomicU64>,
+    cycled: Counter<u64, AtomicU64>,
+    deleted: Counter<u64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sessiond");
+        let calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "calls",
+            "Session calls answered, by method and gRPC status code",
+            calls.clone(),
+        );
+        let call_seconds =
+            Family::<CallLabels, Histogram, fn() -> Histogram>::new_with_constructor(call_buckets);
+        registry.register_with_unit(
+            "call_duration",
+            "Time from a session call's arrival until its answer was handed over",
+            prometheus_client::registry::Unit::Seconds,
+            call_seconds.clone(),
+        );
+        let in_flight = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        registry.register(
+            "calls_in_flight",
+            "Session calls being served now",
+            in_flight.clone(),
+        );
+        let engine_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "engine_errors",
+            "Storage engine failures: unavailable (down, locked, timed out), full, internal",
+            engine_errors.clone(),
+        );
+        let purges = Family::<TriggerLabels, Counter>::default();
+        registry.register(
+            "purges",
+            "Purges of expired sessions, by what started them (background, call)",
+            purges.clone(),
+        );
+        let purged_rows = Family::<TriggerLabels, Counter>::default();
+        registry.register(
+            "purged_sessions",
+            "Expired sessions removed by purges",
+            purged_rows.clone(),
+        );
+        let created = Counter::default();
+        registry.register(
+            "sessions_created",
+            "Sessions created (Create, Save with must_create)",
+            created.clone(),
+        );
+        let cycled = Counter::default();
+        registry.register(
+            "sessions_cycled",
+            "Sessions moved to a new key (CycleKey)",
+            cycled.clone(),
+        );
+        let deleted = Counter::default();
+        registry.register(
+            "sessions_deleted",
+            "Sessions removed by Delete",
+            deleted.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                calls,
+                call_seconds,
+                in_flight,
+                engine_errors,
+                purges,
+                purged_rows,
+                created,
+                cycled,
+                deleted,
+            }),
+        }
+    }
+
+    /// One call answered.
+    pub fn call(&self, method: &'static str, code: tonic::Code, took: Duration) {
+        let labels = CallLabels {
+            method,
+            code: code_name(code),
+        };
+        self.inner.calls.get_or_create(&labels).inc();
+        self.inner
+            .call_seconds
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn set_in_flight(&self, calls: usize) {
+        self.inner
+            .in_flight
+            .set(i64::try_from(calls).unwrap_or(i64::MAX));
+    }
+
+    pub fn engine_error(&self, kind: &'static str) {
+        self.inner
+            .engine_errors
+            .get_or_create(&KindLabels { kind })
+            .inc();
+    }
+
+    pub fn purged(&self, trigger: PurgeTrigger, removed: u64) {
+        let labels = TriggerLabels {
+            trigger: match trigger {
+                PurgeTrigger::Background => "background",
+                PurgeTrigger::Call => "call",
+            },
+        };
+        self.inner.purges.get_or_create(&labels).inc();
+        self.inner
+            .purged_rows
+            .get_or_create(&labels)
+            .inc_by(removed);
+    }
+
+    pub fn session_created(&self) {
+        self.inner.created.inc();
+    }
+
+    pub fn session_cycled(&self) {
+        self.inner.cycled.inc();
+    }
+
+    pub fn session_deleted(&self) {
+        self.inner.deleted.inc();
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &self.inner.registry)
+        {
+            tracing::error!(error = %err, "cannot encode the metrics");
+        }
+        text
+    }
+
+    /// Serves `/metrics` on `listener` until `shutdown` completes.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = self.clone();
+                async move {
+                    (
+                        [(http::header::CONTENT_TYPE, CONTENT_TYPE)],
+                        metrics.render(),
+                    )
+                }
+            }),
+        );
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Binds the metrics address; a clear error names the flag.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsBindError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| MetricsBindError { addr, source })
+}
+
+/// The metrics address could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot listen on {addr} for metrics (--metrics-listen, SESSIOND_METRICS_LISTEN); is another server using it?"
+)]
+pub struct MetricsBindError {
+    addr: SocketAddr,
+    #[source]
+    source: std::io::Error,
+}
+
+/// The canonical name of a status code, as Prometheus users filter by it.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_rendered_with_its_labels() {
+        let metrics = Metrics::new();
+        metrics.call("Load", tonic::Code::Ok, Duration::from_micros(250));
+        metrics.call("Save", tonic::Code::NotFound, Duration::from_millis(2));
+        metrics.set_in_flight(3);
+        metrics.engine_error("unavailable");
+        metrics.purged(PurgeTrigger::Background, 7);
+        metrics.session_created();
+        metrics.session_deleted();
+        let text = metrics.render();
+        for line in [
+            "sessiond_calls_total{method=\"Load\",code=\"OK\"} 1",
+            "sessiond_calls_total{method=\"Save\",code=\"NOT_FOUND\"} 1",
+            "sessiond_call_duration_seconds_count{method=\"Load\",code=\"OK\"} 1",
+            "sessiond_calls_in_flight 3",
+            "sessiond_engine_errors_total{kind=\"unavailable\"} 1",
+            "sessiond_purges_total{trigger=\"background\"} 1",
+            "sessiond_purged_sessions_total{trigger=\"background\"} 7",
+            "sessiond_sessions_created_total 1",
+            "sessiond_sessions_deleted_total 1",
+            "# EOF",
+        ] {
+            assert!(text.contains(line), "no {line:?} in\n{text}");
+        }
+    }
+}
