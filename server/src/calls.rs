@@ -249,17 +249,11 @@ fn status_of(headers: &http::HeaderMap) -> Option<tonic::Code> {
 /// that metrics labels stay bounded whatever paths clients send.
 fn method_name(path: &str) -> &'static str {
     let name = path.rsplit('/').next().unwrap_or_default();
-    match name {
-        "Load" => "Load",
-        "Exists" => "Exists",
-        "Create" => "Create",
-        "Save" => "Save",
-        "Patch" => "Patch",
-        "Delete" => "Delete",
-        "CycleKey" => "CycleKey",
-        "ClearExpired" => "ClearExpired",
-        _ => "unknown",
-    }
+    crate::metrics::METHODS
+        .iter()
+        .find(|known| **known == name)
+        .copied()
+        .unwrap_or("unknown")
 }
 
 #[cfg(test)]

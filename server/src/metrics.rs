@@ -23,6 +23,22 @@ use tokio::net::TcpListener;
 /// The media type of the OpenMetrics text that prometheus-client writes.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The methods calls are counted under; the last one takes any other path.
+pub const METHODS: [&str; 9] = [
+    "Load",
+    "Exists",
+    "Create",
+    "Save",
+    "Patch",
+    "Delete",
+    "CycleKey",
+    "ClearExpired",
+    "unknown",
+];
+
+/// gRPC status codes, 0 (OK) to 16 (UNAUTHENTICATED).
+const CODES: usize = 17;
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
     method: &'static str,
@@ -65,6 +81,7 @@ struct Inner {
     registry: Registry,
     calls: Family<CallLabels, Counter>,
     call_seconds: Family<CallLabels, Histogram, fn() -> Histogram>,
+    call_series: Vec<std::sync::OnceLock<(Counter, Histogram)>>,
     in_flight: Gauge<i64, std::sync::atomic::AtomicI64>,
     engine_errors: Family<KindLabels, Counter>,
     purges: Family<TriggerLabels, Counter>,
@@ -144,6 +161,9 @@ impl Metrics {
                 registry,
                 calls,
                 call_seconds,
+                call_series: (0..METHODS.len() * CODES)
+                    .map(|_| std::sync::OnceLock::new())
+                    .collect(),
                 in_flight,
                 engine_errors,
                 purges,
@@ -157,15 +177,31 @@ impl Metrics {
 
     /// One call answered.
     pub fn call(&self, method: &'static str, code: tonic::Code, took: Duration) {
-        let labels = CallLabels {
-            method,
-            code: code_name(code),
-        };
-        self.inner.calls.get_or_create(&labels).inc();
-        self.inner
-            .call_seconds
-            .get_or_create(&labels)
-            .observe(took.as_secs_f64());
+        let (count, duration) = self.call_series(method, code);
+        count.inc();
+        duration.observe(took.as_secs_f64());
+    }
+
+    /// The series of one method and code. Every call records into them, so
+    /// each is looked up in its family once and then kept in a slot of its
+    /// own, which needs no lock or hashing.
+    fn call_series(&self, method: &'static str, code: tonic::Code) -> &(Counter, Histogram) {
+        let method_index = METHODS
+            .iter()
+            .position(|known| *known == method)
+            .unwrap_or(METHODS.len() - 1);
+        let code_index = usize::try_from(code as i32).unwrap_or(0).min(CODES - 1);
+        let slot = &self.inner.call_series[method_index * CODES + code_index];
+        slot.get_or_init(|| {
+            let labels = CallLabels {
+                method: METHODS[method_index],
+                code: code_name(code),
+            };
+            (
+                self.inner.calls.get_or_create_owned(&labels),
+                self.inner.call_seconds.get_or_create_owned(&labels),
+            )
+        })
     }
 
     pub fn set_in_flight(&self, calls: usize) {
