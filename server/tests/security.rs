@@ -467,7 +467,7 @@ async fn past_the_in_flight_limit_calls_are_refused_and_health_answers() {
 }
 
 #[tokio::test]
-async fn a_call_past_its_deadline_ends_with_deadline_exceeded() {
+async fn a_call_past_its_deadline_ends_with_deadline_exceeded_and_is_not_made() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db.sqlite3");
     let server = open(&db, &["--store-timeout", "60s"]).await;
@@ -489,6 +489,8 @@ async fn a_call_past_its_deadline_ends_with_deadline_exceeded() {
     );
     drop(lock);
     sessions.create("{}", None).await.unwrap();
+    // The write whose caller gave up before it began was not made.
+    assert_eq!(common::row_count(&common::open_db(&db)), 1);
     serving.stop().await;
 }
 

@@ -200,6 +200,12 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<(WriteOp, Reply)>, timeou
     }
     let mut outcomes = Vec::with_capacity(pending.len());
     while let Some((op, reply)) = pending.next() {
+        if reply.is_closed() {
+            // The caller gave up (its deadline passed, its client went
+            // away) before the write began: it was never acknowledged, and
+            // under overload skipping it is what lets the queue drain.
+            continue;
+        }
         outcomes.push((reply, apply(conn, op, timeout)));
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (e.g. disk full): none
