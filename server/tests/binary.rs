@@ -412,6 +412,25 @@ fn bad_settings_fail_before_binding_and_name_the_flag() {
 }
 
 #[test]
+fn a_bad_sqlite_synchronous_names_the_flag_and_the_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sync.sqlite3");
+    for (query, expected) in [
+        ("?synchronous=off", "got 'off'"),
+        ("?sync=full", "unknown option 'sync'"),
+    ] {
+        let store = format!("sqlite://{}{query}", db.display());
+        let output = run(sessiond().arg("serve").env("SESSIOND_STORE", &store));
+        assert_eq!(output.status.code(), Some(2), "{store}");
+        let stderr = text(&output.stderr);
+        for part in ["--store", "synchronous", "full", expected] {
+            assert!(stderr.contains(part), "{store}: {stderr}");
+        }
+    }
+    assert!(!db.exists(), "a refused URL opened the database");
+}
+
+#[test]
 fn a_start_up_failure_exits_1_with_one_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing/dir/db.sqlite3");
