@@ -131,7 +131,10 @@ pub enum LogFormat {
 pub struct StoreConfig {
     /// Storage engine URL. `sqlite://PATH` is an SQLite file, created if
     /// missing (relative to the working directory; `sqlite:///abs/path` for an
-    /// absolute path). `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (with an
+    /// absolute path). An acknowledged write survives a crash of sessiond;
+    /// a power loss or OS crash can lose the writes of about the last 50 ms
+    /// (never the database) unless `?synchronous=full` (default `normal`)
+    /// syncs every commit, one fsync per batch of writes. `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (with an
     /// optional `?schema=NAME`) is a PostgreSQL database that many sessiond
     /// replicas may share.
     /// `redis://[USER:PASSWORD@]HOST[:PORT][/DB][?prefix=PREFIX]` is a Redis

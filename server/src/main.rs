@@ -116,8 +116,8 @@ async fn migrate(config: StoreConfig) -> anyhow::Result<()> {
 
 async fn clearsessions(config: ClearConfig) -> anyhow::Result<()> {
     // Opening SQLite creates the file; a purge has no reason to.
-    if let store::StoreUrl::Sqlite { path } = &config.store.store
-        && !path.exists()
+    if let store::StoreUrl::Sqlite(url) = &config.store.store
+        && !url.path.exists()
     {
         anyhow::bail!(
             "{} does not exist (--store, SESSIOND_STORE); nothing to clear",

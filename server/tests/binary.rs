@@ -6,13 +6,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::process::{Running, sessiond};
 use common::{code, hours_from_now, open_db};
 use sessiond_client::Client;
 use tokio_stream::StreamExt;
@@ -24,102 +22,12 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-fn sessiond() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sessiond"));
-    // Only what each test sets: an operator's SESSIOND_* must not leak in.
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SESSIOND_") || name == "RUST_LOG" {
-            command.env_remove(name);
-        }
-    }
-    command.stdin(Stdio::null());
-    command
-}
-
 fn run(command: &mut Command) -> Output {
     command.output().unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A running `sessiond serve` whose stderr is collected.
-struct Running {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Running {
-    fn start(command: &mut Command) -> Self {
-        let mut child = command
-            .arg("serve")
-            .env("SESSIOND_LISTEN", "127.0.0.1:0")
-            .env("SESSIOND_LOG_FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let collected = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let line = line.unwrap();
-                if line.contains("sessiond serving") {
-                    let addr = line
-                        .split("\"listen\":\"")
-                        .nth(1)
-                        .and_then(|rest| rest.split('"').next())
-                        .unwrap()
-                        .to_owned();
-                    let _ = addr_tx.send(addr);
-                }
-                let mut log = collected.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let addr = match addr_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("sessiond did not start:\n{}", log.lock().unwrap());
-            }
-        };
-        Self { child, addr, log }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit; returns its exit code and the log.
-    fn wait(mut self) -> (Option<i32>, String) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
-                return (status.code(), self.log.lock().unwrap().clone());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("sessiond did not exit:\n{}", self.log.lock().unwrap());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 fn store_env<'a>(command: &'a mut Command, db: &Path) -> &'a mut Command {
@@ -504,6 +412,25 @@ fn bad_settings_fail_before_binding_and_name_the_flag() {
 }
 
 #[test]
+fn a_bad_sqlite_synchronous_names_the_flag_and_the_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sync.sqlite3");
+    for (query, expected) in [
+        ("?synchronous=off", "got 'off'"),
+        ("?sync=full", "unknown option 'sync'"),
+    ] {
+        let store = format!("sqlite://{}{query}", db.display());
+        let output = run(sessiond().arg("serve").env("SESSIOND_STORE", &store));
+        assert_eq!(output.status.code(), Some(2), "{store}");
+        let stderr = text(&output.stderr);
+        for part in ["--store", "synchronous", "full", expected] {
+            assert!(stderr.contains(part), "{store}: {stderr}");
+        }
+    }
+    assert!(!db.exists(), "a refused URL opened the database");
+}
+
+#[test]
 fn a_start_up_failure_exits_1_with_one_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing/dir/db.sqlite3");
@@ -623,12 +550,7 @@ async fn sighup_rereads_the_tokens_file_and_keeps_it_when_it_breaks() {
     std::fs::write(&tokens, "not-a-token-line with three fields\n").unwrap();
     server.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !server
-        .log
-        .lock()
-        .unwrap()
-        .contains("cannot reload the bearer tokens")
-    {
+    while !server.log().contains("cannot reload the bearer tokens") {
         assert!(
             Instant::now() < deadline,
             "the failed reload was not logged"

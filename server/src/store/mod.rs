@@ -30,7 +30,7 @@ pub use self::file::{DEFAULT_COOKIE_AGE, DEFAULT_PREFIX, FileStore, FileUrl, Fil
 pub use self::memory::{MemoryStore, MemoryUrl, MemoryUrlError};
 pub use self::postgres::{PostgresStore, PostgresUrl};
 pub use self::redis::{RedisStore, RedisUrl, RedisUrlError};
-pub use self::sqlite::SqliteStore;
+pub use self::sqlite::{SqliteStore, SqliteUrl, SqliteUrlError, Synchronous};
 
 /// A boxed error from an engine's driver, kept as the source of a
 /// [`StoreError`].
@@ -165,9 +165,10 @@ pub async fn clear_expired(
 /// Where sessions are stored, parsed from `--store`.
 #[derive(Clone, PartialEq, Eq)]
 pub enum StoreUrl {
-    /// `sqlite://PATH`: an SQLite database file (relative paths are relative
-    /// to the working directory; `sqlite:///abs/path` for absolute ones).
-    Sqlite { path: std::path::PathBuf },
+    /// `sqlite://PATH[?synchronous=normal|full]`: an SQLite database file
+    /// (relative paths are relative to the working directory;
+    /// `sqlite:///abs/path` for absolute ones).
+    Sqlite(SqliteUrl),
     /// `postgres://user:password@host:port/database?schema=name`: Django's
     /// table on PostgreSQL, in `schema` if given.
     Postgres(PostgresUrl),
@@ -182,7 +183,7 @@ pub enum StoreUrl {
 }
 
 /// The store URL forms sessiond understands, for error messages.
-const SUPPORTED_STORES: &str = "expected sqlite://PATH, postgres://USER@HOST/DATABASE[?schema=NAME], redis://HOST[:PORT][/DB][?prefix=PREFIX], file:///DIR or memory://[?max_sessions=N]";
+const SUPPORTED_STORES: &str = "expected sqlite://PATH[?synchronous=full], postgres://USER@HOST/DATABASE[?schema=NAME], redis://HOST[:PORT][/DB][?prefix=PREFIX], file:///DIR or memory://[?max_sessions=N]";
 
 /// A `--store` value that is not a store URL sessiond understands.
 #[derive(Debug, thiserror::Error)]
@@ -193,8 +194,8 @@ pub enum StoreUrlError {
     UnsupportedScheme(String),
     #[error(transparent)]
     Postgres(#[from] postgres::UrlError),
-    #[error("sqlite:// needs a database file path, e.g. sqlite://sessiond.sqlite3")]
-    EmptyPath,
+    #[error(transparent)]
+    Sqlite(#[from] SqliteUrlError),
     #[error(transparent)]
     File(#[from] FileUrlError),
     #[error(transparent)]
@@ -211,8 +212,7 @@ impl FromStr for StoreUrl {
             return Err(StoreUrlError::NoScheme(text.to_owned()));
         };
         match scheme {
-            "sqlite" if rest.is_empty() => Err(StoreUrlError::EmptyPath),
-            "sqlite" => Ok(Self::Sqlite { path: rest.into() }),
+            "sqlite" => Ok(Self::Sqlite(SqliteUrl::parse(rest)?)),
             "postgres" | "postgresql" => Ok(Self::Postgres(PostgresUrl::parse(text)?)),
             "file" => Ok(Self::File(rest.parse()?)),
             "redis" | "rediss" => Ok(Self::Redis(RedisUrl::parse(text)?)),
@@ -225,7 +225,7 @@ impl FromStr for StoreUrl {
 impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
+            Self::Sqlite(url) => fmt::Display::fmt(url, f),
             Self::Postgres(url) => write!(f, "{url}"),
             Self::File(url) => fmt::Display::fmt(url, f),
             Self::Redis(url) => fmt::Display::fmt(url, f),
@@ -293,10 +293,7 @@ impl StoreUrl {
     /// Whether sessions live in the engine's own storage, which a cache may
     /// front; Redis and memory are caches themselves.
     fn is_database(&self) -> bool {
-        matches!(
-            self,
-            Self::Sqlite { .. } | Self::Postgres(_) | Self::File(_)
-        )
+        matches!(self, Self::Sqlite(_) | Self::Postgres(_) | Self::File(_))
     }
 }
 
@@ -341,15 +338,16 @@ pub async fn open(
     options: &StoreOptions,
 ) -> Result<Arc<dyn SessionStore>, OpenError> {
     match url {
-        StoreUrl::Sqlite { path } => {
-            let path = path.clone();
+        StoreUrl::Sqlite(sqlite_url) => {
+            let sqlite_url = sqlite_url.clone();
             let options = options.clone();
-            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, &options))
-                .await
-                .map_err(|err| OpenError::Driver {
-                    url: url.clone(),
-                    source: err.into(),
-                })?;
+            let store =
+                tokio::task::spawn_blocking(move || SqliteStore::open(&sqlite_url, &options))
+                    .await
+                    .map_err(|err| OpenError::Driver {
+                        url: url.clone(),
+                        source: err.into(),
+                    })?;
             match store {
                 Ok(store) => Ok(Arc::new(store)),
                 Err(failure) => Err(failure.at(url)),
@@ -390,17 +388,19 @@ mod tests {
     fn store_urls_parse_or_say_what_is_expected() {
         assert_eq!(
             "sqlite://sessiond.sqlite3".parse::<StoreUrl>().unwrap(),
-            StoreUrl::Sqlite {
-                path: "sessiond.sqlite3".into()
-            }
+            StoreUrl::Sqlite(SqliteUrl {
+                path: "sessiond.sqlite3".into(),
+                synchronous: Synchronous::Normal,
+            })
         );
         assert_eq!(
-            "sqlite:///var/lib/sessiond/db.sqlite3"
+            "sqlite:///var/lib/sessiond/db.sqlite3?synchronous=full"
                 .parse::<StoreUrl>()
                 .unwrap(),
-            StoreUrl::Sqlite {
-                path: "/var/lib/sessiond/db.sqlite3".into()
-            }
+            StoreUrl::Sqlite(SqliteUrl {
+                path: "/var/lib/sessiond/db.sqlite3".into(),
+                synchronous: Synchronous::Full,
+            })
         );
         let err = "mysql://x".parse::<StoreUrl>().unwrap_err().to_string();
         assert!(err.contains("mysql://"), "{err}");
@@ -410,6 +410,17 @@ mod tests {
             .to_string();
         assert!(err.contains("sqlite://PATH"), "{err}");
         assert!("sqlite://".parse::<StoreUrl>().is_err());
+        for (text, expected) in [
+            ("sqlite://s.sqlite3?synchronous=off", "normal (the default"),
+            ("sqlite://s.sqlite3?synchronous=off", "or full"),
+            (
+                "sqlite://s.sqlite3?journal_mode=wal",
+                "unknown option 'journal_mode'",
+            ),
+        ] {
+            let err = text.parse::<StoreUrl>().unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
         for text in ["mysql://x", "sessiond.sqlite3"] {
             let err = text.parse::<StoreUrl>().unwrap_err().to_string();
             for form in ["postgres://", "redis://HOST", "file:///DIR", "memory://"] {
@@ -445,8 +456,10 @@ mod tests {
     }
 
     #[test]
-    fn redis_and_memory_urls_parse_and_show_back() {
+    fn redis_memory_and_sqlite_urls_parse_and_show_back() {
         for text in [
+            "sqlite://sessiond.sqlite3",
+            "sqlite:///var/lib/sessiond/db.sqlite3?synchronous=full",
             "redis://127.0.0.1:6379/0?prefix=sessiond:session:",
             "memory://?max_sessions=100000",
             "memory://?max_sessions=5",

@@ -7,9 +7,11 @@
 //! covers many saves. A third thread copies the write-ahead log into the
 //! database in the background, so that no commit waits for a checkpoint,
 //! and keeps the log from growing without bound. The database runs in WAL
-//! mode with `synchronous=NORMAL`:
-//! every acknowledged write survives a crash of the process; a power loss can
-//! cost the last transactions before the most recent checkpoint.
+//! mode. Every acknowledged write survives a crash of the process. With
+//! `synchronous=NORMAL` (the default) a commit is not synced: a power loss
+//! or OS crash can cost the commits since the last checkpoint pass synced the
+//! log. `sqlite://PATH?synchronous=full` syncs the log at every commit, one
+//! fsync per group commit, and then an acknowledged write survives that too.
 //!
 //! `expire_date` is stored as Django stores it on SQLite, as the text
 //! `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC, and compared as text the same way,
@@ -17,6 +19,7 @@
 
 mod checkpoint;
 mod schema;
+mod url;
 mod writer;
 
 use std::fmt::Write as _;
@@ -30,6 +33,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use super::{Migration, OpenFailure, Patcher, SessionStore, StoreError, StoreOptions};
 use crate::session::{ExpireDate, Record, SessionKey};
+pub use url::{SqliteUrl, SqliteUrlError, Synchronous};
 use writer::{WriteOp, WriteOutcome, Writer};
 
 fn is_busy(err: &rusqlite::Error) -> bool {
@@ -48,16 +52,19 @@ const DEFAULT_READERS: u32 = 8;
 pub struct SqliteStore {
     path: PathBuf,
     timeout: Duration,
+    synchronous: Synchronous,
     readers: r2d2::Pool<SqliteConnectionManager>,
     writer: Writer,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file at `path`. Blocking.
-    pub(super) fn open(path: &Path, options: &StoreOptions) -> Result<Self, OpenFailure> {
+    /// Opens (creating if needed) the database file `url` names. Blocking.
+    pub(super) fn open(url: &SqliteUrl, options: &StoreOptions) -> Result<Self, OpenFailure> {
+        let (path, synchronous) = (url.path.as_path(), url.synchronous);
         check_path(path)?;
-        let conn = open_read_write(path, options.timeout)
+        let conn = open_read_write(path, options.timeout, synchronous)
             .map_err(|err| explain_open_error(err, options.timeout))?;
+        log_synchronous(&conn);
 
         let timeout = options.timeout;
         let manager = SqliteConnectionManager::file(path)
@@ -77,8 +84,9 @@ impl SqliteStore {
         Ok(Self {
             path: path.to_owned(),
             timeout,
+            synchronous,
             readers,
-            writer: Writer::spawn(conn, path, timeout),
+            writer: Writer::spawn(conn, path, timeout, synchronous),
         })
     }
 
@@ -125,9 +133,10 @@ impl SqliteStore {
 impl SessionStore for SqliteStore {
     async fn migrate(&self) -> Result<Vec<Migration>, StoreError> {
         let path = self.path.clone();
-        let timeout = self.timeout;
+        let (timeout, synchronous) = (self.timeout, self.synchronous);
         tokio::task::spawn_blocking(move || {
-            let mut conn = open_read_write(&path, timeout).map_err(|err| classify(err, timeout))?;
+            let mut conn = open_read_write(&path, timeout, synchronous)
+                .map_err(|err| classify(err, timeout))?;
             schema::migrate(&mut conn, timeout)
         })
         .await
@@ -279,8 +288,13 @@ fn check_path(path: &Path) -> Result<(), OpenFailure> {
     }
 }
 
-/// Opens a read-write connection in WAL mode with the busy timeout set.
-fn open_read_write(path: &Path, timeout: Duration) -> rusqlite::Result<Connection> {
+/// Opens a read-write connection in WAL mode with the busy timeout and the
+/// `synchronous` setting.
+fn open_read_write(
+    path: &Path,
+    timeout: Duration,
+    synchronous: Synchronous,
+) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -299,8 +313,26 @@ fn open_read_write(path: &Path, timeout: Duration) -> rusqlite::Result<Connectio
             )),
         ));
     }
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "synchronous", synchronous.pragma())?;
     Ok(conn)
+}
+
+/// Logs the `synchronous` setting the writer's connection reports: what
+/// every acknowledged write gets, rather than what was asked for.
+fn log_synchronous(conn: &Connection) {
+    match conn.query_row("PRAGMA synchronous", [], |row| row.get::<_, i64>(0)) {
+        Ok(number) => match Synchronous::from_pragma_number(number) {
+            Some(mode) => tracing::debug!(synchronous = %mode, "sqlite writer connection open"),
+            None => tracing::warn!(
+                synchronous = number,
+                "the sqlite writer connection runs with an unexpected synchronous setting"
+            ),
+        },
+        Err(err) => tracing::warn!(
+            error = %err,
+            "cannot read the synchronous setting of the sqlite writer connection"
+        ),
+    }
 }
 
 fn explain_open_error(err: rusqlite::Error, timeout: Duration) -> OpenFailure {
@@ -492,6 +524,19 @@ mod tests {
             "",
         ] {
             assert!(from_django_text(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn read_write_connections_run_with_the_synchronous_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sync.sqlite3");
+        for synchronous in [Synchronous::Normal, Synchronous::Full] {
+            let conn = open_read_write(&path, Duration::from_secs(5), synchronous).unwrap();
+            let number: i64 = conn
+                .query_row("PRAGMA synchronous", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(Synchronous::from_pragma_number(number), Some(synchronous));
         }
     }
 

@@ -1,8 +1,10 @@
 //! A real sessiond on 127.0.0.1:0 over a temporary SQLite file (or another
-//! store), and a real client connected to it.
+//! store), and a real client connected to it; `process` runs the built
+//! binary instead.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod process;
 pub mod python;
 
 pub mod redis_server;

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+use super::Synchronous;
+
 /// Log length, in pages, past which the writer lets the checkpoint catch up
 /// so that the log starts over: 16 MiB of 4 KiB pages. The log stays a few
 /// hash segments long for readers to search (4096 frames each), and the
@@ -94,8 +96,8 @@ impl Checkpointer {
     /// Opens a connection of its own to `path` and starts the thread; `None`
     /// (with the reason logged) if either fails, and the writer then keeps
     /// SQLite's automatic checkpoints.
-    pub(super) fn spawn(path: &Path, timeout: Duration) -> Option<Self> {
-        let conn = match super::open_read_write(path, timeout) {
+    pub(super) fn spawn(path: &Path, timeout: Duration, synchronous: Synchronous) -> Option<Self> {
+        let conn = match super::open_read_write(path, timeout, synchronous) {
             Ok(conn) => conn,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot open a connection for background checkpoints; the writer checkpoints instead");
@@ -269,7 +271,7 @@ mod tests {
     use chrono::{TimeDelta, Utc};
 
     use crate::session::{ExpireDate, Record, SessionKey};
-    use crate::store::sqlite::SqliteStore;
+    use crate::store::sqlite::{SqliteStore, SqliteUrl, Synchronous};
     use crate::store::{SessionStore, StoreOptions};
 
     /// Writes enough 1 KiB sessions to fill the log several times over,
@@ -301,7 +303,11 @@ mod tests {
         let options = StoreOptions {
             timeout: std::time::Duration::from_secs(5),
         };
-        (Arc::new(SqliteStore::open(&path, &options).unwrap()), path)
+        let url = SqliteUrl {
+            path: path.clone(),
+            synchronous: Synchronous::Normal,
+        };
+        (Arc::new(SqliteStore::open(&url, &options).unwrap()), path)
     }
 
     fn wal_bytes(path: &std::path::Path) -> u64 {

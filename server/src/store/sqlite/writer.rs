@@ -17,7 +17,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::Checkpointer;
-use super::{classify, to_django_text};
+use super::{Synchronous, classify, to_django_text};
 use crate::session::{ExpireDate, Record, SessionKey};
 use crate::store::{Patcher, StoreError};
 
@@ -98,9 +98,14 @@ pub(super) struct Writer {
 impl Writer {
     /// Starts the writer on `conn`, with background checkpoints on a
     /// connection of their own to `path`.
-    pub(super) fn spawn(conn: Connection, path: &Path, timeout: Duration) -> Self {
+    pub(super) fn spawn(
+        conn: Connection,
+        path: &Path,
+        timeout: Duration,
+        synchronous: Synchronous,
+    ) -> Self {
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
-        let checkpointer = Checkpointer::spawn(path, timeout);
+        let checkpointer = Checkpointer::spawn(path, timeout, synchronous);
         if checkpointer.is_some()
             && let Err(err) = conn.pragma_update(None, "wal_autocheckpoint", 0)
         {

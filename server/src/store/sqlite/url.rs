@@ -1,0 +1,188 @@
+//! The `sqlite://PATH[?synchronous=normal|full]` store URL.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// How hard SQLite works to put each commit on stable storage: its
+/// `PRAGMA synchronous`, on every read-write connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// The write-ahead log is synced before each checkpoint, not at each
+    /// commit: an acknowledged write survives a crash of sessiond, and a
+    /// power loss or OS crash can lose the commits since the last sync.
+    /// The default: a crash of the process costs nothing, and a commit
+    /// costs no fsync.
+    #[default]
+    Normal,
+    /// The log is synced at each commit, so an acknowledged write also
+    /// survives a power loss; each group commit pays one fsync.
+    Full,
+}
+
+impl Synchronous {
+    /// The value of SQLite's `PRAGMA synchronous`.
+    pub(super) fn pragma(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
+        }
+    }
+
+    /// The setting a connection reports: `PRAGMA synchronous` answers with
+    /// a number. `None` for the settings sessiond never asks for (OFF is 0,
+    /// EXTRA 3).
+    pub(super) fn from_pragma_number(number: i64) -> Option<Self> {
+        match number {
+            1 => Some(Self::Normal),
+            2 => Some(Self::Full),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Normal => "normal",
+            Self::Full => "full",
+        }
+    }
+}
+
+impl fmt::Display for Synchronous {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An `sqlite://` URL that sessiond cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum SqliteUrlError {
+    #[error("sqlite:// needs a database file path, e.g. sqlite://sessiond.sqlite3")]
+    EmptyPath,
+    #[error(
+        "sqlite://: unknown option '{0}'; the only option is synchronous, e.g. sqlite://sessiond.sqlite3?synchronous=full"
+    )]
+    UnknownOption(String),
+    #[error(
+        "sqlite://: synchronous must be normal (the default: a crash of sessiond loses nothing acknowledged) or full (an acknowledged write also survives a power loss), got '{0}'"
+    )]
+    Synchronous(String),
+    #[error("sqlite://: the option synchronous is given more than once")]
+    DuplicateSynchronous,
+}
+
+/// A parsed `sqlite://` store URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SqliteUrl {
+    /// The database file. Relative paths are relative to the working
+    /// directory; `sqlite:///abs/path` names an absolute one.
+    pub path: PathBuf,
+    /// SQLite's `PRAGMA synchronous` on every read-write connection.
+    pub synchronous: Synchronous,
+}
+
+impl SqliteUrl {
+    /// Parses what follows `sqlite://`: a path, taken literally up to the
+    /// first `?`, then optional `?synchronous=normal|full`.
+    pub(in crate::store) fn parse(rest: &str) -> Result<Self, SqliteUrlError> {
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if path.is_empty() {
+            return Err(SqliteUrlError::EmptyPath);
+        }
+        let mut synchronous = None;
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match name {
+                "synchronous" if synchronous.is_some() => {
+                    return Err(SqliteUrlError::DuplicateSynchronous);
+                }
+                "synchronous" => {
+                    synchronous = Some(match value.to_ascii_lowercase().as_str() {
+                        "normal" => Synchronous::Normal,
+                        "full" => Synchronous::Full,
+                        _ => return Err(SqliteUrlError::Synchronous(value.to_owned())),
+                    });
+                }
+                other => return Err(SqliteUrlError::UnknownOption(other.to_owned())),
+            }
+        }
+        Ok(Self {
+            path: path.into(),
+            synchronous: synchronous.unwrap_or_default(),
+        })
+    }
+}
+
+impl fmt::Display for SqliteUrl {
+    /// The URL as it would be written, with `synchronous` only when it is
+    /// not the default.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sqlite://{}", self.path.display())?;
+        if self.synchronous != Synchronous::default() {
+            write!(f, "?synchronous={}", self.synchronous)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for SqliteUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_alone_means_synchronous_normal() {
+        let url = SqliteUrl::parse("sessiond.sqlite3").unwrap();
+        assert_eq!(url.path, PathBuf::from("sessiond.sqlite3"));
+        assert_eq!(url.synchronous, Synchronous::Normal);
+        assert_eq!(url.to_string(), "sqlite://sessiond.sqlite3");
+        let url = SqliteUrl::parse("/var/lib/sessiond/db.sqlite3?").unwrap();
+        assert_eq!(url.path, PathBuf::from("/var/lib/sessiond/db.sqlite3"));
+        assert_eq!(url.synchronous, Synchronous::Normal);
+    }
+
+    #[test]
+    fn synchronous_is_normal_or_full_and_shows_back() {
+        for (text, expected) in [
+            ("/d/s.sqlite3?synchronous=normal", Synchronous::Normal),
+            ("/d/s.sqlite3?synchronous=full", Synchronous::Full),
+            ("/d/s.sqlite3?synchronous=FULL", Synchronous::Full),
+        ] {
+            let url = SqliteUrl::parse(text).unwrap();
+            assert_eq!(url.path, PathBuf::from("/d/s.sqlite3"), "{text}");
+            assert_eq!(url.synchronous, expected, "{text}");
+        }
+        let url = SqliteUrl::parse("/d/s.sqlite3?synchronous=full").unwrap();
+        assert_eq!(url.to_string(), "sqlite:///d/s.sqlite3?synchronous=full");
+        assert_eq!(
+            SqliteUrl::parse(&url.to_string()["sqlite://".len()..]).unwrap(),
+            url
+        );
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_expected() {
+        for (text, expected) in [
+            ("", "needs a database file path"),
+            ("?synchronous=full", "needs a database file path"),
+            ("s.sqlite3?synchronous=off", "normal (the default"),
+            ("s.sqlite3?synchronous=extra", "got 'extra'"),
+            ("s.sqlite3?synchronous=", "got ''"),
+            ("s.sqlite3?synchronous", "got ''"),
+            ("s.sqlite3?synchronous=1", "or full"),
+            ("s.sqlite3?sync=full", "unknown option 'sync'"),
+            ("s.sqlite3?mode=ro", "the only option is synchronous"),
+            (
+                "s.sqlite3?synchronous=full&synchronous=normal",
+                "more than once",
+            ),
+        ] {
+            let err = SqliteUrl::parse(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The built `sessiond` binary as a child process: started with `SESSIOND_*`
+//! variables on 127.0.0.1:0, its JSON log collected, stopped by a signal or
+//! killed outright.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The longest a start or an exit may take before the test fails.
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `sessiond` with none of the caller's `SESSIOND_*` or `RUST_LOG`.
+pub fn sessiond() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sessiond"));
+    // Only what each test sets: an operator's SESSIOND_* must not leak in.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SESSIOND_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command.stdin(Stdio::null());
+    command
+}
+
+/// A running `sessiond serve` whose stderr is collected. Dropping it kills
+/// the process, so a failing test leaves none behind.
+pub struct Running {
+    child: Child,
+    pub addr: String,
+    log: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Starts `command serve` and waits until it listens.
+    pub fn start(command: &mut Command) -> Self {
+        let mut child = command
+            .arg("serve")
+            .env("SESSIOND_LISTEN", "127.0.0.1:0")
+            .env("SESSIOND_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let collected = log.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let line = line.unwrap();
+                if line.contains("sessiond serving") {
+                    let addr = line
+                        .split("\"listen\":\"")
+                        .nth(1)
+                        .and_then(|rest| rest.split('"').next())
+                        .unwrap()
+                        .to_owned();
+                    let _ = addr_tx.send(addr);
+                }
+                let mut log = collected.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = match addr_rx.recv_timeout(PROCESS_TIMEOUT) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("sessiond did not start:\n{}", log.lock().unwrap());
+            }
+        };
+        Self {
+            child,
+            addr,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code and the log.
+    pub fn wait(mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + PROCESS_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), self.finish_log());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("sessiond did not exit:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the process with SIGKILL, as the OOM killer or a crash would:
+    /// nothing of it runs after this returns. Returns the log.
+    pub fn kill(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.finish_log()
+    }
+
+    /// The whole log of an exited process: its stderr is closed, so the
+    /// reader ends after the last line.
+    fn finish_log(&mut self) -> String {
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        self.log()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
