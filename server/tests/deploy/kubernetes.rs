@@ -1,0 +1,359 @@
+//! The Kubernetes manifests: a sidecar on loopback and SQLite, and a shared
+//! service of replicas on PostgreSQL.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use yaml_rust2::Yaml;
+
+use super::cli::Surface;
+use super::kube::{self, EnvSource};
+use super::{
+    SHARED, SIDECAR, fail_on, listen_addr, on_temporary_sqlite, open, read, shutdown_budget,
+};
+
+/// Checks a sessiond container against its pod; returns its listen address
+/// and its literal environment.
+fn check_sessiond_container(
+    surface: &Surface,
+    file: &str,
+    pod: &Yaml,
+    container: &Yaml,
+) -> (SocketAddr, BTreeMap<String, String>) {
+    let who = format!("{file}: container {}", kube::name(container));
+    let command = kube::strings(&container["command"], "command");
+    assert_eq!(command[..2], ["sessiond", "serve"], "{who}");
+
+    let env = kube::env(container);
+    for (name, _) in &env {
+        assert!(surface.reads(name), "{who}: sessiond does not read {name}");
+    }
+    let values = kube::env_values(&env);
+    fail_on(
+        values
+            .iter()
+            .filter_map(|(name, value)| surface.check_value(name, value).err())
+            .map(|err| format!("{who}: {err}"))
+            .collect(),
+    );
+
+    let listen = listen_addr(&values["SESSIOND_LISTEN"], &who);
+    assert_eq!(
+        kube::port(container, "grpc"),
+        Some(i64::from(listen.port())),
+        "{who}: the port named grpc should be the port of SESSIOND_LISTEN"
+    );
+
+    let probes = kube::probes(container);
+    for kind in ["readinessProbe", "livenessProbe"] {
+        assert!(
+            probes.iter().any(|(found, _)| *found == kind),
+            "{who}: no {kind}"
+        );
+    }
+    for (kind, probe) in &probes {
+        let grpc = &probe["grpc"]["port"];
+        if listen.ip().is_loopback() {
+            // The kubelet probes the pod's IP, which a loopback listener
+            // never answers.
+            let exec = kube::strings(&probe["exec"]["command"], kind);
+            assert_eq!(exec[..2], ["sessiond", "healthcheck"], "{who}: {kind}");
+        } else if !grpc.is_badvalue() {
+            assert_eq!(
+                kube::integer(grpc, kind),
+                i64::from(listen.port()),
+                "{who}: {kind} should probe the gRPC port"
+            );
+        } else {
+            let exec = kube::strings(&probe["exec"]["command"], kind);
+            assert_eq!(exec[..2], ["sessiond", "healthcheck"], "{who}: {kind}");
+        }
+    }
+    // Health turns NOT_SERVING for the shutdown delay: liveness must not
+    // kill the pod for it.
+    let liveness = &container["livenessProbe"];
+    let period = liveness["periodSeconds"].as_i64().unwrap_or(10);
+    let failures = liveness["failureThreshold"].as_i64().unwrap_or(3);
+    let tolerated = Duration::from_secs(u64::try_from(period * failures).unwrap());
+    let delay = surface.duration(&values, "SESSIOND_SHUTDOWN_DELAY");
+    assert!(
+        tolerated > delay,
+        "{who}: the liveness probe gives up after {tolerated:?}, within the shutdown delay {delay:?}"
+    );
+
+    let grace = pod["terminationGracePeriodSeconds"].as_i64().unwrap_or(30);
+    let grace = Duration::from_secs(u64::try_from(grace).unwrap());
+    let budget = shutdown_budget(surface, &values);
+    assert!(
+        grace > budget,
+        "{file}: terminationGracePeriodSeconds ({grace:?}) must exceed SESSIOND_SHUTDOWN_DELAY + SESSIOND_DRAIN_TIMEOUT ({budget:?})"
+    );
+
+    let resources = &container["resources"];
+    for field in [
+        &resources["requests"]["cpu"],
+        &resources["requests"]["memory"],
+        &resources["limits"]["memory"],
+    ] {
+        assert!(
+            !field.is_badvalue(),
+            "{who}: resources need CPU and memory requests and a memory limit"
+        );
+    }
+
+    if let Some(metrics) = values.get("SESSIOND_METRICS_LISTEN") {
+        let port = listen_addr(metrics, &who).port();
+        assert_eq!(
+            kube::port(container, "metrics"),
+            Some(i64::from(port)),
+            "{who}"
+        );
+    }
+    (listen, values)
+}
+
+/// Every container runs as non-root, unprivileged, on a read-only root.
+fn check_locked_down(file: &str, pod: &Yaml) {
+    for container in kube::containers(pod) {
+        let who = format!("{file}: container {}", kube::name(container));
+        assert_eq!(
+            kube::security(pod, container, "runAsNonRoot").as_bool(),
+            Some(true),
+            "{who}: runAsNonRoot"
+        );
+        let user = kube::security(pod, container, "runAsUser");
+        assert!(
+            user.is_badvalue() || user.as_i64() > Some(0),
+            "{who}: runAsUser 0"
+        );
+        let own = &container["securityContext"];
+        assert_eq!(
+            own["allowPrivilegeEscalation"].as_bool(),
+            Some(false),
+            "{who}"
+        );
+        assert_eq!(own["readOnlyRootFilesystem"].as_bool(), Some(true), "{who}");
+        let dropped = kube::strings(&own["capabilities"]["drop"], "capabilities.drop");
+        assert!(dropped.iter().any(|cap| cap == "ALL"), "{who}: drop ALL");
+    }
+}
+
+/// A Deployment's pod spec, after checking that it selects its own pods.
+fn pod_of<'a>(file: &str, deployment: &'a Yaml) -> (&'a Yaml, BTreeMap<String, String>) {
+    assert_eq!(
+        kube::string(&deployment["apiVersion"], "apiVersion"),
+        "apps/v1"
+    );
+    let template = &deployment["spec"]["template"];
+    let labels = kube::string_map(&template["metadata"]["labels"], "template labels");
+    let selector = kube::string_map(&deployment["spec"]["selector"]["matchLabels"], "selector");
+    assert!(
+        kube::selects(&selector, &labels),
+        "{file}: the Deployment's selector does not match its pod labels"
+    );
+    (&template["spec"], labels)
+}
+
+fn kinds(docs: &[Yaml]) -> Vec<&str> {
+    docs.iter()
+        .map(|doc| kube::string(&doc["kind"], "kind"))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_sidecar_serves_loopback_on_a_pod_volume() {
+    let surface = Surface::read();
+    let docs = kube::load(SIDECAR, &read(SIDECAR));
+    assert_eq!(kinds(&docs), ["Deployment"]);
+    let (pod, _) = pod_of(SIDECAR, &docs[0]);
+    check_locked_down(SIDECAR, pod);
+
+    let containers = kube::containers(pod);
+    let sessiond: Vec<&Yaml> = containers
+        .iter()
+        .copied()
+        .filter(|container| kube::runs_sessiond(container))
+        .collect();
+    assert_eq!(
+        sessiond.len(),
+        1,
+        "{SIDECAR}: one sessiond container expected"
+    );
+    let (listen, values) = check_sessiond_container(&surface, SIDECAR, pod, sessiond[0]);
+    assert!(
+        listen.ip().is_loopback(),
+        "{SIDECAR}: a sidecar listens on loopback, where it needs no token"
+    );
+
+    let store = &values["SESSIOND_STORE"];
+    let file = store
+        .strip_prefix("sqlite://")
+        .unwrap_or_else(|| panic!("{SIDECAR}: SESSIOND_STORE={store} is not SQLite"));
+    let dir = Path::new(file).parent().unwrap().to_string_lossy();
+    let volume = kube::volume_at(pod, sessiond[0], &dir)
+        .unwrap_or_else(|| panic!("{SIDECAR}: nothing is mounted at {dir}, on a read-only root"));
+    assert!(
+        !volume["emptyDir"].is_badvalue() || !volume["persistentVolumeClaim"].is_badvalue(),
+        "{SIDECAR}: {dir} should be an emptyDir or a PersistentVolumeClaim"
+    );
+
+    // The app reaches sessiond where it listens.
+    let apps: Vec<&Yaml> = containers
+        .iter()
+        .copied()
+        .filter(|container| !kube::runs_sessiond(container))
+        .collect();
+    assert!(!apps.is_empty(), "{SIDECAR}: no app container");
+    for app in apps {
+        let values = kube::env_values(&kube::env(app));
+        let address = values
+            .get("SESSIOND_ADDRESS")
+            .unwrap_or_else(|| panic!("{SIDECAR}: the app is not told SESSIOND_ADDRESS"));
+        assert_eq!(listen_addr(address, SIDECAR), listen, "SESSIOND_ADDRESS");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    open(&surface, &on_temporary_sqlite(&values, dir.path()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_shared_service_balances_tokened_replicas_on_postgres() {
+    let surface = Surface::read();
+    let docs = kube::load(SHARED, &read(SHARED));
+    let mut found = kinds(&docs);
+    found.sort_unstable();
+    assert_eq!(
+        found,
+        [
+            "Deployment",
+            "PodDisruptionBudget",
+            "Secret",
+            "Service",
+            "Service"
+        ]
+    );
+    let of_kind = |kind: &'static str| {
+        docs.iter()
+            .filter(move |doc| doc["kind"].as_str() == Some(kind))
+    };
+
+    let secret = of_kind("Secret").next().unwrap();
+    assert_eq!(kube::string(&secret["apiVersion"], "apiVersion"), "v1");
+    let secret_name = kube::string(&secret["metadata"]["name"], "Secret name");
+    let secret_data = kube::string_map(&secret["stringData"], "stringData");
+    for (key, value) in &secret_data {
+        assert!(
+            value.contains("REPLACE_ME"),
+            "{SHARED}: Secret {key} should be an obvious placeholder"
+        );
+    }
+
+    let deployment = of_kind("Deployment").next().unwrap();
+    assert_eq!(
+        kube::integer(&deployment["spec"]["replicas"], "replicas"),
+        3
+    );
+    let (pod, labels) = pod_of(SHARED, deployment);
+    check_locked_down(SHARED, pod);
+    let containers = kube::containers(pod);
+    let [container] = containers[..] else {
+        panic!("{SHARED}: one container expected");
+    };
+    let (listen, values) = check_sessiond_container(&surface, SHARED, pod, container);
+    assert!(
+        listen.ip().is_unspecified(),
+        "{SHARED}: should listen on every address"
+    );
+    assert!(
+        surface.duration(&values, "SESSIOND_SHUTDOWN_DELAY") > Duration::ZERO,
+        "{SHARED}: without a shutdown delay the Service still sends calls to a closed listener"
+    );
+
+    // The store URL and the tokens come from the Secret of this file.
+    let env = kube::env(container);
+    let from_secret = |var: &str| {
+        env.iter().find_map(|(name, source)| match source {
+            EnvSource::Secret { name: secret, key } if name == var => Some((secret, key)),
+            _ => None,
+        })
+    };
+    let (name, key) = from_secret("SESSIOND_STORE").expect("SESSIOND_STORE from the Secret");
+    assert_eq!(name, secret_name);
+    let store = &secret_data[key];
+    assert!(store.starts_with("postgres://"), "{SHARED}: not PostgreSQL");
+    surface.check_value("SESSIOND_STORE", store).unwrap();
+
+    let tokens_file = Path::new(&values["SESSIOND_TOKENS_FILE"]);
+    let mount = tokens_file.parent().unwrap().to_string_lossy();
+    let volume = kube::volume_at(pod, container, &mount)
+        .unwrap_or_else(|| panic!("{SHARED}: nothing mounted at {mount}"));
+    assert_eq!(
+        kube::string(&volume["secret"]["secretName"], "secretName"),
+        secret_name
+    );
+    let file_name = tokens_file.file_name().unwrap().to_string_lossy();
+    let item = kube::list(&volume["secret"]["items"], "items")
+        .iter()
+        .find(|item| item["path"].as_str() == Some(&file_name))
+        .unwrap_or_else(|| panic!("{SHARED}: the Secret volume has no {file_name}"));
+    let tokens = &secret_data[kube::string(&item["key"], "item key")];
+    let mode = volume["secret"]["defaultMode"].as_i64().unwrap_or(0o644);
+    assert_eq!(
+        mode & 0o004,
+        0,
+        "{SHARED}: the tokens file is readable by everyone"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("tokens");
+    std::fs::write(&copy, tokens).unwrap();
+    sessiond::auth::Tokens::load(Some(copy.as_path()), None).unwrap();
+
+    // Prometheus finds the metrics port.
+    let annotations = kube::string_map(
+        &deployment["spec"]["template"]["metadata"]["annotations"],
+        "annotations",
+    );
+    let metrics = listen_addr(&values["SESSIOND_METRICS_LISTEN"], SHARED);
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(
+        annotations["prometheus.io/port"],
+        metrics.port().to_string()
+    );
+
+    for service in of_kind("Service") {
+        let service_name = kube::string(&service["metadata"]["name"], "Service name");
+        let selector = kube::string_map(&service["spec"]["selector"], "Service selector");
+        assert!(
+            kube::selects(&selector, &labels),
+            "{SHARED}: Service {service_name} does not select the pods"
+        );
+        for port in kube::list(&service["spec"]["ports"], "ports") {
+            let target = &port["targetPort"];
+            let target = match target.as_str() {
+                Some(port_name) => kube::port(container, port_name)
+                    .unwrap_or_else(|| panic!("{service_name}: no container port {port_name}")),
+                None => kube::integer(target, "targetPort"),
+            };
+            assert_eq!(target, i64::from(listen.port()), "Service {service_name}");
+        }
+    }
+    let budget = of_kind("PodDisruptionBudget").next().unwrap();
+    assert_eq!(
+        kube::string(&budget["apiVersion"], "apiVersion"),
+        "policy/v1"
+    );
+    let selector = kube::string_map(&budget["spec"]["selector"]["matchLabels"], "PDB selector");
+    assert!(
+        kube::selects(&selector, &labels),
+        "{SHARED}: the PodDisruptionBudget does not select the pods"
+    );
+    let min_available = kube::integer(&budget["spec"]["minAvailable"], "minAvailable");
+    assert!(
+        (1..3).contains(&min_available),
+        "{SHARED}: minAvailable {min_available} of 3 either protects nothing or blocks every drain"
+    );
+}
