@@ -96,7 +96,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct HealthcheckConfig {
     /// The address sessiond listens on, as given to `serve` (the same
-    /// variable works for both); an unspecified address (0.0.0.0, [::]) is
+    /// variable works for both); an unspecified address (`0.0.0.0`, `[::]`) is
     /// reached on loopback.
     #[arg(long, env = "SESSIOND_LISTEN", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
     pub listen: SocketAddr,
