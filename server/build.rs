@@ -21,8 +21,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         compiler.encode_file_descriptor_set(),
     )?;
 
+    // Type names let the request codec name the message that failed to
+    // decode (see src/service/request_codec.rs).
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .build_client(false)
-        .compile_fds(compiler.file_descriptor_set())?;
+        .codec_path("crate::service::RequestCodec")
+        .compile_fds_with_config(compiler.file_descriptor_set(), config)?;
     Ok(())
 }

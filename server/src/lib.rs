@@ -72,6 +72,13 @@ pub mod proto {
         include_bytes!(concat!(env!("OUT_DIR"), "/sessiond_descriptor.bin"));
 }
 
+/// How many streams one connection may make the server reset for its own
+/// errors (malformed headers, flow-control violations) before it is sent
+/// away: hyper's and h2's default. tonic's builder passes no limit at all
+/// unless given one, which leaves a client free to make the server reset
+/// stream after stream on one connection (RUSTSEC-2024-0003).
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+
 /// After the last in-flight call, how long connections get to close by
 /// themselves: enough to flush the final responses to the socket.
 const IDLE_CONNECTION_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
@@ -311,6 +318,7 @@ impl Server {
         }
         let serving = builder
             .max_concurrent_streams(config.max_concurrent_streams)
+            .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
             // Per call, so debug: at the default level a span per call costs
             // more than a Load from memory.
             .trace_fn(|request| tracing::debug_span!("rpc", method = request.uri().path()))

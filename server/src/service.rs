@@ -2,6 +2,8 @@
 //! happens here and nowhere else), calls the engine, and maps every error to
 //! a gRPC status in one place.
 
+mod request_codec;
+
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
@@ -19,6 +21,8 @@ use crate::proto::{
 };
 use crate::session::{ExpireDate, InvalidInput, Record, SessionData, SessionKey, SessionPatch};
 use crate::store::{self, SessionStore, StoreError};
+
+pub(crate) use request_codec::RequestCodec;
 
 /// Fresh keys drawn before Create or CycleKey gives up. With 165 random bits
 /// a second draw is already astronomically rare; running out means the
@@ -52,6 +56,14 @@ enum RpcError {
     Store(#[from] StoreError),
     #[error("no unused session key found in {MAX_KEY_ATTEMPTS} attempts")]
     KeysExhausted,
+    #[error(
+        "request: is not a valid {request} message; generate the client from the server's sessiond.proto"
+    )]
+    Undecodable {
+        request: String,
+        #[source]
+        source: prost::DecodeError,
+    },
 }
 
 type RpcResult<T> = Result<Response<T>, Status>;
@@ -258,6 +270,10 @@ fn to_status(err: RpcError, method: &'static str) -> Status {
             tracing::debug!(method, error = %err, "invalid request");
             Status::invalid_argument(err.to_string())
         }
+        err @ RpcError::Undecodable { .. } => {
+            tracing::debug!(method, error = %ErrorChain(&err), "undecodable request");
+            Status::invalid_argument(err.to_string())
+        }
         RpcError::Store(StoreError::AlreadyExists) => {
             Status::already_exists("session_key: a session with this key already exists")
         }
@@ -317,6 +333,7 @@ fn engine_error_kind(err: &RpcError) -> Option<&'static str> {
         RpcError::Store(StoreError::Internal(_) | StoreError::Schema(_))
         | RpcError::KeysExhausted => Some("internal"),
         RpcError::Invalid(_)
+        | RpcError::Undecodable { .. }
         | RpcError::Store(
             StoreError::AlreadyExists | StoreError::NotFound | StoreError::Invalid(_),
         ) => None,

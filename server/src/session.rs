@@ -64,8 +64,15 @@ pub struct SessionKey(String);
 impl SessionKey {
     /// Checks a key taken from a request.
     pub fn parse(text: &str) -> Result<Self, InvalidInput> {
-        if !(KEY_MIN_LEN..=KEY_MAX_LEN).contains(&text.len()) {
-            return Err(InvalidInput::KeyLength(text.chars().count()));
+        // The rule and its message count characters; bytes count them only
+        // in ASCII text (which every valid key is).
+        let length = if text.is_ascii() {
+            text.len()
+        } else {
+            text.chars().count()
+        };
+        if !(KEY_MIN_LEN..=KEY_MAX_LEN).contains(&length) {
+            return Err(InvalidInput::KeyLength(length));
         }
         if !text
             .bytes()
@@ -409,6 +416,15 @@ mod tests {
         assert!(matches!(
             SessionKey::parse(""),
             Err(InvalidInput::KeyLength(0))
+        ));
+        // Characters, not bytes: 30 of them are a fine length, 41 are not.
+        assert!(matches!(
+            SessionKey::parse(&"é".repeat(30)),
+            Err(InvalidInput::KeyCharacters)
+        ));
+        assert!(matches!(
+            SessionKey::parse(&"é".repeat(41)),
+            Err(InvalidInput::KeyLength(41))
         ));
         for bad in [
             "ABCDEFGHIJ",

@@ -80,6 +80,12 @@ impl TestServer {
         self.dir
     }
 
+    /// Whether the serving task has ended (returned or panicked) before
+    /// anyone asked it to stop.
+    pub fn has_stopped(&self) -> bool {
+        self.task.is_finished()
+    }
+
     /// A direct connection to the database file, for checking what is stored.
     pub fn db(&self) -> rusqlite::Connection {
         open_db(&self.db_path)
