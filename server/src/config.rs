@@ -54,6 +54,13 @@ pub const DEFAULT_MAX_IN_FLIGHT: &str = "1024";
 /// --max-in-flight.
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: &str = "256";
 
+/// Idle time after which a connection is pinged. An app's connection is
+/// long-lived and mostly busy, so a ping a minute costs nothing, while a
+/// peer that vanished (a crashed host, a dropped NAT entry) or a client that
+/// stopped mid-frame gives its connection back within two minutes instead
+/// of holding it for good.
+pub const DEFAULT_KEEPALIVE: &str = "60s";
+
 /// How long one engine operation may wait for a lock held by another process
 /// (SQLite's busy timeout) or for Redis to answer before it fails with
 /// UNAVAILABLE: long enough for a busy disk or a Redis failover, short enough
@@ -283,6 +290,12 @@ pub struct ServeConfig {
     #[arg(long, env = "SESSIOND_MAX_CONCURRENT_STREAMS", default_value = DEFAULT_MAX_CONCURRENT_STREAMS, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
     pub max_concurrent_streams: u32,
 
+    /// Idle time after which a connection is pinged (an HTTP/2 PING, and TCP
+    /// keepalive probes); one that does not answer within as long again
+    /// (at most 20 s) is closed. 0 turns pings off.
+    #[arg(long, env = "SESSIOND_KEEPALIVE", default_value = DEFAULT_KEEPALIVE, value_parser = parse_keepalive, value_name = "DURATION")]
+    pub keepalive: Duration,
+
     /// Largest gRPC request accepted, in bytes (default: --max-data-bytes
     /// plus 64 KiB for the rest of the request). A larger one is refused
     /// with OUT_OF_RANGE without being read.
@@ -377,6 +390,10 @@ fn parse_bounded(text: &str, max: Duration) -> Result<Duration, String> {
     Ok(duration)
 }
 
+fn parse_keepalive(text: &str) -> Result<Duration, String> {
+    parse_bounded(text, Duration::from_secs(DAY))
+}
+
 fn parse_store_timeout(text: &str) -> Result<Duration, String> {
     parse_bounded(text, Duration::from_secs(HOUR))
 }
@@ -426,6 +443,8 @@ mod tests {
         assert!(parse_store_timeout("3000000s").is_err());
         assert!(parse_shutdown_wait("18446744073709551615").is_err());
         assert!(parse_purge_interval("18446744073709551615").is_err());
+        assert_eq!(parse_keepalive("0").unwrap(), Duration::ZERO);
+        assert!(parse_keepalive("2days").is_err());
         assert_eq!(
             parse_store_timeout("1h").unwrap(),
             Duration::from_secs(3600)
@@ -441,6 +460,7 @@ mod tests {
         assert_eq!(config.session_age, Duration::from_secs(1_209_600));
         assert_eq!(config.max_data_bytes, 1 << 20);
         assert_eq!(config.purge_interval, Duration::from_secs(3600));
+        assert_eq!(config.keepalive, Duration::from_secs(60));
     }
 
     #[test]

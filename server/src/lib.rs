@@ -79,6 +79,10 @@ pub mod proto {
 /// stream after stream on one connection (RUSTSEC-2024-0003).
 const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 
+/// The longest a pinged connection gets to answer before it is closed
+/// (less when `--keepalive` is shorter): gRPC's usual keepalive timeout.
+const KEEPALIVE_ANSWER_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// After the last in-flight call, how long connections get to close by
 /// themselves: enough to flush the final responses to the socket.
 const IDLE_CONNECTION_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
@@ -316,8 +320,11 @@ impl Server {
         if let Some(tls) = &tls {
             builder = builder.tls_config(tls.config.clone())?;
         }
+        let keepalive = (!config.keepalive.is_zero()).then_some(config.keepalive);
         let serving = builder
             .max_concurrent_streams(config.max_concurrent_streams)
+            .http2_keepalive_interval(keepalive)
+            .http2_keepalive_timeout(keepalive.map(|every| every.min(KEEPALIVE_ANSWER_LIMIT)))
             .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
             // Per call, so debug: at the default level a span per call costs
             // more than a Load from memory.
@@ -333,7 +340,9 @@ impl Server {
             ))
             .add_service(sessions)
             .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                TcpIncoming::from(listener)
+                    .with_nodelay(Some(true))
+                    .with_keepalive(keepalive),
                 close_listener,
             );
         let served = tokio::select! {

@@ -748,3 +748,35 @@ async fn a_connection_stalled_mid_frame_holds_up_no_one_and_can_be_dropped() {
     assert_unharmed(&server).await;
     stop(server).await;
 }
+
+/// The stalls above, once more, without the client ever giving up: the
+/// server's keepalive ping goes unanswered and it closes the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_stops_answering_is_closed_after_an_unanswered_ping() {
+    let server = start_with(&["--keepalive", "300ms"]).await;
+    let headers = frame(HEADERS, END_HEADERS, 1, &grpc_request_headers(LOAD));
+    let stalls = [
+        ("an idle connection", hello()),
+        (
+            "a DATA frame cut short",
+            [hello(), headers, frame_header(100, DATA, 0, 1)].concat(),
+        ),
+        (
+            "a frame header cut short",
+            [
+                hello(),
+                frame_header(100, HEADERS, END_HEADERS, 3)[..4].to_vec(),
+            ]
+            .concat(),
+        ),
+    ];
+    for (case, bytes) in &stalls {
+        let closed = send_raw(server.addr, case, bytes, Then::Wait).await;
+        assert!(
+            closed.frames.iter().any(|frame| frame.kind == PING),
+            "{case}: expected the server to ping before closing, got {closed:?}"
+        );
+    }
+    assert_unharmed(&server).await;
+    stop(server).await;
+}
