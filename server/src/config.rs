@@ -61,6 +61,11 @@ pub const DEFAULT_MAX_CONCURRENT_STREAMS: &str = "256";
 /// of holding it for good.
 pub const DEFAULT_KEEPALIVE: &str = "60s";
 
+/// Time a new connection gets to send its first bytes (the HTTP/2 preface
+/// or a TLS hello), which any client does at once; a socket that stays
+/// silent is closed rather than held.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: &str = "10s";
+
 /// How long one engine operation may wait for a lock held by another process
 /// (SQLite's busy timeout) or for Redis to answer before it fails with
 /// UNAVAILABLE: long enough for a busy disk or a Redis failover, short enough
@@ -296,6 +301,11 @@ pub struct ServeConfig {
     #[arg(long, env = "SESSIOND_KEEPALIVE", default_value = DEFAULT_KEEPALIVE, value_parser = parse_keepalive, value_name = "DURATION")]
     pub keepalive: Duration,
 
+    /// Time a new connection gets to send its first bytes (the HTTP/2
+    /// preface, or a TLS hello); one that stays silent is closed.
+    #[arg(long, env = "SESSIOND_HANDSHAKE_TIMEOUT", default_value = DEFAULT_HANDSHAKE_TIMEOUT, value_parser = parse_handshake_timeout, value_name = "DURATION")]
+    pub handshake_timeout: Duration,
+
     /// Largest gRPC request accepted, in bytes (default: --max-data-bytes
     /// plus 64 KiB for the rest of the request). A larger one is refused
     /// with OUT_OF_RANGE without being read.
@@ -394,6 +404,14 @@ fn parse_keepalive(text: &str) -> Result<Duration, String> {
     parse_bounded(text, Duration::from_secs(DAY))
 }
 
+fn parse_handshake_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_bounded(text, Duration::from_secs(HOUR))?;
+    if timeout.is_zero() {
+        return Err("must be more than 0".into());
+    }
+    Ok(timeout)
+}
+
 fn parse_store_timeout(text: &str) -> Result<Duration, String> {
     parse_bounded(text, Duration::from_secs(HOUR))
 }
@@ -445,6 +463,8 @@ mod tests {
         assert!(parse_purge_interval("18446744073709551615").is_err());
         assert_eq!(parse_keepalive("0").unwrap(), Duration::ZERO);
         assert!(parse_keepalive("2days").is_err());
+        assert!(parse_handshake_timeout("0").is_err());
+        assert!(parse_handshake_timeout("2h").is_err());
         assert_eq!(
             parse_store_timeout("1h").unwrap(),
             Duration::from_secs(3600)
@@ -461,6 +481,7 @@ mod tests {
         assert_eq!(config.max_data_bytes, 1 << 20);
         assert_eq!(config.purge_interval, Duration::from_secs(3600));
         assert_eq!(config.keepalive, Duration::from_secs(60));
+        assert_eq!(config.handshake_timeout, Duration::from_secs(10));
     }
 
     #[test]

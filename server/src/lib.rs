@@ -31,6 +31,7 @@ pub mod auth;
 mod calls;
 pub mod codec;
 pub mod config;
+mod handshake;
 pub mod healthcheck;
 pub mod metrics;
 mod purge;
@@ -44,6 +45,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
@@ -51,6 +53,7 @@ use tonic_health::ServingStatus;
 use crate::auth::{RequireToken, TokenStore, TokensError};
 use crate::calls::{InFlight, TrackCalls};
 use crate::config::ServeConfig;
+use crate::handshake::OpeningDeadline;
 use crate::metrics::{Metrics, MetricsBindError};
 use crate::proto::session_service_server::SessionServiceServer;
 use crate::service::{ErrorChain, SessionRpc, Settings};
@@ -321,6 +324,7 @@ impl Server {
             builder = builder.tls_config(tls.config.clone())?;
         }
         let keepalive = (!config.keepalive.is_zero()).then_some(config.keepalive);
+        let handshake_timeout = config.handshake_timeout;
         let serving = builder
             .max_concurrent_streams(config.max_concurrent_streams)
             .http2_keepalive_interval(keepalive)
@@ -342,7 +346,10 @@ impl Server {
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener)
                     .with_nodelay(Some(true))
-                    .with_keepalive(keepalive),
+                    .with_keepalive(keepalive)
+                    .map(move |accepted| {
+                        accepted.map(|stream| OpeningDeadline::new(stream, handshake_timeout))
+                    }),
                 close_listener,
             );
         let served = tokio::select! {

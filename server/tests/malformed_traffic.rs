@@ -780,3 +780,42 @@ async fn a_connection_that_stops_answering_is_closed_after_an_unanswered_ping() 
     assert_unharmed(&server).await;
     stop(server).await;
 }
+
+/// Before the HTTP/2 preface there is nothing to ping: a connection that
+/// stays silent, or drips its opening bytes, is closed by the handshake
+/// deadline instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_opens_is_closed_after_the_handshake_timeout() {
+    let server = start_with(&["--handshake-timeout", "300ms"]).await;
+    for (case, bytes) in [
+        ("nothing at all", Vec::new()),
+        ("half a preface", PREFACE[..10].to_vec()),
+    ] {
+        // Closed within BOUND, having said no more than its own SETTINGS.
+        let closed = send_raw(server.addr, case, &bytes, Then::Wait).await;
+        assert!(
+            closed.frames.iter().all(|frame| frame.kind == SETTINGS),
+            "{case}: {closed:?}"
+        );
+    }
+
+    // A byte every 100 ms, for longer than BOUND if nothing stopped it.
+    let dripped = within("a preface sent a byte at a time", async {
+        let mut connection = TcpStream::connect(server.addr).await.unwrap();
+        for byte in PREFACE.iter().cycle() {
+            if connection.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut buffer = [0u8; 1024];
+            let read = tokio::time::timeout(Duration::ZERO, connection.read(&mut buffer)).await;
+            if let Ok(Ok(0) | Err(_)) = read {
+                return;
+            }
+        }
+    });
+    dripped.await;
+
+    assert_unharmed(&server).await;
+    stop(server).await;
+}
