@@ -90,14 +90,15 @@ const KEEPALIVE_ANSWER_LIMIT: std::time::Duration = std::time::Duration::from_se
 /// themselves: enough to flush the final responses to the socket.
 const IDLE_CONNECTION_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// A non-loopback address with neither tokens nor TLS, and no
+/// A non-loopback address with neither tokens nor client certificates (TLS
+/// alone encrypts but lets any client in), and no
 /// `--insecure-allow-unauthenticated`.
 #[derive(Debug, thiserror::Error)]
 #[error(
     "refusing to listen on {listen} without authentication: anyone who can reach it could \
          create and delete sessions, and read any whose key they learn. Give bearer tokens \
-         (--tokens-file or SESSIOND_TOKEN) or TLS (--tls-cert and --tls-key, with \
-         --tls-client-ca for client certificates), listen on loopback (--listen 127.0.0.1:PORT), \
+         (--tokens-file or SESSIOND_TOKEN) or client certificates (--tls-cert, --tls-key and \
+         --tls-client-ca), listen on loopback (--listen 127.0.0.1:PORT), \
          or, on a network nobody else can reach, --insecure-allow-unauthenticated"
 )]
 pub struct Unauthenticated {
@@ -321,7 +322,9 @@ impl Server {
         let require_token = RequireToken(tokens.clone());
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = &tls {
-            builder = builder.tls_config(tls.config.clone())?;
+            // The opening-bytes deadline ends with the ClientHello; this one
+            // covers the rest of the TLS handshake.
+            builder = builder.tls_config(tls.config.clone().timeout(config.handshake_timeout))?;
         }
         let keepalive = (!config.keepalive.is_zero()).then_some(config.keepalive);
         let handshake_timeout = config.handshake_timeout;
@@ -397,18 +400,15 @@ fn check_exposure(
     if listen.ip().is_loopback() {
         return Ok(());
     }
-    match (tokens.enabled(), tls) {
-        (false, None) if !config.insecure_allow_unauthenticated => Err(Unauthenticated { listen }),
-        (false, None) => {
-            tracing::warn!(listen = %listen, "serving without authentication or TLS on a non-loopback address (--insecure-allow-unauthenticated)");
+    let client_certificates = tls.is_some_and(|tls| tls.client_certificates);
+    match (tokens.enabled() || client_certificates, tls) {
+        (false, _) if !config.insecure_allow_unauthenticated => Err(Unauthenticated { listen }),
+        (false, _) => {
+            tracing::warn!(listen = %listen, "serving without authentication on a non-loopback address (--insecure-allow-unauthenticated)");
             Ok(())
         }
         (true, None) => {
             tracing::warn!(listen = %listen, "bearer tokens and session data cross the network in clear text; add --tls-cert and --tls-key unless the network is private");
-            Ok(())
-        }
-        (false, Some(tls)) if !tls.client_certificates => {
-            tracing::warn!(listen = %listen, "TLS without bearer tokens or client certificates: any client that reaches the port is served");
             Ok(())
         }
         _ => Ok(()),

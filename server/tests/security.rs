@@ -272,7 +272,7 @@ async fn start_error(args: &[&str]) -> StartError {
 }
 
 #[tokio::test]
-async fn the_network_is_not_served_without_tokens_or_tls_unless_asked() {
+async fn the_network_is_not_served_without_tokens_or_client_certificates_unless_asked() {
     let err = start_error(&["--listen", "0.0.0.0:50051"]).await;
     assert!(matches!(err, StartError::Unauthenticated(_)), "{err}");
     let message = err.to_string();
@@ -288,6 +288,25 @@ async fn the_network_is_not_served_without_tokens_or_tls_unless_asked() {
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db.sqlite3");
+    // TLS alone encrypts, but any client that reaches the port gets in.
+    let pki = make_pki(dir.path());
+    let (cert, key, ca) = (
+        pki.server_cert.to_str().unwrap(),
+        pki.server_key.to_str().unwrap(),
+        pki.ca.to_str().unwrap(),
+    );
+    let err = start_error(&[
+        "--listen",
+        "0.0.0.0:50051",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+    ])
+    .await;
+    assert!(matches!(err, StartError::Unauthenticated(_)), "{err}");
+    assert!(err.to_string().contains("--tls-client-ca"), "{err}");
+
     for args in [
         &[
             "--listen",
@@ -295,6 +314,16 @@ async fn the_network_is_not_served_without_tokens_or_tls_unless_asked() {
             "--insecure-allow-unauthenticated",
         ][..],
         &["--listen", "0.0.0.0:50051", "--token", TOKEN][..],
+        &[
+            "--listen",
+            "0.0.0.0:50051",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+            "--tls-client-ca",
+            ca,
+        ][..],
         &["--listen", "[::1]:50051"][..],
     ] {
         let store = format!("sqlite://{}", db.display());
