@@ -99,7 +99,7 @@ impl Interceptor for BearerToken {
 pub type Transport = InterceptedService<Channel, BearerToken>;
 
 /// Settings for [`Client`]; start with [`Client::builder`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientBuilder {
     endpoints: Vec<String>,
     connect_timeout: Duration,
@@ -107,6 +107,21 @@ pub struct ClientBuilder {
     token: Option<String>,
     #[cfg(feature = "tls")]
     tls: Option<tonic::transport::ClientTlsConfig>,
+}
+
+/// Shows whether a token is set, never the token.
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut debug = f.debug_struct("ClientBuilder");
+        debug
+            .field("endpoints", &self.endpoints)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("token", &self.token.as_ref().map(|_| "<set>"));
+        #[cfg(feature = "tls")]
+        debug.field("tls", &self.tls);
+        debug.finish()
+    }
 }
 
 impl ClientBuilder {
@@ -163,11 +178,14 @@ impl ClientBuilder {
     /// calls go to the servers that answer.
     pub async fn connect(self) -> Result<Client, Error> {
         let token = match &self.token {
-            Some(token) => Some(
-                format!("Bearer {token}")
+            Some(token) => Some({
+                let mut value = format!("Bearer {token}")
                     .parse::<MetadataValue<Ascii>>()
-                    .map_err(|_| Error::InvalidToken)?,
-            ),
+                    .map_err(|_| Error::InvalidToken)?;
+                // Kept out of HTTP/2's header compression table.
+                value.set_sensitive(true);
+                value
+            }),
             None => None,
         };
         let channel = match self.endpoints.as_slice() {
@@ -468,6 +486,14 @@ pub(crate) fn from_timestamp(ts: Option<prost_types::Timestamp>) -> Result<Syste
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let builder = Client::builder().bearer_token("0123456789abcdef0123");
+        let shown = format!("{builder:?}");
+        assert!(!shown.contains("0123456789"), "{shown}");
+        assert!(shown.contains("<set>"), "{shown}");
+    }
 
     #[test]
     fn timestamps_round_trip_on_both_sides_of_the_epoch() {

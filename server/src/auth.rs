@@ -232,11 +232,7 @@ impl TokenStore {
             .metadata()
             .get("authorization")
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            });
+            .and_then(bearer_token);
         let Some(presented) = presented else {
             tracing::debug!("call without a bearer token refused");
             return Err(Status::unauthenticated(
@@ -280,6 +276,13 @@ impl tonic::service::Interceptor for RequireToken {
     }
 }
 
+/// The token of an `authorization` value `Bearer TOKEN`; the scheme name is
+/// case-insensitive, as every HTTP authentication scheme is.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,11 +314,13 @@ mod tests {
                 .authenticate(&request(Some("Bearer 0123456789abcdef0123")))
                 .is_ok()
         );
-        assert!(
-            store
-                .authenticate(&request(Some("Bearer fedcba9876543210fedc")))
-                .is_ok()
-        );
+        for scheme in ["Bearer", "bearer", "BEARER"] {
+            let value = format!("{scheme} fedcba9876543210fedc");
+            assert!(
+                store.authenticate(&request(Some(&value))).is_ok(),
+                "{value}"
+            );
+        }
         for refused in [
             None,
             Some("Bearer 0123456789abcdef012"),

@@ -41,11 +41,11 @@ struct State {
 
 impl InFlight {
     /// Counts a call in, unless `limit` are in flight already.
-    fn try_enter(&self, limit: usize) -> Option<usize> {
+    fn try_enter(&self, limit: usize) -> bool {
         let mut calls = self.state.calls.load(Ordering::Relaxed);
         loop {
             if calls >= limit {
-                return None;
+                return false;
             }
             match self.state.calls.compare_exchange_weak(
                 calls,
@@ -53,19 +53,17 @@ impl InFlight {
                 Ordering::SeqCst,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Some(calls + 1),
+                Ok(_) => return true,
                 Err(now) => calls = now,
             }
         }
     }
 
-    /// Counts a call out; the count left.
-    fn leave(&self) -> usize {
-        let left = self.state.calls.fetch_sub(1, Ordering::SeqCst) - 1;
-        if left == 0 {
+    /// Counts a call out.
+    fn leave(&self) {
+        if self.state.calls.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.state.idle.notify_waiters();
         }
-        left
     }
 
     pub(crate) fn count(&self) -> usize {
@@ -123,9 +121,9 @@ struct Call {
 
 impl Drop for Call {
     fn drop(&mut self) {
-        let left = self.calls.in_flight.leave();
+        self.calls.in_flight.leave();
         let metrics = &self.calls.metrics;
-        metrics.set_in_flight(left);
+        metrics.call_left();
         let code = match (self.code, self.ended) {
             (Some(code), _) => code,
             (None, true) => tonic::Code::Unknown,
@@ -153,7 +151,7 @@ where
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         let method = method_name(request.uri().path());
         let started = Instant::now();
-        let Some(count) = self.calls.in_flight.try_enter(self.calls.limit) else {
+        if !self.calls.in_flight.try_enter(self.calls.limit) {
             let limit = self.calls.limit;
             tracing::debug!(method, limit, "call refused: too many in flight");
             self.calls
@@ -169,8 +167,8 @@ where
                     call: None,
                 }))
             });
-        };
-        self.calls.metrics.set_in_flight(count);
+        }
+        self.calls.metrics.call_entered();
         let mut call = Call {
             calls: self.calls.clone(),
             method,
@@ -263,11 +261,13 @@ mod tests {
     #[test]
     fn the_limit_is_never_passed_and_slots_come_back() {
         let in_flight = InFlight::default();
-        assert_eq!(in_flight.try_enter(2), Some(1));
-        assert_eq!(in_flight.try_enter(2), Some(2));
-        assert_eq!(in_flight.try_enter(2), None);
-        assert_eq!(in_flight.leave(), 1);
-        assert_eq!(in_flight.try_enter(2), Some(2));
+        assert!(in_flight.try_enter(2));
+        assert!(in_flight.try_enter(2));
+        assert!(!in_flight.try_enter(2));
+        assert_eq!(in_flight.count(), 2);
+        in_flight.leave();
+        assert_eq!(in_flight.count(), 1);
+        assert!(in_flight.try_enter(2));
     }
 
     #[test]

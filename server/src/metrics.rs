@@ -204,10 +204,15 @@ impl Metrics {
         })
     }
 
-    pub fn set_in_flight(&self, calls: usize) {
-        self.inner
-            .in_flight
-            .set(i64::try_from(calls).unwrap_or(i64::MAX));
+    /// A call was admitted. The gauge moves by one rather than being set
+    /// from the count, so that calls ending at once cannot leave it stale.
+    pub fn call_entered(&self) {
+        self.inner.in_flight.inc();
+    }
+
+    /// An admitted call ended.
+    pub fn call_left(&self) {
+        self.inner.in_flight.dec();
     }
 
     pub fn engine_error(&self, kind: &'static str) {
@@ -328,7 +333,10 @@ mod tests {
         let metrics = Metrics::new();
         metrics.call("Load", tonic::Code::Ok, Duration::from_micros(250));
         metrics.call("Save", tonic::Code::NotFound, Duration::from_millis(2));
-        metrics.set_in_flight(3);
+        for _ in 0..4 {
+            metrics.call_entered();
+        }
+        metrics.call_left();
         metrics.engine_error("unavailable");
         metrics.purged(PurgeTrigger::Background, 7);
         metrics.session_created();

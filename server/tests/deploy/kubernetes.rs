@@ -309,7 +309,12 @@ async fn the_shared_service_balances_tokened_replicas_on_postgres() {
     );
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("tokens");
+    // As shipped, the placeholders are refused, so nobody serves them by
+    // mistake; with real tokens in their place the file is a valid one.
     std::fs::write(&copy, tokens).unwrap();
+    let refused = sessiond::auth::Tokens::load(Some(copy.as_path()), None).unwrap_err();
+    assert!(refused.to_string().contains("at least 16"), "{refused}");
+    std::fs::write(&copy, tokens.replace("REPLACE_ME", "0123456789abcdef0123")).unwrap();
     sessiond::auth::Tokens::load(Some(copy.as_path()), None).unwrap();
 
     // Prometheus finds the metrics port.
