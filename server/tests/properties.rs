@@ -192,18 +192,8 @@ fn mutated_object_text() -> impl Strategy<Value = String> {
     let edit_char = prop::sample::select(vec![
         '{', '}', '[', ']', '"', ':', ',', '\\', ' ', '0', '-', 'e', '.', 'a', 'é', '\u{0}',
     ]);
-    (text, any::<Index>(), 0..3u8, edit_char).prop_map(|(text, at, edit, c)| {
-        let mut chars: Vec<char> = text.chars().collect();
-        let at = at.index(chars.len());
-        match edit {
-            0 => chars.insert(at, c),
-            1 => {
-                chars.remove(at);
-            }
-            _ => chars[at] = c,
-        }
-        chars.into_iter().collect()
-    })
+    (text, any::<Index>(), 0..3u8, edit_char)
+        .prop_map(|(text, at, edit, c)| one_char_changed(&text, at, edit, c))
 }
 
 fn data_candidates() -> impl Strategy<Value = String> {
