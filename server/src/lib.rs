@@ -28,6 +28,7 @@
 //! which live in the client (`sessiond-client`).
 
 pub mod auth;
+mod batched_writes;
 mod calls;
 pub mod codec;
 pub mod config;
@@ -51,6 +52,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::auth::{RequireToken, TokenStore, TokensError};
+use crate::batched_writes::BatchedWrites;
 use crate::calls::{InFlight, TrackCalls};
 use crate::config::ServeConfig;
 use crate::handshake::OpeningDeadline;
@@ -351,7 +353,9 @@ impl Server {
                     .with_nodelay(Some(true))
                     .with_keepalive(keepalive)
                     .map(move |accepted| {
-                        accepted.map(|stream| OpeningDeadline::new(stream, handshake_timeout))
+                        accepted.map(|stream| {
+                            BatchedWrites::new(OpeningDeadline::new(stream, handshake_timeout))
+                        })
                     }),
                 close_listener,
             );
