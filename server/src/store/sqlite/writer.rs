@@ -276,10 +276,13 @@ fn apply(conn: &Connection, op: WriteOp, timeout: Duration) -> Result<WriteOutco
             expire_date,
             now,
         ),
+        // By rowid, which the expire_date index holds: each row is found
+        // once, not again through the session_key index. Django's table and
+        // ours are ordinary rowid tables.
         WriteOp::ClearExpiredBatch { now, limit } => conn
             .prepare_cached(
-                "DELETE FROM django_session WHERE session_key IN \
-                 (SELECT session_key FROM django_session WHERE expire_date < ?1 LIMIT ?2)",
+                "DELETE FROM django_session WHERE rowid IN \
+                 (SELECT rowid FROM django_session WHERE expire_date < ?1 LIMIT ?2)",
             )
             .and_then(|mut stmt| stmt.execute((to_django_text(now), limit as i64)))
             .map(|count| WriteOutcome::Removed(count as u64))
