@@ -7,14 +7,17 @@
 //! which also wakes the client; in a profile of Loads from `memory://`
 //! that was a third of the server's CPU.
 //!
-//! [`BatchedWrites`] keeps what is written in a buffer. A flush right after
-//! a write is deferred: it wakes the connection's task, so that the task
-//! takes another turn after the tasks ready to run (calls whose responses
-//! join the batch), and returns. The buffer goes to the socket in one write
-//! at the first of: a flush that follows no new write (the HTTP/2 layer
-//! has nothing more to send for now), a read (what the peer is waiting for
-//! may be in it; the task's next turn reads first, TLS handshakes too),
-//! shutdown, or [`BATCH_BYTES`] gathered. A larger write bypasses it.
+//! [`BatchedWrites`] keeps what is written in a buffer. The connection's
+//! task reads, then writes what is ready, so a read marks the start of its
+//! turn. The first answer flushed in a turn goes out at its flush: one call
+//! in flight waits for nothing. A second one shows that several are ready
+//! together, so from then on a flush right after a write is deferred: it
+//! wakes the task, so that it takes another turn, and returns. The buffer
+//! goes to the socket in one write at the first of: a flush that follows
+//! no new write (the HTTP/2 layer has nothing more to send for now), a read
+//! (what the peer waits for may be in it; the task's next turn reads first,
+//! TLS handshakes too), shutdown, or [`BATCH_BYTES`] gathered. A larger
+//! write bypasses it.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -37,6 +40,8 @@ pub struct BatchedWrites<S> {
     sent: usize,
     /// Written to since the last flush.
     wrote_since_flush: bool,
+    /// A flush that followed a write came since the last read.
+    flushed_since_read: bool,
 }
 
 impl<S> BatchedWrites<S> {
@@ -46,6 +51,7 @@ impl<S> BatchedWrites<S> {
             pending: Vec::new(),
             sent: 0,
             wrote_since_flush: false,
+            flushed_since_read: false,
         }
     }
 }
@@ -94,6 +100,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for BatchedWrites<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        this.flushed_since_read = false;
         // Whatever the reader waits for may be the answer to what is
         // pending, so it goes out first. A socket that is full wakes this
         // task when it drains; reading goes on meanwhile.
@@ -142,9 +149,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for BatchedWrites<S> {
             this.wrote_since_flush = false;
             return Pin::new(&mut this.inner).poll_flush(cx);
         }
-        if std::mem::take(&mut this.wrote_since_flush) {
-            // More may follow in this turn or the next; the wake-up makes
-            // sure there is a next turn, which reads or flushes.
+        let wrote = std::mem::take(&mut this.wrote_since_flush);
+        if wrote && std::mem::replace(&mut this.flushed_since_read, true) {
+            // More may follow in this turn; the wake-up makes sure there is
+            // a next one, which reads or flushes.
             cx.waker().wake_by_ref();
             return Poll::Ready(Ok(()));
         }
@@ -171,42 +179,69 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[tokio::test]
-    async fn writes_wait_for_a_flush_that_follows_no_write() {
-        let (near, mut far) = tokio::io::duplex(1 << 20);
-        let mut batched = BatchedWrites::new(near);
-        batched.write_all(b"one ").await.unwrap();
-        batched.flush().await.unwrap();
-        batched.write_all(b"two").await.unwrap();
-        batched.flush().await.unwrap();
-        let mut nothing = [0u8; 8];
-        let early =
-            tokio::time::timeout(std::time::Duration::from_millis(20), far.read(&mut nothing))
-                .await;
-        assert!(early.is_err(), "data went out before the writer paused");
-
-        batched.flush().await.unwrap();
-        let mut got = [0u8; 7];
-        far.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"one two");
+    /// Reads what `far` has received within a short wait.
+    async fn received(far: &mut tokio::io::DuplexStream) -> Vec<u8> {
+        let mut got = vec![0u8; 64];
+        let wait = std::time::Duration::from_millis(20);
+        match tokio::time::timeout(wait, far.read(&mut got)).await {
+            Ok(read) => got.truncate(read.unwrap()),
+            Err(_) => got.clear(),
+        }
+        got
     }
 
     #[tokio::test]
-    async fn a_read_first_sends_what_is_pending() {
+    async fn the_first_answer_of_a_turn_goes_out_at_its_flush() {
         let (near, mut far) = tokio::io::duplex(1 << 20);
         let mut batched = BatchedWrites::new(near);
-        batched.write_all(b"ping").await.unwrap();
+        batched.write_all(b"one").await.unwrap();
         batched.flush().await.unwrap();
+        assert_eq!(received(&mut far).await, b"one");
+    }
+
+    #[tokio::test]
+    async fn later_answers_wait_for_a_flush_that_follows_no_write() {
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let mut batched = BatchedWrites::new(near);
+        batched.write_all(b"one").await.unwrap();
+        batched.flush().await.unwrap();
+        assert_eq!(received(&mut far).await, b"one");
+        batched.write_all(b" two").await.unwrap();
+        batched.flush().await.unwrap();
+        batched.write_all(b" three").await.unwrap();
+        batched.flush().await.unwrap();
+        assert_eq!(
+            received(&mut far).await,
+            b"",
+            "data went out before the writer paused"
+        );
+
+        batched.flush().await.unwrap();
+        assert_eq!(received(&mut far).await, b" two three");
+    }
+
+    #[tokio::test]
+    async fn a_read_sends_what_is_pending_and_starts_a_turn() {
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let mut batched = BatchedWrites::new(near);
+        for answer in [&b"one "[..], b"two"] {
+            batched.write_all(answer).await.unwrap();
+            batched.flush().await.unwrap();
+        }
+        assert_eq!(received(&mut far).await, b"one ");
         let reader = tokio::spawn(async move {
             let mut got = [0u8; 4];
             batched.read_exact(&mut got).await.unwrap();
-            got
+            (batched, got)
         });
-        let mut got = [0u8; 4];
-        far.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"ping");
+        assert_eq!(received(&mut far).await, b"two");
         far.write_all(b"pong").await.unwrap();
-        assert_eq!(&reader.await.unwrap(), b"pong");
+        let (mut batched, got) = reader.await.unwrap();
+        assert_eq!(&got, b"pong");
+
+        batched.write_all(b"three").await.unwrap();
+        batched.flush().await.unwrap();
+        assert_eq!(received(&mut far).await, b"three");
     }
 
     #[tokio::test]
