@@ -190,12 +190,17 @@ mod tests {
         got
     }
 
+    /// Writes one answer and flushes it, as the HTTP/2 layer does.
+    async fn answer(batched: &mut BatchedWrites<tokio::io::DuplexStream>, bytes: &[u8]) {
+        batched.write_all(bytes).await.unwrap();
+        batched.flush().await.unwrap();
+    }
+
     #[tokio::test]
     async fn the_first_answer_of_a_turn_goes_out_at_its_flush() {
         let (near, mut far) = tokio::io::duplex(1 << 20);
         let mut batched = BatchedWrites::new(near);
-        batched.write_all(b"one").await.unwrap();
-        batched.flush().await.unwrap();
+        answer(&mut batched, b"one").await;
         assert_eq!(received(&mut far).await, b"one");
     }
 
@@ -203,13 +208,10 @@ mod tests {
     async fn later_answers_wait_for_a_flush_that_follows_no_write() {
         let (near, mut far) = tokio::io::duplex(1 << 20);
         let mut batched = BatchedWrites::new(near);
-        batched.write_all(b"one").await.unwrap();
-        batched.flush().await.unwrap();
+        answer(&mut batched, b"one").await;
         assert_eq!(received(&mut far).await, b"one");
-        batched.write_all(b" two").await.unwrap();
-        batched.flush().await.unwrap();
-        batched.write_all(b" three").await.unwrap();
-        batched.flush().await.unwrap();
+        answer(&mut batched, b" two").await;
+        answer(&mut batched, b" three").await;
         assert_eq!(
             received(&mut far).await,
             b"",
@@ -224,10 +226,8 @@ mod tests {
     async fn a_read_sends_what_is_pending_and_starts_a_turn() {
         let (near, mut far) = tokio::io::duplex(1 << 20);
         let mut batched = BatchedWrites::new(near);
-        for answer in [&b"one "[..], b"two"] {
-            batched.write_all(answer).await.unwrap();
-            batched.flush().await.unwrap();
-        }
+        answer(&mut batched, b"one ").await;
+        answer(&mut batched, b"two").await;
         assert_eq!(received(&mut far).await, b"one ");
         let reader = tokio::spawn(async move {
             let mut got = [0u8; 4];
@@ -239,8 +239,7 @@ mod tests {
         let (mut batched, got) = reader.await.unwrap();
         assert_eq!(&got, b"pong");
 
-        batched.write_all(b"three").await.unwrap();
-        batched.flush().await.unwrap();
+        answer(&mut batched, b"three").await;
         assert_eq!(received(&mut far).await, b"three");
     }
 
