@@ -1,5 +1,7 @@
-//! `sessiond-signing`: the `session_data` format of Django's session table,
-//! encoded and verified in Rust exactly as Django 4.0–6.1 do it.
+//! `sessiond-signing`: the formats of Django's session table shared by
+//! sessiond, its clients and its tools: the `session_data` column, encoded
+//! and verified in Rust exactly as Django 4.0–6.1 do it, and the
+//! `session_key` column's rule ([`SessionKey`]).
 //!
 //! A session dictionary is stored as `signing.dumps(session, salt=…,
 //! compress=True)`: JSON as Python writes it, zlib-compressed when that
@@ -19,6 +21,9 @@
 //!   with `ensure_ascii`, the text that is compressed and signed.
 //! - [`base62_encode`] and [`base62_decode`] are Django's `b62_encode` and
 //!   `b62_decode`.
+//! - [`SessionKey`] is a key checked once against the rule every part of
+//!   sessiond applies (8 to 40 characters of `[a-z0-9]`), or drawn as
+//!   Django draws them.
 //!
 //! The main trade-off: byte-identity with Django needs C zlib (built from
 //! the source bundled in `libz-sys`), because Rust deflate implementations
@@ -28,9 +33,10 @@
 //! `NaN`, lone surrogates), [`Signer::loads`] returns an error instead; see
 //! its documentation.
 //!
-//! Pure functions only: time is an argument (`now_unix_seconds`), and there
-//! is no I/O and no logging. Out of scope: storing sessions, expiry of
-//! sessions (`expire_date`, `_session_expiry`), session keys, cookies, the
+//! Pure functions only, but for drawing a fresh key from the operating
+//! system's random source: time is an argument (`now_unix_seconds`), and
+//! there is no other I/O and no logging. Out of scope: storing sessions,
+//! expiry of sessions (`expire_date`, `_session_expiry`), cookies, the
 //! pre-3.1 legacy format (Django ≥ 4.0 rejects it too), serializers other
 //! than JSON, and `signing.dumps` without compression.
 
@@ -39,11 +45,15 @@
 mod base62;
 mod compression;
 mod json;
+mod session_key;
 mod signer;
 
 pub use base62::{Base62Error, base62_decode, base62_encode};
 pub use compression::InflateError;
 pub use json::django_json;
+pub use session_key::{
+    GENERATED_KEY_LEN, KEY_ALPHABET, MAX_KEY_LEN, MIN_KEY_LEN, SessionKey, SessionKeyError,
+};
 pub use signer::{
     ConfigError, DEFAULT_SALT, MAX_DECOMPRESSED_LEN, MalformedError, SIGNED_COOKIES_SALT, Signer,
     SigningError, derive_key,
