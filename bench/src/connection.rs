@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use rand::RngExt;
 use sessiond_client::proto::session_service_client::SessionServiceClient;
 use sessiond_client::{Client, Transport, proto};
 
@@ -284,13 +283,9 @@ impl Connection {
     }
 }
 
-/// A key as sessiond draws them: 32 characters of `[a-z0-9]`.
+/// A key as sessiond draws them.
 fn fresh_key() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    (0..32)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect()
+    sessiond_client::SessionKey::generate().into_string()
 }
 
 #[cfg(test)]

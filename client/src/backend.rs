@@ -4,10 +4,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Value};
-use sessiond_signing::{SIGNED_COOKIES_SALT, Signer};
+use sessiond_signing::{MIN_KEY_LEN, SIGNED_COOKIES_SALT, SessionKey, Signer};
 
 use crate::client::Client;
-use crate::session::SessionError;
+use crate::error::{Error, SessionError};
 
 /// Where sessions are stored.
 #[derive(Debug, Clone)]
@@ -66,13 +66,10 @@ fn unix_now() -> i64 {
         })
 }
 
-/// Whether `key` could have been issued by sessiond: 8 to 40 characters of
-/// `[a-z0-9]`. Anything else is never sent to the server.
+/// Whether `key` could have been issued by sessiond, by the rule of
+/// [`SessionKey`]. Anything else is never sent to the server.
 pub fn is_server_key(key: &str) -> bool {
-    (8..=40).contains(&key.len())
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    SessionKey::is_valid(key)
 }
 
 fn to_text(data: &Map<String, Value>) -> String {
@@ -85,7 +82,7 @@ fn to_system_time(at: DateTime<FixedOffset>) -> SystemTime {
 }
 
 /// An update of a session that is gone means it was deleted meanwhile.
-fn interrupted_if_missing(err: crate::Error) -> SessionError {
+fn interrupted_if_missing(err: Error) -> SessionError {
     if err.code() == Some(tonic::Code::NotFound) {
         SessionError::Interrupted
     } else {
@@ -98,7 +95,7 @@ impl Backend {
     pub(crate) fn accepts_key(&self, key: &str) -> bool {
         match self {
             Self::Server(_) => is_server_key(key),
-            Self::SignedCookies(_) => (8..=MAX_COOKIE_VALUE).contains(&key.len()),
+            Self::SignedCookies(_) => (MIN_KEY_LEN..=MAX_COOKIE_VALUE).contains(&key.len()),
         }
     }
 

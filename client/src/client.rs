@@ -7,6 +7,7 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::error::Error;
 use crate::proto;
 use crate::proto::session_service_client::SessionServiceClient;
 
@@ -17,38 +18,6 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// far above a healthy call (well under a millisecond), below a page load
 /// that users would abandon.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A failed call.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An endpoint address, the token or the TLS settings are malformed, or
-    /// the connection failed.
-    #[error("cannot connect to sessiond")]
-    Connect(#[source] tonic::transport::Error),
-    /// No server address was given to the builder.
-    #[error("no sessiond endpoint given; add one with ClientBuilder::endpoint")]
-    NoEndpoint,
-    /// The bearer token contains characters not allowed in a header.
-    #[error("the bearer token is not a valid header value")]
-    InvalidToken,
-    /// The server answered with an error status.
-    #[error("sessiond answered {}: {}", .0.code(), .0.message())]
-    Status(#[from] tonic::Status),
-    /// A time cannot be expressed as a protobuf timestamp, or the server sent
-    /// a malformed one.
-    #[error("time out of range: {0}")]
-    TimeOutOfRange(&'static str),
-}
-
-impl Error {
-    /// The gRPC status code, if the server answered.
-    pub fn code(&self) -> Option<tonic::Code> {
-        match self {
-            Self::Status(status) => Some(status.code()),
-            _ => None,
-        }
-    }
-}
 
 /// A live session as loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]

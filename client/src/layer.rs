@@ -19,7 +19,8 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
 use crate::backend::Backend;
-use crate::session::{Session, SessionError};
+use crate::error::SessionError;
+use crate::session::Session;
 use crate::settings::{SameSite, Settings};
 
 /// Adds a [`Session`] to every request and manages its cookie.

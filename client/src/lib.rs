@@ -35,6 +35,7 @@
 mod axum;
 mod backend;
 mod client;
+mod error;
 mod expiry;
 #[cfg(feature = "tower")]
 mod layer;
@@ -56,11 +57,16 @@ pub mod proto {
 pub use backend::{Backend, SignedCookies, is_server_key};
 pub use client::{
     BearerToken, Client, ClientBuilder, Created, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
-    Error, Loaded, Transport,
+    Loaded, Transport,
 };
+pub use error::{Error, SessionError};
 pub use expiry::{EXPIRY_KEY, Expiry, ExpiryValue};
 #[cfg(feature = "tower")]
 pub use layer::{SessionLayer, SessionService};
-pub use session::{ExpiryArgs, Session, SessionError};
+pub use session::{ExpiryArgs, Session};
 pub use sessiond_signing::ConfigError as SigningConfigError;
+/// The session-key rule shared with sessiond and its tools, which
+/// [`is_server_key`] applies.
+///
+pub use sessiond_signing::{SessionKey, SessionKeyError};
 pub use settings::{DEFAULT_COOKIE_AGE, DEFAULT_COOKIE_NAME, SameSite, SaveMode, Settings};

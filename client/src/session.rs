@@ -1,78 +1,24 @@
 //! [`Session`]: a dictionary-like session handle with the API and flag
 //! semantics of Django's `SessionBase`, stored in sessiond.
 
+mod expiry;
+
+pub use expiry::ExpiryArgs;
+
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use chrono::{DateTime, FixedOffset, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::backend::Backend;
-use crate::expiry::{EXPIRY_KEY, Expiry, ExpiryValue, isoformat};
+use crate::error::SessionError;
 use crate::settings::{SaveMode, Settings};
 
 /// The key and value of Django's test cookie.
 const TEST_COOKIE_NAME: &str = "testcookie";
 const TEST_COOKIE_VALUE: &str = "worked";
-
-/// Why a session operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    /// `remove`, `pop` or `delete_test_cookie` of a key that is not in the
-    /// session (Django's `KeyError`).
-    #[error("the session has no key {0:?}")]
-    KeyNotFound(String),
-    /// A value could not be turned into JSON; nothing was stored.
-    #[error("the value for session key {key:?} cannot be stored as JSON")]
-    Serialize {
-        /// The session dictionary key.
-        key: String,
-        /// What serde said.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// A stored value does not have the type asked for.
-    #[error("the value under session key {key:?} does not have the requested type")]
-    Deserialize {
-        /// The session dictionary key.
-        key: String,
-        /// What serde said.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// `update` was given something that is not a JSON object.
-    #[error("update needs a map or a struct, which becomes a JSON object")]
-    NotAnObject,
-    /// The session was deleted while this request was using it, e.g. the
-    /// user logged out in a concurrent request (Django's
-    /// `SessionInterrupted`; the session layer answers 400).
-    #[error(
-        "the request's session was deleted before the request completed; the user may have logged out in a concurrent request"
-    )]
-    Interrupted,
-    /// The session store failed or could not be reached.
-    #[error("the session store failed")]
-    Backend(#[source] crate::Error),
-}
-
-impl From<crate::Error> for SessionError {
-    fn from(err: crate::Error) -> Self {
-        Self::Backend(err)
-    }
-}
-
-/// Optional arguments of [`Session::get_expiry_age_with`] and
-/// [`Session::get_expiry_date_with`], as Django's keyword arguments.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ExpiryArgs {
-    /// The last modification (default: now).
-    pub modification: Option<DateTime<Utc>>,
-    /// The expiry to use instead of the session's own; when given, the
-    /// session is not loaded.
-    pub expiry: Option<ExpiryValue>,
-}
 
 /// The keys changed since the session was loaded or last saved, so that a
 /// save can send only those ([`SaveMode::Patch`]).
@@ -436,77 +382,6 @@ impl Session {
         self.remove(TEST_COOKIE_NAME).await.map(|_| ())
     }
 
-    /// Seconds a session lives without its own expiry (`SESSION_COOKIE_AGE`).
-    pub fn get_session_cookie_age(&self) -> i64 {
-        self.inner.settings.cookie_age
-    }
-
-    /// Sets this session's expiry, stored under `_session_expiry` exactly as
-    /// Django stores it (seconds as a number, a time as an ISO 8601 string).
-    pub async fn set_expiry(&self, expiry: Expiry) -> Result<(), SessionError> {
-        let value = match expiry {
-            Expiry::Default => {
-                self.with_state(|state| state.remove(EXPIRY_KEY)).await?;
-                return Ok(());
-            }
-            Expiry::BrowserClose => Value::from(0),
-            Expiry::Seconds(seconds) => Value::from(seconds),
-            Expiry::In(delta) => Value::from(isoformat((Utc::now() + delta).fixed_offset())),
-            Expiry::At(at) => Value::from(isoformat(at)),
-        };
-        self.with_state(|state| state.set(EXPIRY_KEY, value)).await
-    }
-
-    async fn expiry_value(&self, given: Option<ExpiryValue>) -> Result<ExpiryValue, SessionError> {
-        match given {
-            Some(value) => Ok(value),
-            None => {
-                self.with_state(|state| ExpiryValue::from_stored(state.data().get(EXPIRY_KEY)))
-                    .await
-            }
-        }
-    }
-
-    /// Seconds until the session expires, counted from now.
-    pub async fn get_expiry_age(&self) -> Result<i64, SessionError> {
-        self.get_expiry_age_with(ExpiryArgs::default()).await
-    }
-
-    /// Seconds until the session expires, with Django's optional
-    /// `modification` and `expiry` arguments.
-    pub async fn get_expiry_age_with(&self, args: ExpiryArgs) -> Result<i64, SessionError> {
-        let expiry = self.expiry_value(args.expiry).await?;
-        let modification = args.modification.unwrap_or_else(Utc::now);
-        Ok(expiry.age(modification, self.get_session_cookie_age()))
-    }
-
-    /// When the session expires, counted from now.
-    pub async fn get_expiry_date(&self) -> Result<DateTime<FixedOffset>, SessionError> {
-        self.get_expiry_date_with(ExpiryArgs::default()).await
-    }
-
-    /// When the session expires, with Django's optional `modification` and
-    /// `expiry` arguments.
-    pub async fn get_expiry_date_with(
-        &self,
-        args: ExpiryArgs,
-    ) -> Result<DateTime<FixedOffset>, SessionError> {
-        let expiry = self.expiry_value(args.expiry).await?;
-        let modification = args.modification.unwrap_or_else(Utc::now);
-        Ok(expiry.date(modification, self.get_session_cookie_age()))
-    }
-
-    /// Whether the cookie should end with the browser session: the
-    /// session's own `set_expiry(0)`, or the global setting when it has
-    /// none.
-    pub async fn get_expire_at_browser_close(&self) -> Result<bool, SessionError> {
-        Ok(match self.expiry_value(None).await? {
-            ExpiryValue::None => self.inner.settings.expire_at_browser_close,
-            ExpiryValue::Seconds(seconds) => seconds == 0,
-            ExpiryValue::At(_) => false,
-        })
-    }
-
     /// Moves the data to a fresh key and deletes the old one, in one step
     /// on the store; `login()` does this against session fixation.
     pub async fn cycle_key(&self) -> Result<(), SessionError> {
@@ -563,12 +438,6 @@ impl Session {
         state.modified = true;
         state.changes = Changes::default();
         Ok(())
-    }
-
-    /// The expiry in the data already loaded, without loading.
-    fn expiry_in_hand(&self) -> ExpiryValue {
-        let state = self.lock();
-        ExpiryValue::from_stored(state.cache.as_ref().and_then(|data| data.get(EXPIRY_KEY)))
     }
 
     /// Writes the session: creates it if it has no key, otherwise updates
