@@ -22,12 +22,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     // Type names let the request codec name the message that failed to
-    // decode (see src/service/request_codec.rs).
+    // decode (see src/proto/request_codec.rs).
     let mut config = tonic_prost_build::Config::new();
     config.enable_type_names();
     tonic_prost_build::configure()
         .build_client(false)
-        .codec_path("crate::service::RequestCodec")
+        .codec_path("crate::proto::RequestCodec")
         .compile_fds_with_config(compiler.file_descriptor_set(), config)?;
     Ok(())
 }

@@ -18,6 +18,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
+use crate::method::Method;
+use crate::secret::Secret;
+
 /// Shortest token accepted: 16 characters of a random token are 80 bits
 /// even in hexadecimal, beyond guessing at any request rate.
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -172,7 +175,7 @@ fn parse_file(text: &str, path: &Path, tokens: &mut Vec<Token>) -> Result<(), To
 pub struct TokenStore {
     current: Arc<RwLock<Tokens>>,
     file: Option<PathBuf>,
-    token: Option<String>,
+    token: Option<Secret>,
 }
 
 impl std::fmt::Debug for TokenStore {
@@ -180,15 +183,15 @@ impl std::fmt::Debug for TokenStore {
         f.debug_struct("TokenStore")
             .field("tokens", &*self.read())
             .field("file", &self.file)
-            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("token", &self.token)
             .finish()
     }
 }
 
 impl TokenStore {
     /// Reads the tokens of `file` and `token`.
-    pub fn open(file: Option<PathBuf>, token: Option<String>) -> Result<Self, TokensError> {
-        let tokens = Tokens::load(file.as_deref(), token.as_deref())?;
+    pub fn open(file: Option<PathBuf>, token: Option<Secret>) -> Result<Self, TokensError> {
+        let tokens = Tokens::load(file.as_deref(), token.as_ref().map(Secret::expose))?;
         if let Some(path) = &file {
             warn_if_readable_by_others(path);
         }
@@ -207,7 +210,10 @@ impl TokenStore {
     /// Reads the tokens again (on SIGHUP). A file that has become unreadable
     /// or malformed leaves the tokens in force unchanged.
     pub fn reload(&self) -> Result<usize, TokensError> {
-        let tokens = Tokens::load(self.file.as_deref(), self.token.as_deref())?;
+        let tokens = Tokens::load(
+            self.file.as_deref(),
+            self.token.as_ref().map(Secret::expose),
+        )?;
         let count = tokens.len();
         *self
             .current
@@ -228,24 +234,27 @@ impl TokenStore {
         if tokens.is_empty() {
             return Ok(());
         }
+        // Put there by the call tracking in front of the session service;
+        // absent on reflection calls.
+        let method = request.extensions().get::<Method>().copied();
         let presented = request
             .metadata()
             .get("authorization")
             .and_then(|value| value.to_str().ok())
             .and_then(bearer_token);
         let Some(presented) = presented else {
-            tracing::debug!("call without a bearer token refused");
+            tracing::debug!(method = ?method, "call without a bearer token refused");
             return Err(Status::unauthenticated(
                 "this server needs a bearer token: send `authorization: Bearer TOKEN`",
             ));
         };
         match tokens.check(presented.trim()) {
             Some(name) => {
-                tracing::debug!(token = %name, "authenticated");
+                tracing::debug!(method = ?method, token = %name, "authenticated");
                 Ok(())
             }
             None => {
-                tracing::debug!("call with an unknown bearer token refused");
+                tracing::debug!(method = ?method, "call with an unknown bearer token refused");
                 Err(Status::unauthenticated("the bearer token is not accepted"))
             }
         }

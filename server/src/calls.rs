@@ -25,6 +25,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::sync::Notify;
 use tower::{Layer, Service};
 
+use crate::method::Method;
 use crate::metrics::Metrics;
 
 /// Shared count of calls in flight.
@@ -111,7 +112,8 @@ pub(crate) struct Tracked<S> {
 #[derive(Debug)]
 struct Call {
     calls: TrackCalls,
-    method: &'static str,
+    /// `None` for a path that names no RPC.
+    method: Option<Method>,
     started: Instant,
     /// The status, once the answer's headers or trailers carried it.
     code: Option<tonic::Code>,
@@ -148,12 +150,17 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let method = method_name(request.uri().path());
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        let method = Method::from_path(request.uri().path());
+        if let Some(method) = method {
+            // For the layers inside, which see the request without its path
+            // (the token check logs it).
+            request.extensions_mut().insert(method);
+        }
         let started = Instant::now();
         if !self.calls.in_flight.try_enter(self.calls.limit) {
             let limit = self.calls.limit;
-            tracing::debug!(method, limit, "call refused: too many in flight");
+            tracing::debug!(method = ?method, limit, "call refused: too many in flight");
             self.calls
                 .metrics
                 .call(method, tonic::Code::ResourceExhausted, started.elapsed());
@@ -243,17 +250,6 @@ fn status_of(headers: &http::HeaderMap) -> Option<tonic::Code> {
     Some(tonic::Code::from_i32(value.parse().ok()?))
 }
 
-/// The method of a session call's path, from the fixed set of the API, so
-/// that metrics labels stay bounded whatever paths clients send.
-fn method_name(path: &str) -> &'static str {
-    let name = path.rsplit('/').next().unwrap_or_default();
-    crate::metrics::METHODS
-        .iter()
-        .find(|known| **known == name)
-        .copied()
-        .unwrap_or("unknown")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,12 +264,5 @@ mod tests {
         in_flight.leave();
         assert_eq!(in_flight.count(), 1);
         assert!(in_flight.try_enter(2));
-    }
-
-    #[test]
-    fn methods_are_named_from_a_fixed_set() {
-        assert_eq!(method_name("/sessiond.v1.SessionService/Load"), "Load");
-        assert_eq!(method_name("/sessiond.v1.SessionService/Nope"), "unknown");
-        assert_eq!(method_name(""), "unknown");
     }
 }

@@ -9,7 +9,19 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::config::HealthcheckConfig;
+/// Which server to ask, and how.
+#[derive(Debug, Clone)]
+pub struct HealthcheckConfig {
+    /// The address the server listens on; an unspecified address
+    /// (`0.0.0.0`, `[::]`) is reached on loopback.
+    pub listen: SocketAddr,
+    /// Connect with TLS, trusting this CA certificate (PEM).
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// With `tls_ca`: the name the server's certificate must carry.
+    pub tls_name: String,
+    /// How long to wait for the answer.
+    pub timeout: std::time::Duration,
+}
 
 /// Why the server is not healthy, or could not be asked.
 #[derive(Debug, thiserror::Error)]

@@ -20,21 +20,16 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::method::Method;
+
 /// The media type of the OpenMetrics text that prometheus-client writes.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The methods calls are counted under; the last one takes any other path.
-pub const METHODS: [&str; 9] = [
-    "Load",
-    "Exists",
-    "Create",
-    "Save",
-    "Patch",
-    "Delete",
-    "CycleKey",
-    "ClearExpired",
-    "unknown",
-];
+/// The label of calls to a path that is no RPC of the session service.
+const UNKNOWN_METHOD: &str = "unknown";
+
+/// The methods calls are counted under: each RPC, then any other path.
+const METHOD_SLOTS: usize = Method::ALL.len() + 1;
 
 /// gRPC status codes, 0 (OK) to 16 (UNAUTHENTICATED).
 const CODES: usize = 17;
@@ -161,7 +156,7 @@ impl Metrics {
                 registry,
                 calls,
                 call_seconds,
-                call_series: (0..METHODS.len() * CODES)
+                call_series: (0..METHOD_SLOTS * CODES)
                     .map(|_| std::sync::OnceLock::new())
                     .collect(),
                 in_flight,
@@ -175,8 +170,8 @@ impl Metrics {
         }
     }
 
-    /// One call answered.
-    pub fn call(&self, method: &'static str, code: tonic::Code, took: Duration) {
+    /// One call answered; `None` for a path that names no RPC.
+    pub fn call(&self, method: Option<Method>, code: tonic::Code, took: Duration) {
         let (count, duration) = self.call_series(method, code);
         count.inc();
         duration.observe(took.as_secs_f64());
@@ -185,16 +180,15 @@ impl Metrics {
     /// The series of one method and code. Every call records into them, so
     /// each is looked up in its family once and then kept in a slot of its
     /// own, which needs no lock or hashing.
-    fn call_series(&self, method: &'static str, code: tonic::Code) -> &(Counter, Histogram) {
-        let method_index = METHODS
-            .iter()
-            .position(|known| *known == method)
-            .unwrap_or(METHODS.len() - 1);
+    fn call_series(&self, method: Option<Method>, code: tonic::Code) -> &(Counter, Histogram) {
+        let method_index = method
+            .and_then(|method| Method::ALL.iter().position(|known| *known == method))
+            .unwrap_or(Method::ALL.len());
         let code_index = usize::try_from(code as i32).unwrap_or(0).min(CODES - 1);
         let slot = &self.inner.call_series[method_index * CODES + code_index];
         slot.get_or_init(|| {
             let labels = CallLabels {
-                method: METHODS[method_index],
+                method: method.map_or(UNKNOWN_METHOD, Method::name),
                 code: code_name(code),
             };
             (
@@ -331,8 +325,17 @@ mod tests {
     #[test]
     fn every_metric_is_rendered_with_its_labels() {
         let metrics = Metrics::new();
-        metrics.call("Load", tonic::Code::Ok, Duration::from_micros(250));
-        metrics.call("Save", tonic::Code::NotFound, Duration::from_millis(2));
+        metrics.call(
+            Some(Method::Load),
+            tonic::Code::Ok,
+            Duration::from_micros(250),
+        );
+        metrics.call(
+            Some(Method::Save),
+            tonic::Code::NotFound,
+            Duration::from_millis(2),
+        );
+        metrics.call(None, tonic::Code::Unimplemented, Duration::from_millis(1));
         for _ in 0..4 {
             metrics.call_entered();
         }
@@ -345,6 +348,7 @@ mod tests {
         for line in [
             "sessiond_calls_total{method=\"Load\",code=\"OK\"} 1",
             "sessiond_calls_total{method=\"Save\",code=\"NOT_FOUND\"} 1",
+            "sessiond_calls_total{method=\"unknown\",code=\"UNIMPLEMENTED\"} 1",
             "sessiond_call_duration_seconds_count{method=\"Load\",code=\"OK\"} 1",
             "sessiond_calls_in_flight 3",
             "sessiond_engine_errors_total{kind=\"unavailable\"} 1",

@@ -9,8 +9,8 @@ use chrono::Utc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::ErrorChain;
 use crate::metrics::{Metrics, PurgeTrigger};
-use crate::service::ErrorChain;
 use crate::store::{self, SessionStore};
 
 /// Starts the purge task, or nothing when `interval` is zero. The task ends

@@ -1,17 +1,16 @@
 //! The gRPC face of sessiond: turns requests into domain types (validation
-//! happens here and nowhere else), calls the engine, and maps every error to
-//! a gRPC status in one place.
+//! happens here and nowhere else), calls the engine, and answers errors
+//! through the one mapping of `error::to_status`.
 
-mod request_codec;
-
-use std::error::Error as StdError;
-use std::fmt;
 use std::sync::Arc;
 
 use chrono::{TimeDelta, Utc};
 use tonic::{Request, Response, Status};
 
 use crate::codec::Codec;
+use crate::config::ServerConfig;
+use crate::error::{Classified, ErrorKind, to_status};
+use crate::method::Method;
 use crate::metrics::{Metrics, PurgeTrigger};
 use crate::proto::session_service_server::SessionService;
 use crate::proto::{
@@ -21,8 +20,6 @@ use crate::proto::{
 };
 use crate::session::{ExpireDate, InvalidInput, Record, SessionData, SessionKey, SessionPatch};
 use crate::store::{self, SessionStore, StoreError};
-
-pub(crate) use request_codec::RequestCodec;
 
 /// Fresh keys drawn before Create or CycleKey gives up. With 165 random bits
 /// a second draw is already astronomically rare; running out means the
@@ -38,6 +35,19 @@ pub struct Settings {
     pub session_age: TimeDelta,
     pub max_data_bytes: usize,
     pub purge_batch_size: u64,
+}
+
+impl Settings {
+    /// The handlers' settings from the server's configuration.
+    pub fn new(codec: Codec, config: &ServerConfig) -> Self {
+        Self {
+            codec,
+            session_age: TimeDelta::from_std(config.store.options.session_age)
+                .unwrap_or(TimeDelta::MAX),
+            max_data_bytes: usize::try_from(config.limits.max_data_bytes).unwrap_or(usize::MAX),
+            purge_batch_size: config.purge.batch_size,
+        }
+    }
 }
 
 /// Implements `sessiond.v1.SessionService` on a storage engine.
@@ -56,14 +66,21 @@ enum RpcError {
     Store(#[from] StoreError),
     #[error("no unused session key found in {MAX_KEY_ATTEMPTS} attempts")]
     KeysExhausted,
-    #[error(
-        "request: is not a valid {request} message; generate the client from the server's sessiond.proto"
-    )]
-    Undecodable {
-        request: String,
-        #[source]
-        source: prost::DecodeError,
-    },
+}
+
+impl Classified for RpcError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Invalid(err) => err.kind(),
+            Self::Store(err) => err.kind(),
+            Self::KeysExhausted => ErrorKind::Internal,
+        }
+    }
+}
+
+/// Checks a key from a request.
+fn session_key(text: &str) -> Result<SessionKey, InvalidInput> {
+    Ok(SessionKey::parse(text)?)
 }
 
 type RpcResult<T> = Result<Response<T>, Status>;
@@ -94,7 +111,7 @@ impl SessionRpc {
     }
 
     async fn load(&self, req: LoadRequest) -> Result<LoadResponse, RpcError> {
-        let key = SessionKey::parse(&req.session_key)?;
+        let key = session_key(&req.session_key)?;
         let Some(record) = self.store.load(&key, Utc::now()).await? else {
             return Ok(LoadResponse::default());
         };
@@ -115,7 +132,7 @@ impl SessionRpc {
     }
 
     async fn exists(&self, req: ExistsRequest) -> Result<ExistsResponse, RpcError> {
-        let key = SessionKey::parse(&req.session_key)?;
+        let key = session_key(&req.session_key)?;
         let exists = self.store.exists(&key).await?;
         Ok(ExistsResponse { exists })
     }
@@ -146,7 +163,7 @@ impl SessionRpc {
     }
 
     async fn save(&self, req: SaveRequest) -> Result<SaveResponse, RpcError> {
-        let key = SessionKey::parse(&req.session_key)?;
+        let key = session_key(&req.session_key)?;
         let data = self.data(req.data)?;
         let expire_date = self.expire_date(req.expire_date.as_ref(), Utc::now())?;
         let record = Record {
@@ -165,7 +182,7 @@ impl SessionRpc {
     }
 
     async fn patch(&self, req: PatchRequest) -> Result<PatchResponse, RpcError> {
-        let key = SessionKey::parse(&req.session_key)?;
+        let key = session_key(&req.session_key)?;
         let max_bytes = self.settings.max_data_bytes;
         let patch = SessionPatch::parse(&req.set, req.remove, req.replace, max_bytes)?;
         let now = Utc::now();
@@ -191,7 +208,7 @@ impl SessionRpc {
     }
 
     async fn delete(&self, req: DeleteRequest) -> Result<DeleteResponse, RpcError> {
-        let key = SessionKey::parse(&req.session_key)?;
+        let key = session_key(&req.session_key)?;
         let deleted = self.store.delete(&key).await?;
         if deleted {
             self.metrics.session_deleted();
@@ -200,7 +217,7 @@ impl SessionRpc {
     }
 
     async fn cycle_key(&self, req: CycleKeyRequest) -> Result<CycleKeyResponse, RpcError> {
-        let old_key = SessionKey::parse(&req.session_key)?;
+        let old_key = session_key(&req.session_key)?;
         let session_data = match req.data {
             Some(text) => Some(self.settings.codec.encode(self.data(text)?, unix_now())),
             None => None,
@@ -261,113 +278,45 @@ fn unix_now() -> i64 {
     Utc::now().timestamp()
 }
 
-/// The one mapping from errors to gRPC statuses. Clients get a short, safe
-/// message; causes go to the log, with the method (the per-call span that
-/// would carry it is only there at debug level).
-fn to_status(err: RpcError, method: &'static str) -> Status {
-    match err {
-        RpcError::Invalid(err) | RpcError::Store(StoreError::Invalid(err)) => {
-            tracing::debug!(method, error = %err, "invalid request");
-            Status::invalid_argument(err.to_string())
-        }
-        err @ RpcError::Undecodable { .. } => {
-            tracing::debug!(method, error = %ErrorChain(&err), "undecodable request");
-            Status::invalid_argument(err.to_string())
-        }
-        RpcError::Store(StoreError::AlreadyExists) => {
-            Status::already_exists("session_key: a session with this key already exists")
-        }
-        RpcError::Store(StoreError::NotFound) => {
-            Status::not_found("session_key: the session does not exist (deleted or expired)")
-        }
-        RpcError::Store(err @ StoreError::Unavailable(_)) => {
-            tracing::warn!(method, error = %ErrorChain(&err), "storage engine unavailable");
-            Status::unavailable("the storage engine is unavailable; retry later")
-        }
-        RpcError::Store(err @ StoreError::Full(_)) => {
-            tracing::warn!(method, error = %ErrorChain(&err), "storage engine full; refusing a new session");
-            Status::resource_exhausted(
-                "the session store is full; retry once sessions have expired or been deleted",
-            )
-        }
-        err => {
-            tracing::error!(method, error = %ErrorChain(&err), "request failed");
-            Status::internal("internal error; the server log has the details")
-        }
-    }
-}
-
-/// Shows an error with all its causes, `outer: inner: root`.
-#[derive(Debug)]
-pub struct ErrorChain<'a>(pub &'a dyn StdError);
-
-impl fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
-    }
-}
-
 impl SessionRpc {
-    fn respond<T>(&self, method: &'static str, result: Result<T, RpcError>) -> RpcResult<T> {
+    fn respond<T>(&self, method: Method, result: Result<T, RpcError>) -> RpcResult<T> {
         result.map(Response::new).map_err(|err| {
-            if let Some(kind) = engine_error_kind(&err) {
-                self.metrics.engine_error(kind);
+            if let Some(failure) = err.kind().engine_failure() {
+                self.metrics.engine_error(failure);
             }
-            to_status(err, method)
+            to_status(&err, method)
         })
-    }
-}
-
-/// The kind an engine failure is counted under; `None` for answers that are
-/// part of the contract (a taken key, a missing session, bad input).
-fn engine_error_kind(err: &RpcError) -> Option<&'static str> {
-    match err {
-        RpcError::Store(StoreError::Unavailable(_)) => Some("unavailable"),
-        RpcError::Store(StoreError::Full(_)) => Some("full"),
-        RpcError::Store(StoreError::Internal(_) | StoreError::Schema(_))
-        | RpcError::KeysExhausted => Some("internal"),
-        RpcError::Invalid(_)
-        | RpcError::Undecodable { .. }
-        | RpcError::Store(
-            StoreError::AlreadyExists | StoreError::NotFound | StoreError::Invalid(_),
-        ) => None,
     }
 }
 
 #[tonic::async_trait]
 impl SessionService for SessionRpc {
     async fn load(&self, request: Request<LoadRequest>) -> RpcResult<LoadResponse> {
-        self.respond("Load", self.load(request.into_inner()).await)
+        self.respond(Method::Load, self.load(request.into_inner()).await)
     }
 
     async fn exists(&self, request: Request<ExistsRequest>) -> RpcResult<ExistsResponse> {
-        self.respond("Exists", self.exists(request.into_inner()).await)
+        self.respond(Method::Exists, self.exists(request.into_inner()).await)
     }
 
     async fn create(&self, request: Request<CreateRequest>) -> RpcResult<CreateResponse> {
-        self.respond("Create", self.create(request.into_inner()).await)
+        self.respond(Method::Create, self.create(request.into_inner()).await)
     }
 
     async fn save(&self, request: Request<SaveRequest>) -> RpcResult<SaveResponse> {
-        self.respond("Save", self.save(request.into_inner()).await)
+        self.respond(Method::Save, self.save(request.into_inner()).await)
     }
 
     async fn patch(&self, request: Request<PatchRequest>) -> RpcResult<PatchResponse> {
-        self.respond("Patch", self.patch(request.into_inner()).await)
+        self.respond(Method::Patch, self.patch(request.into_inner()).await)
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> RpcResult<DeleteResponse> {
-        self.respond("Delete", self.delete(request.into_inner()).await)
+        self.respond(Method::Delete, self.delete(request.into_inner()).await)
     }
 
     async fn cycle_key(&self, request: Request<CycleKeyRequest>) -> RpcResult<CycleKeyResponse> {
-        self.respond("CycleKey", self.cycle_key(request.into_inner()).await)
+        self.respond(Method::CycleKey, self.cycle_key(request.into_inner()).await)
     }
 
     async fn clear_expired(
@@ -375,7 +324,7 @@ impl SessionService for SessionRpc {
         request: Request<ClearExpiredRequest>,
     ) -> RpcResult<ClearExpiredResponse> {
         self.respond(
-            "ClearExpired",
+            Method::ClearExpired,
             self.clear_expired(request.into_inner()).await,
         )
     }

@@ -1,41 +1,24 @@
 //! The domain types every request is turned into at the edge: a validated
-//! [`SessionKey`], [`SessionData`] that is known to be a JSON object within
-//! the size limit, and an [`ExpireDate`] that every engine can store.
+//! [`SessionKey`] (the rule every part of sessiond shares, from
+//! `sessiond-signing`), [`SessionData`] that is known to be a JSON object
+//! within the size limit, and an [`ExpireDate`] that every engine can store.
 //!
 //! Engines only ever see these types, never raw request fields.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
 
 use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
-use rand::RngExt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+pub use sessiond_signing::{SessionKey, SessionKeyError};
 
-/// What a session key may consist of: the alphabet Django draws its keys from.
-///
-/// Django only demands a length of at least 8; the stricter charset keeps keys
-/// safe as file names and cache keys, and every key Django generates passes.
-const KEY_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-
-/// Django's lower bound (`_validate_session_key`).
-const KEY_MIN_LEN: usize = 8;
-
-/// The width of `django_session.session_key` (`varchar(40)`).
-const KEY_MAX_LEN: usize = 40;
-
-/// The length of a generated key, as Django generates them (about 165 bits).
-const GENERATED_KEY_LEN: usize = 32;
+use crate::error::{Classified, ErrorKind};
 
 /// A request field that failed validation. Each message names the field and
 /// says what it must be.
 #[derive(Debug, thiserror::Error)]
 pub enum InvalidInput {
-    #[error(
-        "session_key: must be {KEY_MIN_LEN} to {KEY_MAX_LEN} characters long, got {0} characters"
-    )]
-    KeyLength(usize),
-    #[error("session_key: may only contain the characters a-z and 0-9")]
-    KeyCharacters,
+    #[error(transparent)]
+    Key(#[from] SessionKeyError),
     #[error("data: must be the text of a JSON object, such as {{}}")]
     DataNotObject(#[source] serde_json::Error),
     #[error("data: is {size} bytes, over the server's limit of {limit} bytes (--max-data-bytes)")]
@@ -54,64 +37,9 @@ pub enum InvalidInput {
     PatchedTooLarge { size: usize, limit: usize },
 }
 
-/// A session key that passed validation: 8 to 40 characters of `[a-z0-9]`.
-///
-/// Its `Debug` form is a short fingerprint, so keys can be correlated in logs
-/// without ever being written there.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SessionKey(String);
-
-impl SessionKey {
-    /// Checks a key taken from a request.
-    pub fn parse(text: &str) -> Result<Self, InvalidInput> {
-        // The rule and its message count characters; bytes count them only
-        // in ASCII text (which every valid key is).
-        let length = if text.is_ascii() {
-            text.len()
-        } else {
-            text.chars().count()
-        };
-        if !(KEY_MIN_LEN..=KEY_MAX_LEN).contains(&length) {
-            return Err(InvalidInput::KeyLength(length));
-        }
-        if !text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        {
-            return Err(InvalidInput::KeyCharacters);
-        }
-        Ok(Self(text.to_owned()))
-    }
-
-    /// Draws a fresh key from the operating system's CSPRNG, as Django's
-    /// `get_random_string(32, VALID_KEY_CHARS)` does.
-    pub fn generate() -> Self {
-        let mut rng = rand::rng();
-        let key = (0..GENERATED_KEY_LEN)
-            .map(|_| char::from(KEY_ALPHABET[rng.random_range(0..KEY_ALPHABET.len())]))
-            .collect();
-        Self(key)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn into_string(self) -> String {
-        self.0
-    }
-
-    /// A short, stable, non-reversible tag for logs.
-    pub fn fingerprint(&self) -> String {
-        let mut hasher = std::hash::DefaultHasher::new();
-        self.0.hash(&mut hasher);
-        format!("{:08x}", hasher.finish() as u32)
-    }
-}
-
-impl fmt::Debug for SessionKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SessionKey({})", self.fingerprint())
+impl Classified for InvalidInput {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::InvalidInput
     }
 }
 
@@ -399,60 +327,6 @@ impl fmt::Debug for Record {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_follow_the_length_and_alphabet_rules() {
-        assert!(SessionKey::parse("abcdefgh").is_ok());
-        assert!(SessionKey::parse(&"a".repeat(40)).is_ok());
-        assert!(SessionKey::parse("0123456789abcdefghijklmnopqrstuv").is_ok());
-        assert!(matches!(
-            SessionKey::parse("abcdefg"),
-            Err(InvalidInput::KeyLength(7))
-        ));
-        assert!(matches!(
-            SessionKey::parse(&"a".repeat(41)),
-            Err(InvalidInput::KeyLength(41))
-        ));
-        assert!(matches!(
-            SessionKey::parse(""),
-            Err(InvalidInput::KeyLength(0))
-        ));
-        // Characters, not bytes: 30 of them are a fine length, 41 are not.
-        assert!(matches!(
-            SessionKey::parse(&"é".repeat(30)),
-            Err(InvalidInput::KeyCharacters)
-        ));
-        assert!(matches!(
-            SessionKey::parse(&"é".repeat(41)),
-            Err(InvalidInput::KeyLength(41))
-        ));
-        for bad in [
-            "ABCDEFGHIJ",
-            "abcd-efgh",
-            "abcd efgh",
-            "abcd/../h",
-            "abcdéfghi",
-        ] {
-            assert!(SessionKey::parse(bad).is_err(), "{bad} must be refused");
-        }
-    }
-
-    #[test]
-    fn generated_keys_are_32_valid_characters_and_differ() {
-        let a = SessionKey::generate();
-        let b = SessionKey::generate();
-        assert_eq!(a.as_str().len(), 32);
-        assert!(SessionKey::parse(a.as_str()).is_ok());
-        assert_ne!(a, b);
-    }
-
-    #[test]
-    fn key_debug_never_shows_the_key() {
-        let key = SessionKey::parse("secretsecretsecret").unwrap();
-        let shown = format!("{key:?}");
-        assert!(!shown.contains("secret"), "{shown}");
-        assert_eq!(shown, format!("{:?}", key.clone()));
-    }
 
     #[test]
     fn data_is_accepted_only_if_it_can_be_read_back() {

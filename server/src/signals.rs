@@ -1,7 +1,11 @@
-//! Turns SIGINT and SIGTERM into the end of a future, which the server takes
-//! as its shutdown signal.
+//! The signals the binary answers: SIGINT and SIGTERM end a future, which
+//! the server takes as its shutdown signal; SIGHUP rereads the bearer
+//! tokens.
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use crate::auth::TokenStore;
+use crate::error::ErrorChain;
 
 /// SIGINT and SIGTERM, caught from the moment this is made: a signal that
 /// arrives while the server is still starting is not lost (nor does it kill
@@ -28,5 +32,31 @@ impl Signals {
             _ = self.terminate.recv() => "SIGTERM",
         };
         tracing::info!(signal = name, "shutting down");
+    }
+}
+
+/// SIGHUP, caught from the moment this is made.
+#[derive(Debug)]
+pub struct Hangups(Signal);
+
+impl Hangups {
+    /// Starts catching SIGHUP.
+    pub fn catch() -> std::io::Result<Self> {
+        Ok(Self(signal(SignalKind::hangup())?))
+    }
+
+    /// Rereads `tokens` on each SIGHUP, for as long as it runs; a file that
+    /// has become unreadable or malformed keeps the tokens in force, and
+    /// says why.
+    pub async fn reload(mut self, tokens: TokenStore) {
+        while self.0.recv().await.is_some() {
+            match tokens.reload() {
+                Ok(count) => tracing::info!(tokens = count, "reloaded the bearer tokens"),
+                Err(err) => tracing::error!(
+                    error = %ErrorChain(&err),
+                    "cannot reload the bearer tokens; keeping those in force"
+                ),
+            }
+        }
     }
 }

@@ -41,7 +41,7 @@ pub enum TlsError {
     Rejected(#[source] tonic::transport::Error),
 }
 
-/// The paths from the command line.
+/// The PEM files of the server's TLS settings; none means plain HTTP/2.
 #[derive(Debug, Clone, Default)]
 pub struct TlsFiles {
     pub cert: Option<PathBuf>,

@@ -163,11 +163,12 @@ async fn a_cache_must_be_a_cache_and_the_store_a_database() {
         (sqlite.as_str(), sqlite.as_str(), "a cache must be redis://"),
         ("memory://", "memory://", "is a cache itself"),
     ] {
-        let config = sessiond::config::ServeConfig::try_parse_from([
-            "serve", "--store", store, "--cache", cache,
-        ])
-        .unwrap();
-        let err = Server::open(config).await.unwrap_err().to_string();
+        let config =
+            sessiond::cli::ServeArgs::try_parse_from(["serve", "--store", store, "--cache", cache])
+                .unwrap()
+                .into_config();
+        let err = Server::open(config).await.unwrap_err();
+        let err = sessiond::error::ErrorChain(&err).to_string();
         assert!(err.contains("--cache"), "{err}");
         assert!(err.contains(expected), "{err}");
     }

@@ -1,7 +1,7 @@
 //! Keeps `deploy/` from rotting. Every `SESSIOND_*` variable, subcommand and
 //! flag that the systemd unit, its environment file, the Dockerfile, the
 //! Kubernetes manifests and the compose file use must exist in sessiond's
-//! command line, read from `sessiond::config::Cli` itself, and every value
+//! command line, read from `sessiond::cli::Cli` itself, and every value
 //! they set must parse as sessiond parses it. Each file's own promises are
 //! checked too: non-root, probes that reach the server, shutdown budgets
 //! that cover the drain, selectors that pick the pods. The unit goes
@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use cli::Surface;
 use sessiond::Server;
-use sessiond::config::Command as Subcommand;
+use sessiond::cli::Command as Subcommand;
 
 const UNIT: &str = "deploy/systemd/sessiond.service";
 const ENV_EXAMPLE: &str = "deploy/systemd/sessiond.env.example";
@@ -99,7 +99,7 @@ async fn open(surface: &Surface, env: &BTreeMap<String, String>) -> Result<Serve
     let Subcommand::Serve(config) = cli.command else {
         panic!("not a serve configuration");
     };
-    Server::open(*config)
+    Server::open(config.into_config())
         .await
         .map_err(|err| format!("{:#}", anyhow::Error::new(err)))
 }

@@ -79,10 +79,10 @@ async fn data_signed_with_another_key_reads_as_empty_and_fallbacks_are_honoured(
 async fn the_django_codec_without_a_secret_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}", dir.path().join("db.sqlite3").display());
-    let config = sessiond::config::ServeConfig::try_parse_from([
-        "serve", "--store", &store, "--codec", "django",
-    ])
-    .unwrap();
+    let config =
+        sessiond::cli::ServeArgs::try_parse_from(["serve", "--store", &store, "--codec", "django"])
+            .unwrap()
+            .into_config();
     let err = Server::open(config).await.unwrap_err().to_string();
     assert!(
         err.contains("--secret-key") && err.contains("SESSIOND_SECRET_KEY"),

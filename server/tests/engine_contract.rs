@@ -12,12 +12,11 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::redis_server;
 use sessiond::session::{ExpireDate, InvalidInput, Record, SessionKey};
-use sessiond::store::{self, SessionStore, StoreError, StoreOptions, StoreUrl};
+use sessiond::store::{self, SessionStore, StoreConfig, StoreError, StoreOptions, StoreUrl};
 
 /// An engine under test and whatever keeps its storage alive.
 struct Engine {
@@ -30,7 +29,7 @@ struct Engine {
     /// remove and returns 0, and `exists` turns false once the engine's clock
     /// passes the expiry.
     natural_expiry: bool,
-    _guard: Box<dyn std::any::Any>,
+    _guard: Vec<Box<dyn std::any::Any>>,
 }
 
 /// A fixed instant for engines that keep no clock of their own: any date
@@ -41,115 +40,6 @@ fn fixed_now() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn options() -> StoreOptions {
-    StoreOptions {
-        timeout: Duration::from_secs(5),
-    }
-}
-
-async fn sqlite(_test: &str) -> Option<Engine> {
-    let dir = tempfile::tempdir().unwrap();
-    let url: StoreUrl = format!("sqlite://{}", dir.path().join("engine.sqlite3").display())
-        .parse()
-        .unwrap();
-    let store = store::open(&url, &options()).await.unwrap();
-    store.migrate().await.unwrap();
-    Some(Engine {
-        store,
-        now: fixed_now(),
-        natural_expiry: false,
-        _guard: Box::new(dir),
-    })
-}
-
-/// `None` when PostgreSQL is not reachable outside CI (the skip is printed).
-async fn postgres(_test: &str) -> Option<Engine> {
-    if !common::service_available("PostgreSQL", common::POSTGRES_ADDR) {
-        return None;
-    }
-    let schema = common::PgSchema::new();
-    let url: StoreUrl = schema.url().parse().unwrap();
-    let store = store::open(&url, &options()).await.unwrap();
-    store.migrate().await.unwrap();
-    Some(Engine {
-        store,
-        now: fixed_now(),
-        natural_expiry: false,
-        _guard: Box::new(schema),
-    })
-}
-
-async fn file(_test: &str) -> Option<Engine> {
-    let dir = tempfile::tempdir().unwrap();
-    let url: StoreUrl = format!("file://{}", dir.path().display()).parse().unwrap();
-    let store = store::open(&url, &options()).await.unwrap();
-    store.migrate().await.unwrap();
-    Some(Engine {
-        store,
-        now: fixed_now(),
-        natural_expiry: false,
-        _guard: Box::new(dir),
-    })
-}
-
-/// Django's cached_db: SQLite behind an in-process cache.
-async fn cached_sqlite(_test: &str) -> Option<Engine> {
-    let dir = tempfile::tempdir().unwrap();
-    let url: StoreUrl = format!("sqlite://{}", dir.path().join("engine.sqlite3").display())
-        .parse()
-        .unwrap();
-    let cache: StoreUrl = "memory://".parse().unwrap();
-    let store = store::open_cached(&url, Some(&cache), &options())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    Some(Engine {
-        store,
-        now: fixed_now(),
-        natural_expiry: false,
-        _guard: Box::new(dir),
-    })
-}
-
-/// Django's cached_db: PostgreSQL behind Redis, as replicas would run it.
-async fn cached_postgres(test: &str) -> Option<Engine> {
-    if !common::service_available("PostgreSQL", common::POSTGRES_ADDR)
-        || !redis_server::shared_available(&format!("engine_contract cached_postgres::{test}"))
-            .await
-    {
-        return None;
-    }
-    let schema = common::PgSchema::new();
-    let url: StoreUrl = schema.url().parse().unwrap();
-    let prefix = redis_server::unique_prefix(test);
-    let cache: StoreUrl = format!("redis://{}/0?prefix={prefix}", redis_server::SHARED_ADDR)
-        .parse()
-        .unwrap();
-    let store = store::open_cached(&url, Some(&cache), &options())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    Some(Engine {
-        store,
-        // Redis expires cached copies on the real clock; see REDIS_CLOCK_AHEAD.
-        now: Utc::now() + REDIS_CLOCK_AHEAD,
-        natural_expiry: false,
-        _guard: Box::new((schema, redis_server::Cleanup { prefix })),
-    })
-}
-
-async fn memory(_test: &str) -> Option<Engine> {
-    let url: StoreUrl = "memory://".parse().unwrap();
-    let store = store::open(&url, &options()).await.unwrap();
-    store.migrate().await.unwrap();
-    Some(Engine {
-        store,
-        now: fixed_now(),
-        natural_expiry: false,
-        _guard: Box::new(()),
-    })
-}
-
 /// How far the Redis tests' clock runs ahead of the real one. Redis expires
 /// keys on its own (real) clock, so a fixed date in the past would make it
 /// drop every session at once; ahead by more than any test's span, every
@@ -157,21 +47,61 @@ async fn memory(_test: &str) -> Option<Engine> {
 /// what has expired, exactly as with the SQL engines.
 const REDIS_CLOCK_AHEAD: TimeDelta = TimeDelta::minutes(10);
 
-async fn redis(test: &str) -> Option<Engine> {
-    if !redis_server::shared_available(&format!("engine_contract redis::{test}")).await {
-        return None;
+/// Opens, for one test, the engine `store` names with the cache `cache`
+/// names in front of it (if any), and migrates it. In the URLs, `{dir}`
+/// stands for a temporary directory, `{postgres}` for a PostgreSQL URL with
+/// a schema of the test's own, `{redis}` for a Redis URL with a key prefix
+/// of the test's own. `None` when a service is missing outside CI (the skip
+/// is printed).
+async fn engine(test: &str, store: &str, cache: Option<&str>) -> Option<Engine> {
+    let uses =
+        |service: &str| store.contains(service) || cache.is_some_and(|c| c.contains(service));
+    let mut guard: Vec<Box<dyn std::any::Any>> = Vec::new();
+    let mut urls = vec![store.to_owned()];
+    urls.extend(cache.map(str::to_owned));
+    if uses("{dir}") {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().display().to_string();
+        urls.iter_mut()
+            .for_each(|url| *url = url.replace("{dir}", &path));
+        guard.push(Box::new(dir));
     }
-    let prefix = redis_server::unique_prefix(test);
-    let url: StoreUrl = format!("redis://{}/0?prefix={prefix}", redis_server::SHARED_ADDR)
-        .parse()
-        .unwrap();
-    let store = store::open(&url, &options()).await.unwrap();
-    store.migrate().await.unwrap();
+    if uses("{postgres}") {
+        if !common::service_available("PostgreSQL", common::POSTGRES_ADDR) {
+            return None;
+        }
+        let schema = common::PgSchema::new();
+        urls.iter_mut()
+            .for_each(|url| *url = url.replace("{postgres}", &schema.url()));
+        guard.push(Box::new(schema));
+    }
+    if uses("{redis}") {
+        if !redis_server::shared_available(&format!("engine_contract {test}")).await {
+            return None;
+        }
+        let prefix = redis_server::unique_prefix(test);
+        let url = format!("redis://{}/0?prefix={prefix}", redis_server::SHARED_ADDR);
+        urls.iter_mut()
+            .for_each(|each| *each = each.replace("{redis}", &url));
+        guard.push(Box::new(redis_server::Cleanup { prefix }));
+    }
+    let config = StoreConfig {
+        url: urls[0].parse().unwrap(),
+        cache: urls.get(1).map(|url| url.parse().unwrap()),
+        options: StoreOptions::default(),
+    };
+    let store_is_redis = matches!(config.url, StoreUrl::Redis(_));
+    let store_handle = config.open().await.unwrap();
+    store_handle.migrate().await.unwrap();
     Some(Engine {
-        store,
-        now: Utc::now() + REDIS_CLOCK_AHEAD,
-        natural_expiry: true,
-        _guard: Box::new(redis_server::Cleanup { prefix }),
+        store: store_handle,
+        now: if uses("{redis}") {
+            Utc::now() + REDIS_CLOCK_AHEAD
+        } else {
+            fixed_now()
+        },
+        natural_expiry: store_is_redis,
+        _guard: guard,
     })
 }
 
@@ -576,13 +506,12 @@ async fn writes_after_close_fail_cleanly(engine: Engine) {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
 
-/// Instantiates every contract test for each engine. An engine function
-/// gets the test's name and returns `None` when its server is not reachable
-/// outside CI (it has printed a `SKIPPED:` line naming the test).
+/// Instantiates every contract test for each engine: one line per engine,
+/// its store URL and optionally a cache's, as [`engine`] reads them.
 macro_rules! contract {
-    ($($engine:ident),* $(,)?) => {
+    ($($engine:ident => $store:literal $(+ $cache:literal)?,)*) => {
         $(
-            contract!(@engine $engine:
+            contract!(@engine $engine ($store, None $(.or(Some($cache)))?):
                 expire_date_equal_to_now_is_neither_loaded_nor_purged,
                 a_session_expiring_one_microsecond_after_now_loads,
                 insert_never_overwrites,
@@ -600,12 +529,14 @@ macro_rules! contract {
             );
         )*
     };
-    (@engine $engine:ident: $($test:ident),* $(,)?) => {
+    (@engine $engine:ident ($store:literal, $cache:expr): $($test:ident),* $(,)?) => {
         mod $engine {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    if let Some(engine) = super::$engine(stringify!($test)).await {
+                    let name = concat!(stringify!($engine), "::", stringify!($test));
+                    let cache: Option<&str> = $cache;
+                    if let Some(engine) = super::engine(name, $store, cache).await {
                         super::$test(engine).await;
                     }
                 }
@@ -614,12 +545,14 @@ macro_rules! contract {
     };
 }
 
-contract!(
-    sqlite,
-    postgres,
-    file,
-    memory,
-    redis,
-    cached_sqlite,
-    cached_postgres
-);
+contract! {
+    sqlite => "sqlite://{dir}/engine.sqlite3",
+    postgres => "{postgres}",
+    file => "file://{dir}",
+    memory => "memory://",
+    redis => "{redis}",
+    // Django's cached_db: SQLite behind an in-process cache, and
+    // PostgreSQL behind Redis, as replicas would run it.
+    cached_sqlite => "sqlite://{dir}/engine.sqlite3" + "memory://",
+    cached_postgres => "{postgres}" + "{redis}",
+}

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, TimeDelta, Utc};
 use clap::Parser;
 use sessiond::Server;
-use sessiond::config::ServeConfig;
+use sessiond::cli::ServeArgs;
 use sessiond::session::{ExpireDate, InvalidInput, Record, SessionKey};
 use sessiond::store::{self, SessionStore, StoreError, StoreOptions, StoreUrl};
 use sessiond_client::Client;
@@ -27,22 +27,26 @@ use tonic::Code;
 /// writes into a session file.
 const DJANGO_DATA: &str = "eyJhIjoxfQ:1vb66i:yKlbcqlZEw966dn0fIruQmeVMxnnx8mwkT7_wP7Aq5M";
 
-/// Django's default SESSION_COOKIE_AGE.
+/// Django's default SESSION_COOKIE_AGE, and sessiond's --session-age.
 const COOKIE_AGE: TimeDelta = TimeDelta::seconds(1_209_600);
 
 const KEY: &str = "abcdefgh12345678abcdefgh12345678";
 
 async fn open(dir: &Path, options: &str) -> Arc<dyn SessionStore> {
+    open_with_age(dir, options, COOKIE_AGE).await
+}
+
+/// The store with `--session-age` set to `age`: a file's time is its
+/// session's expiry minus that age.
+async fn open_with_age(dir: &Path, options: &str, age: TimeDelta) -> Arc<dyn SessionStore> {
     let url: StoreUrl = format!("file://{}{options}", dir.display())
         .parse()
         .unwrap();
-    store::open(&url, &store_options()).await.unwrap()
-}
-
-fn store_options() -> StoreOptions {
-    StoreOptions {
-        timeout: Duration::from_secs(5),
-    }
+    let options = StoreOptions {
+        session_age: age.to_std().unwrap(),
+        ..StoreOptions::default()
+    };
+    store::open(&url, &options).await.unwrap()
 }
 
 fn instant(text: &str) -> DateTime<Utc> {
@@ -117,7 +121,7 @@ async fn session_files_are_named_and_written_as_django_writes_them() {
     assert_eq!(mtime(&path), system_time(later - COOKIE_AGE));
 
     let other = tempfile::tempdir().unwrap();
-    let store = open(other.path(), "?prefix=myapp_sid&cookie_age=3600").await;
+    let store = open_with_age(other.path(), "?prefix=myapp_sid", TimeDelta::seconds(3600)).await;
     store
         .insert(&key(KEY), record(DJANGO_DATA, expire))
         .await
@@ -323,9 +327,9 @@ async fn concurrent_inserts_of_one_key_have_exactly_one_winner() {
 
 /// The start-up error of a server on `store`, as `main` prints it.
 async fn start_error(store: &str) -> String {
-    let config =
-        ServeConfig::try_parse_from(["serve", "--store", store, "--listen", "127.0.0.1:0"])
-            .unwrap();
+    let config = ServeArgs::try_parse_from(["serve", "--store", store, "--listen", "127.0.0.1:0"])
+        .unwrap()
+        .into_config();
     let err = Server::open(config).await.unwrap_err();
     let mut text = err.to_string();
     let mut source = std::error::Error::source(&err);
@@ -379,14 +383,25 @@ async fn a_read_only_directory_is_refused_and_left_untouched() {
 
 #[tokio::test]
 async fn bad_file_urls_are_refused_with_what_is_expected() {
-    let err = ServeConfig::try_parse_from(["serve", "--store", "file:///tmp?prefix=../x"])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("prefix:"), "{err}");
-    let err = ServeConfig::try_parse_from(["serve", "--store", "file:///tmp?age=1"])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("cookie_age=SECONDS"), "{err}");
+    for (url, expected) in [
+        (
+            "file:///tmp?prefix=../x",
+            "file://: prefix must be 1 to 100 characters",
+        ),
+        (
+            "file:///tmp?age=1",
+            "unknown option 'age'; file:// accepts only the option prefix",
+        ),
+        (
+            "file:///tmp?cookie_age=3600",
+            "--session-age (SESSIOND_SESSION_AGE)",
+        ),
+    ] {
+        let err = ServeArgs::try_parse_from(["serve", "--store", url])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{url}: {err}");
+    }
 }
 
 /// The status code of a failed call.
@@ -401,7 +416,7 @@ async fn a_server_on_a_file_store_serves_every_rpc() {
     let sessions = dir.path().join("sessions");
     std::fs::create_dir(&sessions).unwrap();
     let store = format!("file://{}", sessions.display());
-    let config = ServeConfig::try_parse_from([
+    let config = ServeArgs::try_parse_from([
         "serve",
         "--store",
         &store,
@@ -410,7 +425,8 @@ async fn a_server_on_a_file_store_serves_every_rpc() {
         "--purge-interval",
         "0",
     ])
-    .unwrap();
+    .unwrap()
+    .into_config();
     let server = Server::open(config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

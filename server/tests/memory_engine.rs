@@ -7,21 +7,18 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use clap::Parser;
 use common::{TestServer, code};
-use sessiond::config::ServeConfig;
+use sessiond::cli::ServeArgs;
 use sessiond::session::{ExpireDate, Record, SessionKey};
 use sessiond::store::{self, SessionStore, StoreError, StoreOptions, StoreUrl};
 use tonic::Code;
 
 async fn memory(url: &str) -> Arc<dyn SessionStore> {
     let url: StoreUrl = url.parse().unwrap();
-    let options = StoreOptions {
-        timeout: Duration::from_secs(5),
-    };
+    let options = StoreOptions::default();
     store::open(&url, &options).await.unwrap()
 }
 
@@ -181,7 +178,7 @@ async fn a_bad_memory_url_is_refused_naming_the_flag() {
         ("memory://?max=5", "unknown option 'max'"),
         ("memory://sessions", "takes no path"),
     ] {
-        let err = ServeConfig::try_parse_from(["serve", "--store", url])
+        let err = ServeArgs::try_parse_from(["serve", "--store", url])
             .unwrap_err()
             .to_string();
         assert!(err.contains("--store"), "{url}: {err}");

@@ -305,16 +305,11 @@ async fn when_the_database_goes_away_calls_fail_fast_and_recover_by_themselves()
     server.stop().await;
 }
 
-fn config(url: &str) -> sessiond::config::ServeConfig {
+fn config(url: &str) -> sessiond::ServerConfig {
     use clap::Parser;
-    sessiond::config::ServeConfig::try_parse_from([
-        "serve",
-        "--store",
-        url,
-        "--store-timeout",
-        "3s",
-    ])
-    .unwrap()
+    sessiond::cli::ServeArgs::try_parse_from(["serve", "--store", url, "--store-timeout", "3s"])
+        .unwrap()
+        .into_config()
 }
 
 fn chain(err: &dyn std::error::Error) -> String {

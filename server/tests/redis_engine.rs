@@ -20,7 +20,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use clap::Parser;
 use common::redis_server::{self, Cleanup, PrivateRedis, SHARED_ADDR};
 use common::{TestServer, code};
-use sessiond::config::ServeConfig;
+use sessiond::cli::ServeArgs;
 use sessiond::session::{ExpireDate, Record, SessionKey};
 use sessiond::store::{self, SessionStore, StoreError, StoreOptions, StoreUrl};
 use sessiond::{Server, StartError};
@@ -46,9 +46,7 @@ async fn shared_store(test: &str) -> Option<(Arc<dyn SessionStore>, String, Clea
     let url: StoreUrl = format!("redis://{SHARED_ADDR}/0?prefix={prefix}")
         .parse()
         .unwrap();
-    let options = StoreOptions {
-        timeout: Duration::from_secs(5),
-    };
+    let options = StoreOptions::default();
     let store = store::open(&url, &options).await.unwrap();
     let cleanup = Cleanup {
         prefix: prefix.clone(),
@@ -238,7 +236,7 @@ async fn a_bad_redis_url_is_refused_naming_the_flag() {
         ("redis://cache/0?ttl=5", "unknown option 'ttl'"),
         ("rediss://cache", "TLS"),
     ] {
-        let err = ServeConfig::try_parse_from(["serve", "--store", url])
+        let err = ServeArgs::try_parse_from(["serve", "--store", url])
             .unwrap_err()
             .to_string();
         assert!(err.contains("--store"), "{url}: {err}");
@@ -249,7 +247,7 @@ async fn a_bad_redis_url_is_refused_naming_the_flag() {
 /// The start-up error of a server on `store` with `--store-timeout
 /// timeout`, as `main` prints it.
 async fn start_error(store: &str, timeout: &str) -> String {
-    let config = ServeConfig::try_parse_from([
+    let config = ServeArgs::try_parse_from([
         "serve",
         "--store",
         store,
@@ -258,7 +256,8 @@ async fn start_error(store: &str, timeout: &str) -> String {
         "--listen",
         "127.0.0.1:0",
     ])
-    .unwrap();
+    .unwrap()
+    .into_config();
     let err: StartError = Server::open(config).await.unwrap_err();
     let mut text = err.to_string();
     let mut source = std::error::Error::source(&err);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::{Serving, code, hours_from_now, serve_config};
-use sessiond::config::ServeConfig;
+use sessiond::cli::ServeArgs;
 use sessiond::{Server, StartError};
 use sessiond_client::Client;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
@@ -265,7 +265,7 @@ async fn start_error(args: &[&str]) -> StartError {
     let store = format!("sqlite://{}", db.display());
     let mut argv = vec!["serve", "--store", &store];
     argv.extend_from_slice(args);
-    let config = ServeConfig::try_parse_from(argv).unwrap();
+    let config = ServeArgs::try_parse_from(argv).unwrap().into_config();
     let err = Server::open(config).await.unwrap_err();
     assert!(!db.exists(), "the store was opened before the check: {err}");
     err
@@ -329,7 +329,7 @@ async fn the_network_is_not_served_without_tokens_or_client_certificates_unless_
         let store = format!("sqlite://{}", db.display());
         let mut argv = vec!["serve", "--store", &store];
         argv.extend_from_slice(args);
-        Server::open(ServeConfig::try_parse_from(argv).unwrap())
+        Server::open(ServeArgs::try_parse_from(argv).unwrap().into_config())
             .await
             .unwrap_or_else(|err| panic!("{args:?}: {err}"));
     }
@@ -363,7 +363,7 @@ async fn bad_security_settings_stop_the_start_naming_the_flag() {
     ];
     for (args, flag) in cases {
         let err = start_error(&args).await;
-        let message = sessiond::service::ErrorChain(&err).to_string();
+        let message = sessiond::error::ErrorChain(&err).to_string();
         assert!(message.contains(flag), "{args:?}: {message}");
     }
     // A key that belongs to another certificate.

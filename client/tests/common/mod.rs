@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use clap::Parser;
-use sessiond::config::ServeConfig;
+use sessiond::cli::ServeArgs;
 use sessiond_client::{Backend, Client, Session, Settings};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -30,7 +30,7 @@ impl Sessiond {
         let store = format!("sqlite://{}", db_path.display());
         let mut argv = vec!["serve", "--store", &store];
         argv.extend_from_slice(args);
-        let config = ServeConfig::try_parse_from(argv).unwrap();
+        let config = ServeArgs::try_parse_from(argv).unwrap().into_config();
         let server = sessiond::Server::open(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

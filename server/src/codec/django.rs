@@ -3,25 +3,29 @@
 
 use std::sync::Arc;
 
-use sessiond_signing::Signer;
+use sessiond_signing::{DEFAULT_SALT, Signer};
 
 use super::{Codec, CodecKind};
+use crate::secret::Secret;
 
-/// Django's settings for signing `session_data`.
-#[derive(Clone, Default)]
+/// Django's settings for signing `session_data`. `Debug` shows no secret.
+#[derive(Debug, Clone)]
 pub struct DjangoConfig {
-    pub secret_key: Option<String>,
-    pub fallback_keys: Vec<String>,
+    /// Django's `SECRET_KEY`.
+    pub secret_key: Option<Secret>,
+    /// Django's `SECRET_KEY_FALLBACKS`: older keys still accepted.
+    pub fallback_keys: Vec<Secret>,
+    /// The salt of the Django session store class.
     pub salt: String,
 }
 
-impl std::fmt::Debug for DjangoConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DjangoConfig")
-            .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
-            .field("fallback_keys", &self.fallback_keys.len())
-            .field("salt", &self.salt)
-            .finish()
+impl Default for DjangoConfig {
+    fn default() -> Self {
+        Self {
+            secret_key: None,
+            fallback_keys: Vec::new(),
+            salt: DEFAULT_SALT.to_owned(),
+        }
     }
 }
 
@@ -47,14 +51,14 @@ impl CodecKind {
             Self::Django => {
                 let secret = django
                     .secret_key
-                    .as_deref()
+                    .as_ref()
                     .ok_or(CodecError::MissingSecret)?;
                 if django.salt.is_empty() {
                     return Err(CodecError::EmptySalt);
                 }
-                let signer = Signer::new(secret, &django.salt)
+                let signer = Signer::new(secret.expose(), &django.salt)
                     .map_err(|_| CodecError::EmptySecret)?
-                    .with_fallback_keys(&django.fallback_keys);
+                    .with_fallback_keys(django.fallback_keys.iter().map(Secret::expose));
                 Ok(Codec::Django(Arc::new(signer)))
             }
         }

@@ -8,7 +8,25 @@ use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic_prost::ProstEncoder;
 
-use super::{RpcError, to_status};
+use super::RpcRequest;
+use crate::error::{Classified, ErrorKind, to_status};
+
+/// A request body that is not the message its RPC takes.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "request: is not a valid {request} message; generate the client from the server's sessiond.proto"
+)]
+struct Undecodable {
+    request: String,
+    #[source]
+    source: prost::DecodeError,
+}
+
+impl Classified for Undecodable {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::InvalidInput
+    }
+}
 
 /// Encodes responses and decodes requests as `tonic_prost::ProstCodec`
 /// does, but a request body that is not a valid message is
@@ -28,7 +46,7 @@ impl<T, U> Default for RequestCodec<T, U> {
 impl<T, U> Codec for RequestCodec<T, U>
 where
     T: Message + Send + 'static,
-    U: Message + Name + Default + Send + 'static,
+    U: Message + Name + RpcRequest + Default + Send + 'static,
 {
     type Encode = T;
     type Decode = U;
@@ -48,19 +66,17 @@ where
 #[derive(Debug)]
 pub struct RequestDecoder<U>(PhantomData<U>);
 
-impl<U: Message + Name + Default> Decoder for RequestDecoder<U> {
+impl<U: Message + Name + RpcRequest + Default> Decoder for RequestDecoder<U> {
     type Item = U;
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         U::decode(buf).map(Some).map_err(|source| {
-            let err = RpcError::Undecodable {
+            let err = Undecodable {
                 request: U::full_name(),
                 source,
             };
-            // Every RPC takes a request message named after it.
-            let method = U::NAME.strip_suffix("Request").unwrap_or(U::NAME);
-            to_status(err, method)
+            to_status(&err, U::METHOD)
         })
     }
 }

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use clap::Parser;
-use sessiond::config::ServeConfig;
-use sessiond::{ServeError, Server};
+use sessiond::cli::ServeArgs;
+use sessiond::{ServeError, Server, ServerConfig};
 use sessiond_client::Client;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -54,12 +54,12 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut argv = vec!["serve", "--store", store, "--listen", "127.0.0.1:0"];
         argv.extend_from_slice(args);
-        let config = ServeConfig::try_parse_from(argv).unwrap();
+        let config = ServeArgs::try_parse_from(argv).unwrap().into_config();
         let db_path = dir.path().join("no-sqlite-file");
         Self::start_config(dir, db_path, config).await
     }
 
-    async fn start_config(dir: TempDir, db_path: PathBuf, config: ServeConfig) -> Self {
+    async fn start_config(dir: TempDir, db_path: PathBuf, config: ServerConfig) -> Self {
         let Serving { addr, stop, task } =
             Serving::start(Server::open(config).await.unwrap()).await;
         let client = Client::connect(format!("http://{addr}")).await.unwrap();
@@ -117,11 +117,11 @@ impl Serving {
     }
 }
 
-pub fn serve_config(db_path: &Path, args: &[&str]) -> ServeConfig {
+pub fn serve_config(db_path: &Path, args: &[&str]) -> ServerConfig {
     let store = format!("sqlite://{}", db_path.display());
     let mut argv = vec!["serve", "--store", &store, "--listen", "127.0.0.1:0"];
     argv.extend_from_slice(args);
-    ServeConfig::try_parse_from(argv).unwrap()
+    ServeArgs::try_parse_from(argv).unwrap().into_config()
 }
 
 pub fn open_db(path: &Path) -> rusqlite::Connection {

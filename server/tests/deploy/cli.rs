@@ -1,4 +1,4 @@
-//! What sessiond's command line accepts, read from `sessiond::config::Cli`
+//! What sessiond's command line accepts, read from `sessiond::cli::Cli`
 //! itself: subcommands, their long flags and their environment twins, and a
 //! check of a value through the flag's own parser.
 
@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use clap::{ArgAction, CommandFactory, FromArgMatches};
-use sessiond::config::Cli;
+use sessiond::cli::Cli;
 
 /// One `SESSIOND_*` variable: the first subcommand that reads it, its flag.
 #[derive(Debug, Clone)]

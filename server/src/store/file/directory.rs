@@ -8,26 +8,27 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::write::{TempFile, WriteFailure};
-use crate::store::OpenFailure;
+use crate::store::kit::OpenFailure;
 
 /// Refuses what is not a writable directory, with what to do about it.
 pub(super) fn check_dir(dir: &Path) -> Result<(), OpenFailure> {
     match fs::metadata(dir) {
-        Ok(meta) if !meta.is_dir() => Err(OpenFailure::Unusable(
-            "the path is not a directory; file:// takes the directory that holds one file per session, e.g. file:///var/lib/sessiond".into(),
+        Ok(meta) if !meta.is_dir() => Err(OpenFailure::unusable(
+            "the path is not a directory; file:// takes the directory that holds one file per session, e.g. file:///var/lib/sessiond",
         )),
         // Checked on the mode bits as well as by the probe, because root may
         // write into a directory whose owner made it read-only.
-        Ok(meta) if meta.permissions().readonly() => Err(OpenFailure::Unusable(
-            "the directory is read-only; sessiond writes one file per session there, so make it writable (chmod u+w) or choose another".into(),
+        Ok(meta) if meta.permissions().readonly() => Err(OpenFailure::unusable(
+            "the directory is read-only; sessiond writes one file per session there, so make it writable (chmod u+w) or choose another",
         )),
         Ok(_) => Ok(()),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Err(OpenFailure::Unusable(
-            "the directory does not exist; create it (mkdir -m 700) or choose another".into(),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Err(OpenFailure::unusable(
+            "the directory does not exist; create it (mkdir -m 700) or choose another",
         )),
-        Err(err) => Err(OpenFailure::Unusable(format!(
-            "the directory cannot be read ({err}); fix its permissions or choose another"
-        ))),
+        Err(err) => Err(OpenFailure::unusable_because(
+            "the directory cannot be read; fix its permissions or choose another",
+            err,
+        )),
     }
 }
 
@@ -45,8 +46,8 @@ pub(super) fn probe(dir: &Path) -> Result<(), OpenFailure> {
             drop(temp);
             Ok(())
         }
-        Err(WriteFailure::TimeNotKept) => Err(OpenFailure::Unusable(
-            "the file system does not keep file times to the microsecond, which the file store needs to keep expiry exactly; choose a directory on ext4, xfs, btrfs or tmpfs".into(),
+        Err(WriteFailure::TimeNotKept) => Err(OpenFailure::unusable(
+            "the file system does not keep file times to the microsecond, which the file store needs to keep expiry exactly; choose a directory on ext4, xfs, btrfs or tmpfs",
         )),
         Err(WriteFailure::Io(err))
             if matches!(
@@ -54,10 +55,11 @@ pub(super) fn probe(dir: &Path) -> Result<(), OpenFailure> {
                 io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
             ) =>
         {
-            Err(OpenFailure::Unusable(format!(
-                "the directory is not writable ({err}); sessiond writes one file per session there, so fix its permissions or mount, or choose another"
-            )))
+            Err(OpenFailure::unusable_because(
+                "the directory is not writable; sessiond writes one file per session there, so fix its permissions or mount, or choose another",
+                err,
+            ))
         }
-        Err(WriteFailure::Io(err)) => Err(OpenFailure::Driver(err.into())),
+        Err(WriteFailure::Io(err)) => Err(OpenFailure::driver(err)),
     }
 }

@@ -1,35 +1,34 @@
-//! The `file://DIR?prefix=NAME&cookie_age=SECONDS` store URL.
+//! The `file://DIR[?prefix=NAME]` store URL.
 
 use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
+
+use crate::store::kit::{UrlOption, UrlOptionError, UrlQuery};
 
 /// Django's default `SESSION_COOKIE_NAME`, which its file engine puts before
 /// every key to name the session's file.
 pub const DEFAULT_PREFIX: &str = "sessionid";
 
-/// Django's default `SESSION_COOKIE_AGE` (two weeks, in seconds). Django's
-/// file engine reads a session's expiry as its file's modification time plus
-/// this age, so the file engine writes modification times that far before
-/// the expiry; see the module documentation of the engine.
-pub const DEFAULT_COOKIE_AGE: u32 = 1_209_600;
-
 /// The longest prefix accepted: a file name must stay well under the usual
 /// 255-byte limit with a 40-character key and the temporary-file decoration.
 const MAX_PREFIX_LEN: usize = 100;
 
-/// Where and how the file engine stores sessions, parsed from what follows
-/// `file://` in `--store`.
+/// The `prefix` option.
+const PREFIX: UrlOption<String> = UrlOption {
+    name: "prefix",
+    expected: "1 to 100 characters of a-z, A-Z, 0-9, '_', '-' or '.', not starting with '.' (it is Django's SESSION_COOKIE_NAME, default sessionid)",
+    parse: |text| is_valid_prefix(text).then(|| text.to_owned()),
+    default: || DEFAULT_PREFIX.to_owned(),
+    secret: false,
+};
+
+/// Where and how the file engine stores sessions, parsed from `--store`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct FileUrl {
     /// The directory holding one file per session.
     pub dir: PathBuf,
     /// Put before each key to name its file: Django's `SESSION_COOKIE_NAME`.
     pub prefix: String,
-    /// Django's `SESSION_COOKIE_AGE` of any Django app sharing the
-    /// directory, in seconds: a file's modification time is its session's
-    /// expiry minus this age.
-    pub cookie_age: u32,
 }
 
 /// A `file://` URL sessiond cannot use.
@@ -38,50 +37,36 @@ pub enum FileUrlError {
     #[error("file:// needs a directory, e.g. file:///var/lib/sessiond")]
     EmptyPath,
     #[error(
-        "unknown option '{0}' in the file:// URL; expected prefix=NAME or cookie_age=SECONDS, e.g. file:///var/lib/sessiond?prefix=sessionid"
+        "file://: cookie_age is not an option: a session file's expiry is its modification time plus --session-age (SESSIOND_SESSION_AGE), as Django's is plus its SESSION_COOKIE_AGE; remove cookie_age and give --session-age the value it had"
     )]
-    UnknownOption(String),
-    #[error(
-        "prefix: must be 1 to {MAX_PREFIX_LEN} characters of a-z, A-Z, 0-9, '_', '-' or '.', not starting with '.' (it is Django's SESSION_COOKIE_NAME, default sessionid)"
-    )]
-    BadPrefix,
-    #[error(
-        "cookie_age: must be a whole number of seconds (Django's SESSION_COOKIE_AGE, default {DEFAULT_COOKIE_AGE}), got '{0}'"
-    )]
-    BadCookieAge(String),
+    CookieAge,
+    #[error(transparent)]
+    Options(#[from] UrlOptionError),
 }
 
-impl FromStr for FileUrl {
-    type Err = FileUrlError;
+impl FileUrl {
+    /// How the URL is written.
+    pub const FORM: &'static str = "file:///DIR[?prefix=NAME]";
 
-    /// Parses what follows `file://`: a directory, then optional
-    /// `?prefix=NAME&cookie_age=SECONDS`. The path is taken literally (no
-    /// percent-decoding); a relative one is relative to the working directory.
-    fn from_str(rest: &str) -> Result<Self, Self::Err> {
+    /// Parses `file://DIR[?prefix=NAME]`. The directory is taken literally
+    /// up to the first `?` (no percent-decoding); a relative one is relative
+    /// to the working directory.
+    pub fn parse(text: &str) -> Result<Self, FileUrlError> {
+        let rest = text.strip_prefix("file://").unwrap_or(text);
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         if path.is_empty() {
             return Err(FileUrlError::EmptyPath);
         }
-        let mut url = Self {
-            dir: path.into(),
-            prefix: DEFAULT_PREFIX.to_owned(),
-            cookie_age: DEFAULT_COOKIE_AGE,
-        };
-        for option in query.split('&').filter(|option| !option.is_empty()) {
-            match option.split_once('=') {
-                Some(("prefix", value)) if is_valid_prefix(value) => {
-                    value.clone_into(&mut url.prefix);
-                }
-                Some(("prefix", _)) => return Err(FileUrlError::BadPrefix),
-                Some(("cookie_age", value)) => {
-                    url.cookie_age = value
-                        .parse()
-                        .map_err(|_| FileUrlError::BadCookieAge(value.to_owned()))?;
-                }
-                _ => return Err(FileUrlError::UnknownOption(option.to_owned())),
-            }
+        let mut options = UrlQuery::parse("file", query)?;
+        let prefix = options.take(&PREFIX)?;
+        if options.has("cookie_age") {
+            return Err(FileUrlError::CookieAge);
         }
-        Ok(url)
+        options.finish()?;
+        Ok(Self {
+            dir: path.into(),
+            prefix,
+        })
     }
 }
 
@@ -100,13 +85,8 @@ impl fmt::Display for FileUrl {
     /// from the defaults.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "file://{}", self.dir.display())?;
-        let mut separator = '?';
         if self.prefix != DEFAULT_PREFIX {
-            write!(f, "{separator}prefix={}", self.prefix)?;
-            separator = '&';
-        }
-        if self.cookie_age != DEFAULT_COOKIE_AGE {
-            write!(f, "{separator}cookie_age={}", self.cookie_age)?;
+            write!(f, "?prefix={}", self.prefix)?;
         }
         Ok(())
     }
@@ -123,37 +103,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_directory_comes_with_djangos_defaults() {
-        let url: FileUrl = "/var/lib/sessiond".parse().unwrap();
+    fn the_directory_comes_with_djangos_prefix() {
+        let url = FileUrl::parse("file:///var/lib/sessiond").unwrap();
         assert_eq!(url.dir, PathBuf::from("/var/lib/sessiond"));
         assert_eq!(url.prefix, "sessionid");
-        assert_eq!(url.cookie_age, 1_209_600);
         assert_eq!(url.to_string(), "file:///var/lib/sessiond");
     }
 
     #[test]
-    fn options_set_the_prefix_and_cookie_age_and_round_trip() {
-        let url: FileUrl = "/srv/s?prefix=my_app-sid&cookie_age=3600".parse().unwrap();
+    fn the_prefix_option_sets_the_prefix_and_round_trips() {
+        let url = FileUrl::parse("file:///srv/s?prefix=my_app-sid").unwrap();
         assert_eq!(url.prefix, "my_app-sid");
-        assert_eq!(url.cookie_age, 3600);
-        assert_eq!(
-            url.to_string(),
-            "file:///srv/s?prefix=my_app-sid&cookie_age=3600"
-        );
-        let again: FileUrl = url.to_string()["file://".len()..].parse().unwrap();
-        assert_eq!(again, url);
-        let url: FileUrl = "/srv/s?cookie_age=0".parse().unwrap();
-        assert_eq!(url.to_string(), "file:///srv/s?cookie_age=0");
+        assert_eq!(url.to_string(), "file:///srv/s?prefix=my_app-sid");
+        assert_eq!(FileUrl::parse(&url.to_string()).unwrap(), url);
     }
 
     #[test]
     fn bad_urls_say_what_is_expected() {
         assert!(matches!(
-            "".parse::<FileUrl>(),
+            FileUrl::parse("file://"),
             Err(FileUrlError::EmptyPath)
         ));
         assert!(matches!(
-            "?prefix=x".parse::<FileUrl>(),
+            FileUrl::parse("file://?prefix=x"),
             Err(FileUrlError::EmptyPath)
         ));
         for bad in [
@@ -164,16 +136,22 @@ mod tests {
             "prefix=sp ace",
             "prefix=%2e%2e",
         ] {
-            let err = format!("/d?{bad}").parse::<FileUrl>().unwrap_err();
-            assert!(matches!(err, FileUrlError::BadPrefix), "{bad}: {err}");
+            let err = FileUrl::parse(&format!("file:///d?{bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("file://: prefix must be 1 to 100"),
+                "{bad}: {err}"
+            );
         }
-        let long = format!("/d?prefix={}", "a".repeat(MAX_PREFIX_LEN + 1));
-        assert!(long.parse::<FileUrl>().is_err());
-        for bad in ["cookie_age=-1", "cookie_age=2weeks", "cookie_age="] {
-            let err = format!("/d?{bad}").parse::<FileUrl>().unwrap_err();
-            assert!(err.to_string().starts_with("cookie_age:"), "{bad}: {err}");
-        }
-        let err = "/d?prefx=a".parse::<FileUrl>().unwrap_err().to_string();
-        assert!(err.contains("'prefx=a'"), "{err}");
+        let long = format!("file:///d?prefix={}", "a".repeat(MAX_PREFIX_LEN + 1));
+        assert!(FileUrl::parse(&long).is_err());
+        let err = FileUrl::parse("file:///d?cookie_age=3600")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--session-age"), "{err}");
+        let err = FileUrl::parse("file:///d?prefx=a").unwrap_err().to_string();
+        assert!(err.contains("unknown option 'prefx'"), "{err}");
+        assert!(err.contains("accepts only the option prefix"), "{err}");
     }
 }

@@ -17,92 +17,19 @@
 //! Out of scope: sharing sessions between processes, and surviving a
 //! restart. Use `redis://` or `sqlite://` for those.
 
+mod url;
+
 use std::collections::HashMap;
 use std::fmt;
-use std::num::NonZeroUsize;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{Migration, Patcher, SessionStore, StoreError};
 use crate::session::{ExpireDate, Record, SessionKey};
-
-/// Sessions held when the URL does not say: 100 000 sessions of a typical
-/// 1 KiB take roughly 150 MB with the map's overhead, which a development
-/// machine or a test run can spare, and a store that is left running cannot
-/// grow past it.
-pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
-
-/// A `memory://` URL that sessiond does not understand.
-#[derive(Debug, thiserror::Error)]
-pub enum MemoryUrlError {
-    #[error(
-        "memory:// takes no path, only options; expected memory:// or memory://?max_sessions=N"
-    )]
-    Path,
-    #[error(
-        "memory://: unknown option '{0}'; the only option is max_sessions, e.g. memory://?max_sessions=100000"
-    )]
-    UnknownOption(String),
-    #[error("memory://: max_sessions must be a whole number of at least 1, got '{0}'")]
-    MaxSessions(String),
-}
-
-/// A parsed `memory://[?max_sessions=N]` store URL.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct MemoryUrl {
-    max_sessions: NonZeroUsize,
-}
-
-impl MemoryUrl {
-    /// Parses what follows `memory://`.
-    pub(super) fn parse(rest: &str) -> Result<Self, MemoryUrlError> {
-        let query = match rest.split_once('?') {
-            Some(("", query)) => query,
-            None if rest.is_empty() => "",
-            _ => return Err(MemoryUrlError::Path),
-        };
-        let mut url = Self::default();
-        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match name {
-                "max_sessions" => {
-                    url.max_sessions = value
-                        .parse()
-                        .map_err(|_| MemoryUrlError::MaxSessions(value.to_owned()))?;
-                }
-                other => return Err(MemoryUrlError::UnknownOption(other.to_owned())),
-            }
-        }
-        Ok(url)
-    }
-
-    /// The most sessions the store holds.
-    pub fn max_sessions(&self) -> usize {
-        self.max_sessions.get()
-    }
-}
-
-impl Default for MemoryUrl {
-    fn default() -> Self {
-        Self {
-            max_sessions: NonZeroUsize::new(DEFAULT_MAX_SESSIONS).unwrap_or(NonZeroUsize::MIN),
-        }
-    }
-}
-
-impl fmt::Display for MemoryUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "memory://?max_sessions={}", self.max_sessions)
-    }
-}
-
-impl fmt::Debug for MemoryUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
+use crate::store::kit::{Engine, OpenFailure, StoreError, StoreOptions};
+use crate::store::{Patcher, SessionStore};
+pub use url::{DEFAULT_MAX_SESSIONS, MemoryUrl, MemoryUrlError};
 
 /// The store holds as many sessions as it may, none of them expired.
 #[derive(Debug, thiserror::Error)]
@@ -141,8 +68,19 @@ impl fmt::Debug for MemoryStore {
     }
 }
 
+#[async_trait]
+impl Engine for MemoryUrl {
+    fn is_database(&self) -> bool {
+        false
+    }
+
+    async fn open(&self, _options: &StoreOptions) -> Result<Arc<dyn SessionStore>, OpenFailure> {
+        Ok(Arc::new(MemoryStore::open(self)))
+    }
+}
+
 impl MemoryStore {
-    pub(super) fn open(url: &MemoryUrl) -> Self {
+    fn open(url: &MemoryUrl) -> Self {
         Self {
             state: Mutex::new(State {
                 sessions: HashMap::new(),
@@ -197,10 +135,6 @@ impl State {
 
 #[async_trait]
 impl SessionStore for MemoryStore {
-    async fn migrate(&self) -> Result<Vec<Migration>, StoreError> {
-        Ok(Vec::new())
-    }
-
     async fn load(
         &self,
         key: &SessionKey,

@@ -8,7 +8,29 @@ use ::redis::{
 };
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
-use super::{DEFAULT_PORT, DEFAULT_PREFIX};
+use crate::store::kit::{UrlOption, UrlOptionError, UrlQuery};
+
+/// Where sessiond's keys start unless the URL says otherwise: namespaced so
+/// that one Redis database can hold other applications' keys too, and
+/// distinct from Django's cache keys, whose pickled values sessiond cannot
+/// read.
+pub const DEFAULT_PREFIX: &str = "sessiond:session:";
+
+/// Redis's own default port.
+pub const DEFAULT_PORT: u16 = 6379;
+
+/// The `prefix` option.
+const PREFIX: UrlOption<String> = UrlOption {
+    name: "prefix",
+    expected: "non-empty and without spaces or control characters (a '+' in a query reads as a space; write %2B)",
+    parse: |prefix| {
+        let valid =
+            !prefix.is_empty() && !prefix.chars().any(|c| c.is_whitespace() || c.is_control());
+        valid.then(|| prefix.to_owned())
+    },
+    default: || DEFAULT_PREFIX.to_owned(),
+    secret: false,
+};
 
 /// Characters escaped when a prefix is shown back in a URL: those that would
 /// end or change the query value.
@@ -43,18 +65,10 @@ pub enum RedisUrlError {
     Database(String),
     #[error("redis://: the user name or password is not valid UTF-8 after percent-decoding")]
     Credentials,
-    #[error(
-        "redis://: unknown option '{0}'; the only option is prefix, e.g. ?prefix=myapp:session:"
-    )]
-    UnknownOption(String),
-    #[error("redis://: the option prefix is given more than once")]
-    DuplicatePrefix,
-    #[error(
-        "redis://: prefix must be non-empty and without spaces or control characters (a '+' in a query reads as a space; write %2B), got '{0}'"
-    )]
-    Prefix(String),
     #[error("redis://: a URL #fragment means nothing here; remove it")]
     Fragment,
+    #[error(transparent)]
+    Options(#[from] UrlOptionError),
 }
 
 /// A parsed `redis://` store URL. Its `Display` and `Debug` forms hide the
@@ -70,8 +84,11 @@ pub struct RedisUrl {
 }
 
 impl RedisUrl {
+    /// How the URL is written.
+    pub const FORM: &'static str = "redis://HOST[:PORT][/DB][?prefix=PREFIX]";
+
     /// Parses a whole `redis://…` URL.
-    pub(in crate::store) fn parse(text: &str) -> Result<Self, RedisUrlError> {
+    pub fn parse(text: &str) -> Result<Self, RedisUrlError> {
         let url = url::Url::parse(text).map_err(RedisUrlError::Malformed)?;
         if url.scheme() == "rediss" {
             return Err(RedisUrlError::Tls);
@@ -107,18 +124,9 @@ impl RedisUrl {
         };
         let password = url.password().map(decode).transpose()?;
 
-        let mut prefix = None;
-        for (name, value) in url.query_pairs() {
-            match name.as_ref() {
-                "prefix" if prefix.is_some() => return Err(RedisUrlError::DuplicatePrefix),
-                "prefix" => prefix = Some(value.into_owned()),
-                other => return Err(RedisUrlError::UnknownOption(other.to_owned())),
-            }
-        }
-        let prefix = prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
-        if prefix.is_empty() || prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(RedisUrlError::Prefix(prefix));
-        }
+        let mut options = UrlQuery::parse("redis", url.query().unwrap_or_default())?;
+        let prefix = options.take(&PREFIX)?;
+        options.finish()?;
 
         Ok(Self {
             host,

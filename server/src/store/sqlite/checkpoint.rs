@@ -300,9 +300,7 @@ mod tests {
 
     fn open(dir: &tempfile::TempDir) -> (Arc<SqliteStore>, std::path::PathBuf) {
         let path = dir.path().join("sessions.sqlite3");
-        let options = StoreOptions {
-            timeout: std::time::Duration::from_secs(5),
-        };
+        let options = StoreOptions::default();
         let url = SqliteUrl {
             path: path.clone(),
             synchronous: Synchronous::Normal,

@@ -15,33 +15,33 @@
 //!
 //! `expire_date` is stored as Django stores it on SQLite, as the text
 //! `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC, and compared as text the same way,
-//! so Django and sessiond agree on what has expired.
+//! so Django and sessiond agree on what has expired (see `dates`).
 
 mod checkpoint;
+mod connection;
+mod dates;
+mod errors;
 mod schema;
 mod url;
 mod writer;
 
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::{Migration, OpenFailure, Patcher, SessionStore, StoreError, StoreOptions};
 use crate::session::{ExpireDate, Record, SessionKey};
+use crate::store::kit::{Engine, Migration, OpenFailure, StoreError, StoreOptions};
+use crate::store::{Patcher, SessionStore};
+use connection::{check_path, explain_open_error, log_synchronous, open_read_write};
+use dates::{from_django_text, to_django_text};
+use errors::{classify, is_busy};
 pub use url::{SqliteUrl, SqliteUrlError, Synchronous};
 use writer::{WriteOp, WriteOutcome, Writer};
-
-fn is_busy(err: &rusqlite::Error) -> bool {
-    matches!(
-        err.sqlite_error_code(),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-    )
-}
 
 /// Read connections kept open. Reads are short point lookups, so a few
 /// connections keep both cores busy while others wait on I/O.
@@ -59,7 +59,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file `url` names. Blocking.
-    pub(super) fn open(url: &SqliteUrl, options: &StoreOptions) -> Result<Self, OpenFailure> {
+    fn open(url: &SqliteUrl, options: &StoreOptions) -> Result<Self, OpenFailure> {
         let (path, synchronous) = (url.path.as_path(), url.synchronous);
         check_path(path)?;
         let conn = open_read_write(path, options.timeout, synchronous)
@@ -79,7 +79,7 @@ impl SqliteStore {
             .test_on_check_out(false)
             .connection_timeout(timeout)
             .build(manager)
-            .map_err(|err| OpenFailure::Driver(err.into()))?;
+            .map_err(OpenFailure::driver)?;
 
         Ok(Self {
             path: path.to_owned(),
@@ -126,6 +126,25 @@ impl SqliteStore {
         })
         .await
         .map_err(|err| StoreError::Internal(err.into()))?
+    }
+}
+
+#[async_trait]
+impl Engine for SqliteUrl {
+    fn is_database(&self) -> bool {
+        true
+    }
+
+    fn storage_exists(&self) -> bool {
+        self.path.exists()
+    }
+
+    async fn open(&self, options: &StoreOptions) -> Result<Arc<dyn SessionStore>, OpenFailure> {
+        let (url, options) = (self.clone(), options.clone());
+        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&url, &options))
+            .await
+            .map_err(OpenFailure::driver)??;
+        Ok(Arc::new(store))
     }
 }
 
@@ -254,296 +273,5 @@ impl SessionStore for SqliteStore {
 
     async fn close(&self) {
         self.writer.stop().await;
-    }
-}
-
-/// Refuses paths that SQLite would fail on with a vaguer message, or that it
-/// would silently accept although the operator asked for a read-only file.
-fn check_path(path: &Path) -> Result<(), OpenFailure> {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_dir() => Err(OpenFailure::Unusable(
-            "the path is a directory; give the path of a database file, e.g. sqlite://sessiond.sqlite3".into(),
-        )),
-        Ok(meta) if meta.permissions().readonly() => Err(OpenFailure::Unusable(
-            "the database file is read-only; sessiond writes to it, so make it writable (chmod u+w) or choose another file".into(),
-        )),
-        Ok(_) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            let parent = match path.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => parent,
-                _ => Path::new("."),
-            };
-            if parent.is_dir() {
-                Ok(())
-            } else {
-                Err(OpenFailure::Unusable(format!(
-                    "the directory {} does not exist; create it or choose another path",
-                    parent.display()
-                )))
-            }
-        }
-        Err(err) => Err(OpenFailure::Unusable(format!(
-            "the database file cannot be read ({err}); fix its permissions or choose another path"
-        ))),
-    }
-}
-
-/// Opens a read-write connection in WAL mode with the busy timeout and the
-/// `synchronous` setting.
-fn open_read_write(
-    path: &Path,
-    timeout: Duration,
-    synchronous: Synchronous,
-) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(timeout)?;
-    // journal_mode answers with the mode now in force; a database that cannot
-    // switch (e.g. on a read-only medium) says so here instead of later.
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
-            Some(format!(
-                "cannot switch to WAL journal mode (still '{mode}')"
-            )),
-        ));
-    }
-    conn.pragma_update(None, "synchronous", synchronous.pragma())?;
-    Ok(conn)
-}
-
-/// Logs the `synchronous` setting the writer's connection reports: what
-/// every acknowledged write gets, rather than what was asked for.
-fn log_synchronous(conn: &Connection) {
-    match conn.query_row("PRAGMA synchronous", [], |row| row.get::<_, i64>(0)) {
-        Ok(number) => match Synchronous::from_pragma_number(number) {
-            Some(mode) => tracing::debug!(synchronous = %mode, "sqlite writer connection open"),
-            None => tracing::warn!(
-                synchronous = number,
-                "the sqlite writer connection runs with an unexpected synchronous setting"
-            ),
-        },
-        Err(err) => tracing::warn!(
-            error = %err,
-            "cannot read the synchronous setting of the sqlite writer connection"
-        ),
-    }
-}
-
-fn explain_open_error(err: rusqlite::Error, timeout: Duration) -> OpenFailure {
-    let reason = match err.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) => {
-            "the file is not an SQLite database; choose a new path or an existing sessiond or Django database"
-                .to_owned()
-        }
-        Some(ErrorCode::CannotOpen) => {
-            "the database file cannot be opened or created; check that the path is a file in a writable directory"
-                .to_owned()
-        }
-        Some(ErrorCode::ReadOnly) => {
-            "the database is read-only (a read-only file or file system); sessiond needs to write to it"
-                .to_owned()
-        }
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => format!(
-            "the database is locked by another process (waited {timeout:?}, see --store-timeout); stop the other writer or try again"
-        ),
-        Some(ErrorCode::PermissionDenied) => {
-            "permission denied; fix the file's permissions or choose another path".to_owned()
-        }
-        _ => return OpenFailure::Driver(err.into()),
-    };
-    OpenFailure::Unusable(format!("{reason} ({err})"))
-}
-
-/// The database was locked by another process for longer than the timeout.
-#[derive(Debug, thiserror::Error)]
-#[error("the database is locked by another process (waited {waited:?}, see --store-timeout)")]
-struct Locked {
-    waited: Duration,
-    #[source]
-    source: rusqlite::Error,
-}
-
-/// Sorts a driver error into what the caller can do about it.
-fn classify(err: rusqlite::Error, timeout: Duration) -> StoreError {
-    match err.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            StoreError::Unavailable(Box::new(Locked {
-                waited: timeout,
-                source: err,
-            }))
-        }
-        Some(
-            ErrorCode::DiskFull
-            | ErrorCode::CannotOpen
-            | ErrorCode::ReadOnly
-            | ErrorCode::SystemIoFailure
-            | ErrorCode::PermissionDenied,
-        ) => StoreError::Unavailable(err.into()),
-        _ if err.to_string().contains("no such table") => StoreError::Schema(
-            "the django_session table does not exist; run `sessiond migrate` first".into(),
-        ),
-        _ => StoreError::Internal(err.into()),
-    }
-}
-
-/// Django's text form of a UTC instant on SQLite: `str()` of a naive
-/// datetime, with microseconds only when there are any.
-///
-/// Formatted field by field: every Load compares against this text of
-/// `now`, and chrono's `format` parses its pattern anew on each call.
-fn to_django_text(instant: DateTime<Utc>) -> String {
-    let (date, time) = (instant.date_naive(), instant.time());
-    let mut text = format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        date.year(),
-        date.month(),
-        date.day(),
-        time.hour(),
-        time.minute(),
-        time.second()
-    );
-    let micros = instant.timestamp_subsec_micros();
-    if micros != 0 {
-        // Past a leap second chrono counts up to 1_999_999 µs; Django never
-        // writes one, so the fraction stays within six digits.
-        let _ = write!(text, ".{:06}", micros.min(999_999));
-    }
-    text
-}
-
-/// Reads a stored `expire_date`: Django's form, or the ISO 8601 forms Django
-/// also reads.
-fn from_django_text(text: &str) -> Result<ExpireDate, StoreError> {
-    let instant = match parse_django_form(text) {
-        Some(instant) => instant,
-        None => NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
-            .map(|naive| naive.and_utc())
-            .or_else(|_| DateTime::parse_from_rfc3339(text).map(|date| date.with_timezone(&Utc)))
-            .map_err(|err| StoreError::Internal(err.into()))?,
-    };
-    ExpireDate::new(instant).map_err(|err| StoreError::Internal(err.into()))
-}
-
-/// `YYYY-MM-DD HH:MM:SS[.ffffff]`, the form Django and sessiond write, read
-/// without chrono's pattern interpreter (every Load reads one); `None` for
-/// anything else, which the general parsers then try.
-fn parse_django_form(text: &str) -> Option<DateTime<Utc>> {
-    let bytes = text.as_bytes();
-    let number = |range: std::ops::Range<usize>| -> Option<u32> {
-        let digits = bytes.get(range)?;
-        digits.iter().try_fold(0u32, |value, &b| {
-            b.is_ascii_digit().then(|| value * 10 + u32::from(b - b'0'))
-        })
-    };
-    let separators = [(4, b'-'), (7, b'-'), (10, b' '), (13, b':'), (16, b':')];
-    if bytes.len() < 19 || separators.iter().any(|&(at, sep)| bytes[at] != sep) {
-        return None;
-    }
-    let micros = match bytes.len() {
-        19 => 0,
-        21..=26 if bytes[19] == b'.' => {
-            let fraction = number(20..bytes.len())?;
-            fraction * 10u32.pow(26 - u32::try_from(bytes.len()).ok()?)
-        }
-        _ => return None,
-    };
-    let date = chrono::NaiveDate::from_ymd_opt(
-        i32::try_from(number(0..4)?).ok()?,
-        number(5..7)?,
-        number(8..10)?,
-    )?;
-    let time = chrono::NaiveTime::from_hms_micro_opt(
-        number(11..13)?,
-        number(14..16)?,
-        number(17..19)?,
-        micros,
-    )?;
-    Some(date.and_time(time).and_utc())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn instant(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
-
-    #[test]
-    fn expire_dates_are_written_as_django_writes_them() {
-        assert_eq!(
-            to_django_text(instant("2026-01-15T00:00:00Z")),
-            "2026-01-15 00:00:00"
-        );
-        assert_eq!(
-            to_django_text(instant("2026-01-15T00:00:00.123456Z")),
-            "2026-01-15 00:00:00.123456"
-        );
-        assert_eq!(
-            to_django_text(instant("2026-01-15T00:00:00.000001Z")),
-            "2026-01-15 00:00:00.000001"
-        );
-        assert_eq!(
-            to_django_text(instant("0005-03-04T05:06:07Z")),
-            "0005-03-04 05:06:07"
-        );
-    }
-
-    #[test]
-    fn expire_dates_read_back_in_every_form_django_reads() {
-        for (text, expected) in [
-            ("2026-01-15 00:00:00", "2026-01-15T00:00:00Z"),
-            ("2026-01-15 00:00:00.123456", "2026-01-15T00:00:00.123456Z"),
-            ("2026-01-15T00:00:00Z", "2026-01-15T00:00:00Z"),
-            ("2026-01-15T01:00:00+01:00", "2026-01-15T00:00:00Z"),
-            ("2026-01-15 00:00:00.5", "2026-01-15T00:00:00.5Z"),
-            ("2026-01-15 00:00:00.000001", "2026-01-15T00:00:00.000001Z"),
-            ("0005-03-04 05:06:07", "0005-03-04T05:06:07Z"),
-        ] {
-            assert_eq!(
-                from_django_text(text).unwrap().instant(),
-                instant(expected),
-                "{text}"
-            );
-        }
-        for bad in [
-            "yesterday",
-            "2026-13-15 00:00:00",
-            "2026-01-15 24:00:00",
-            "2026-01-15 00:00:00.",
-            "2026-01-15 0a:00:00",
-            "2026-01-15 00:00:00 ",
-            "",
-        ] {
-            assert!(from_django_text(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn read_write_connections_run_with_the_synchronous_asked_for() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sync.sqlite3");
-        for synchronous in [Synchronous::Normal, Synchronous::Full] {
-            let conn = open_read_write(&path, Duration::from_secs(5), synchronous).unwrap();
-            let number: i64 = conn
-                .query_row("PRAGMA synchronous", [], |row| row.get(0))
-                .unwrap();
-            assert_eq!(Synchronous::from_pragma_number(number), Some(synchronous));
-        }
-    }
-
-    #[test]
-    fn text_order_is_time_order() {
-        let earlier = to_django_text(instant("2026-01-15T00:00:00Z"));
-        let later = to_django_text(instant("2026-01-15T00:00:00.000001Z"));
-        assert!(earlier < later);
     }
 }

@@ -1,139 +1,106 @@
-//! Migrations of the SQLite engine: the SQL files in `migrations/sqlite/`,
-//! embedded in the binary and recorded in sessiond's own
-//! `sessiond_migrations` table.
-//!
-//! A `django_session` table that a Django app already created is adopted as
-//! it is, never altered: Django and sessiond then share it.
+//! The SQLite engine's migrations (`migrations/sqlite/`), applied by the
+//! kit's runner inside one `BEGIN IMMEDIATE` transaction, which also keeps
+//! two processes from migrating one file at once.
 
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use super::classify;
-use crate::store::{Migration, StoreError};
+use super::errors::classify;
+use crate::store::kit::{Migration, MigrationFile, Migrations, SchemaTransaction, StoreError};
 
-struct MigrationFile {
-    version: i64,
-    name: &'static str,
-    sql: &'static str,
-}
-
-const MIGRATIONS: &[MigrationFile] = &[MigrationFile {
-    version: 1,
-    name: "0001_django_session",
-    sql: include_str!("../../../../migrations/sqlite/0001_django_session.sql"),
-}];
-
-/// The columns of Django's `django_session` on SQLite: name, declared type,
-/// primary key.
-const DJANGO_COLUMNS: &[(&str, &str, bool)] = &[
-    ("session_key", "varchar(40)", true),
-    ("session_data", "text", false),
-    ("expire_date", "datetime", false),
-];
+const MIGRATIONS: Migrations = Migrations {
+    bookkeeping: include_str!("../../../../migrations/sqlite/sessiond_migrations.sql"),
+    files: &[MigrationFile {
+        version: 1,
+        name: "0001_django_session",
+        sql: include_str!("../../../../migrations/sqlite/0001_django_session.sql"),
+    }],
+    // As `pragma_table_info` reports Django's table.
+    django_columns: &[
+        ("session_key", "varchar(40) PRIMARY KEY"),
+        ("session_data", "text"),
+        ("expire_date", "datetime"),
+    ],
+    remedy: "use another database file",
+};
 
 /// Applies every migration the database has not seen, in one transaction.
+/// Blocking.
 pub(super) fn migrate(
     conn: &mut Connection,
     timeout: Duration,
 ) -> Result<Vec<Migration>, StoreError> {
-    let sql = |err| classify(err, timeout);
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql)?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS sessiond_migrations (
-            version INTEGER PRIMARY KEY,
-            name TEXT NOT NULL,
-            applied_at TEXT NOT NULL,
-            adopted INTEGER NOT NULL
-        )",
-    )
-    .map_err(sql)?;
-    let current: i64 = tx
-        .query_row(
-            "SELECT coalesce(max(version), 0) FROM sessiond_migrations",
-            [],
-            |row| row.get(0),
-        )
-        .map_err(sql)?;
-    let newest_known = MIGRATIONS.last().map_or(0, |m| m.version);
-    if current > newest_known {
-        return Err(StoreError::Schema(format!(
-            "the database is at schema version {current}, newer than this sessiond knows ({newest_known}); upgrade sessiond"
-        )));
-    }
-
-    let mut done = Vec::new();
-    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
-        let adopted = migration.version == 1 && table_exists(&tx, "django_session").map_err(sql)?;
-        if adopted {
-            check_django_shape(&tx).map_err(|err| match err {
-                ShapeError::Sql(err) => sql(err),
-                ShapeError::Mismatch(found) => StoreError::Schema(format!(
-                    "the existing django_session table is not in Django's shape \
-                     (expected session_key varchar(40) PRIMARY KEY, session_data text, expire_date datetime; \
-                     found {found}); sessiond does not alter it: use another database file"
-                )),
-            })?;
-        } else {
-            tx.execute_batch(migration.sql).map_err(sql)?;
-        }
-        tx.execute(
-            "INSERT INTO sessiond_migrations (version, name, applied_at, adopted) \
-             VALUES (?1, ?2, strftime('%Y-%m-%d %H:%M:%f', 'now'), ?3)",
-            (migration.version, migration.name, adopted),
-        )
-        .map_err(sql)?;
-        done.push(Migration {
-            name: migration.name,
-            adopted,
-        });
-    }
-    tx.commit().map_err(sql)?;
+        .map_err(|err| classify(err, timeout))?;
+    let mut schema = Schema { tx, timeout };
+    // The runner is async for PostgreSQL's sake; here every step is a
+    // blocking SQLite call, and this is a blocking thread of the runtime.
+    let done = tokio::runtime::Handle::current().block_on(MIGRATIONS.apply(&mut schema))?;
+    schema.tx.commit().map_err(|err| classify(err, timeout))?;
     Ok(done)
 }
 
-fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
-    conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
-        .exists([name])
+struct Schema<'conn> {
+    tx: Transaction<'conn>,
+    timeout: Duration,
 }
 
-enum ShapeError {
-    Sql(rusqlite::Error),
-    Mismatch(String),
+impl Schema<'_> {
+    fn sql(&self, err: rusqlite::Error) -> StoreError {
+        classify(err, self.timeout)
+    }
 }
 
-fn check_django_shape(conn: &Connection) -> Result<(), ShapeError> {
-    let mut stmt = conn
-        .prepare("SELECT name, type, pk FROM pragma_table_info('django_session') ORDER BY cid")
-        .map_err(ShapeError::Sql)?;
-    let columns = stmt
-        .query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)? > 0,
-            ))
-        })
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-        .map_err(ShapeError::Sql)?;
-    let matches = columns.len() == DJANGO_COLUMNS.len()
-        && columns.iter().zip(DJANGO_COLUMNS).all(
-            |((name, kind, pk), (want_name, want_kind, want_pk))| {
-                name == want_name && kind.eq_ignore_ascii_case(want_kind) && pk == want_pk
-            },
-        );
-    if matches {
-        Ok(())
-    } else {
-        let found = columns
-            .iter()
-            .map(|(name, kind, pk)| {
-                format!("{name} {kind}{}", if *pk { " PRIMARY KEY" } else { "" })
+impl SchemaTransaction for Schema<'_> {
+    async fn execute_batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.tx.execute_batch(sql).map_err(|err| self.sql(err))
+    }
+
+    async fn recorded_version(&mut self) -> Result<i64, StoreError> {
+        self.tx
+            .query_row(
+                "SELECT coalesce(max(version), 0) FROM sessiond_migrations",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|err| self.sql(err))
+    }
+
+    async fn table_exists(&mut self, table: &str) -> Result<bool, StoreError> {
+        self.tx
+            .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")
+            .and_then(|mut stmt| stmt.exists([table]))
+            .map_err(|err| self.sql(err))
+    }
+
+    async fn columns(&mut self, table: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.tx
+            .prepare("SELECT name, type, pk FROM pragma_table_info(?1) ORDER BY cid")
+            .and_then(|mut stmt| {
+                stmt.query_map([table], |row| {
+                    let (name, kind): (String, String) = (row.get(0)?, row.get(1)?);
+                    let key = if row.get::<_, i64>(2)? > 0 {
+                        " PRIMARY KEY"
+                    } else {
+                        ""
+                    };
+                    Ok((name, format!("{kind}{key}")))
+                })?
+                .collect()
             })
-            .collect::<Vec<_>>()
-            .join(", ");
-        Err(ShapeError::Mismatch(found))
+            .map_err(|err| self.sql(err))
+    }
+
+    async fn record(&mut self, file: &MigrationFile, adopted: bool) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO sessiond_migrations (version, name, applied_at, adopted) \
+                 VALUES (?1, ?2, strftime('%Y-%m-%d %H:%M:%f', 'now'), ?3)",
+                (file.version, file.name, adopted),
+            )
+            .map(|_| ())
+            .map_err(|err| self.sql(err))
     }
 }

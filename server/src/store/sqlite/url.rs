@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::store::kit::{UrlOption, UrlOptionError, UrlQuery};
+
 /// How hard SQLite works to put each commit on stable storage: its
 /// `PRAGMA synchronous`, on every read-write connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,7 +41,7 @@ impl Synchronous {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Self::Normal => "normal",
             Self::Full => "full",
@@ -53,21 +55,26 @@ impl fmt::Display for Synchronous {
     }
 }
 
+/// The `synchronous` option.
+const SYNCHRONOUS: UrlOption<Synchronous> = UrlOption {
+    name: "synchronous",
+    expected: "normal (the default: a crash of sessiond loses nothing acknowledged) or full (an acknowledged write also survives a power loss)",
+    parse: |text| match text.to_ascii_lowercase().as_str() {
+        "normal" => Some(Synchronous::Normal),
+        "full" => Some(Synchronous::Full),
+        _ => None,
+    },
+    default: Synchronous::default,
+    secret: false,
+};
+
 /// An `sqlite://` URL that sessiond cannot use.
 #[derive(Debug, thiserror::Error)]
 pub enum SqliteUrlError {
     #[error("sqlite:// needs a database file path, e.g. sqlite://sessiond.sqlite3")]
     EmptyPath,
-    #[error(
-        "sqlite://: unknown option '{0}'; the only option is synchronous, e.g. sqlite://sessiond.sqlite3?synchronous=full"
-    )]
-    UnknownOption(String),
-    #[error(
-        "sqlite://: synchronous must be normal (the default: a crash of sessiond loses nothing acknowledged) or full (an acknowledged write also survives a power loss), got '{0}'"
-    )]
-    Synchronous(String),
-    #[error("sqlite://: the option synchronous is given more than once")]
-    DuplicateSynchronous,
+    #[error(transparent)]
+    Options(#[from] UrlOptionError),
 }
 
 /// A parsed `sqlite://` store URL.
@@ -81,33 +88,23 @@ pub struct SqliteUrl {
 }
 
 impl SqliteUrl {
-    /// Parses what follows `sqlite://`: a path, taken literally up to the
-    /// first `?`, then optional `?synchronous=normal|full`.
-    pub(in crate::store) fn parse(rest: &str) -> Result<Self, SqliteUrlError> {
+    /// How the URL is written.
+    pub const FORM: &'static str = "sqlite://PATH[?synchronous=full]";
+
+    /// Parses `sqlite://PATH[?synchronous=normal|full]`. The path is taken
+    /// literally up to the first `?` (no percent-decoding), as a file name.
+    pub fn parse(text: &str) -> Result<Self, SqliteUrlError> {
+        let rest = text.strip_prefix("sqlite://").unwrap_or(text);
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         if path.is_empty() {
             return Err(SqliteUrlError::EmptyPath);
         }
-        let mut synchronous = None;
-        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match name {
-                "synchronous" if synchronous.is_some() => {
-                    return Err(SqliteUrlError::DuplicateSynchronous);
-                }
-                "synchronous" => {
-                    synchronous = Some(match value.to_ascii_lowercase().as_str() {
-                        "normal" => Synchronous::Normal,
-                        "full" => Synchronous::Full,
-                        _ => return Err(SqliteUrlError::Synchronous(value.to_owned())),
-                    });
-                }
-                other => return Err(SqliteUrlError::UnknownOption(other.to_owned())),
-            }
-        }
+        let mut options = UrlQuery::parse("sqlite", query)?;
+        let synchronous = options.take(&SYNCHRONOUS)?;
+        options.finish()?;
         Ok(Self {
             path: path.into(),
-            synchronous: synchronous.unwrap_or_default(),
+            synchronous,
         })
     }
 }
@@ -136,11 +133,11 @@ mod tests {
 
     #[test]
     fn a_path_alone_means_synchronous_normal() {
-        let url = SqliteUrl::parse("sessiond.sqlite3").unwrap();
+        let url = SqliteUrl::parse("sqlite://sessiond.sqlite3").unwrap();
         assert_eq!(url.path, PathBuf::from("sessiond.sqlite3"));
         assert_eq!(url.synchronous, Synchronous::Normal);
         assert_eq!(url.to_string(), "sqlite://sessiond.sqlite3");
-        let url = SqliteUrl::parse("/var/lib/sessiond/db.sqlite3?").unwrap();
+        let url = SqliteUrl::parse("sqlite:///var/lib/sessiond/db.sqlite3?").unwrap();
         assert_eq!(url.path, PathBuf::from("/var/lib/sessiond/db.sqlite3"));
         assert_eq!(url.synchronous, Synchronous::Normal);
     }
@@ -152,16 +149,13 @@ mod tests {
             ("/d/s.sqlite3?synchronous=full", Synchronous::Full),
             ("/d/s.sqlite3?synchronous=FULL", Synchronous::Full),
         ] {
-            let url = SqliteUrl::parse(text).unwrap();
+            let url = SqliteUrl::parse(&format!("sqlite://{text}")).unwrap();
             assert_eq!(url.path, PathBuf::from("/d/s.sqlite3"), "{text}");
             assert_eq!(url.synchronous, expected, "{text}");
         }
-        let url = SqliteUrl::parse("/d/s.sqlite3?synchronous=full").unwrap();
+        let url = SqliteUrl::parse("sqlite:///d/s.sqlite3?synchronous=full").unwrap();
         assert_eq!(url.to_string(), "sqlite:///d/s.sqlite3?synchronous=full");
-        assert_eq!(
-            SqliteUrl::parse(&url.to_string()["sqlite://".len()..]).unwrap(),
-            url
-        );
+        assert_eq!(SqliteUrl::parse(&url.to_string()).unwrap(), url);
     }
 
     #[test]
@@ -175,13 +169,15 @@ mod tests {
             ("s.sqlite3?synchronous", "got ''"),
             ("s.sqlite3?synchronous=1", "or full"),
             ("s.sqlite3?sync=full", "unknown option 'sync'"),
-            ("s.sqlite3?mode=ro", "the only option is synchronous"),
+            ("s.sqlite3?mode=ro", "accepts only the option synchronous"),
             (
                 "s.sqlite3?synchronous=full&synchronous=normal",
                 "more than once",
             ),
         ] {
-            let err = SqliteUrl::parse(text).unwrap_err().to_string();
+            let err = SqliteUrl::parse(&format!("sqlite://{text}"))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(expected), "{text}: {err}");
         }
     }

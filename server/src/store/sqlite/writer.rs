@@ -16,10 +16,13 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
+use super::Synchronous;
 use super::checkpoint::Checkpointer;
-use super::{Synchronous, classify, to_django_text};
+use super::dates::to_django_text;
+use super::errors::classify;
 use crate::session::{ExpireDate, Record, SessionKey};
-use crate::store::{Patcher, StoreError};
+use crate::store::Patcher;
+use crate::store::kit::StoreError;
 
 /// Most operations committed in one transaction. Bounds the time one commit
 /// holds the write lock, and so the wait of a Django process on the same file.

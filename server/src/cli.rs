@@ -1,0 +1,188 @@
+//! The command line: subcommands and flags, each flag with a `SESSIOND_*`
+//! environment twin whose doc comment is its `--help` text. Values are
+//! parsed into typed settings here, so a bad value fails before anything
+//! is opened or bound, naming the flag; then they become the library's plain
+//! configurations ([`ServerConfig`](crate::ServerConfig),
+//! [`StoreConfig`]).
+
+mod durations;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{DEFAULT_LISTEN, DEFAULT_PURGE_BATCH_SIZE, DEFAULT_STORE};
+use crate::healthcheck::HealthcheckConfig;
+use crate::store::{StoreConfig, StoreOptions, StoreUrl};
+use durations::{parse_session_age, parse_store_timeout};
+pub use serve::ServeArgs;
+
+/// [`crate::config::DEFAULT_STORE_TIMEOUT`] as the flag's default.
+const DEFAULT_STORE_TIMEOUT_TEXT: &str = "5s";
+/// [`crate::config::DEFAULT_SESSION_AGE`] as the flag's default, in seconds
+/// as Django's `SESSION_COOKIE_AGE` is written.
+const DEFAULT_SESSION_AGE_TEXT: &str = "1209600";
+
+/// How long `sessiond healthcheck` waits for the answer by default.
+const DEFAULT_HEALTHCHECK_TIMEOUT_TEXT: &str = "3s";
+
+/// sessiond: a session store server. Serves Django's `django_session` table
+/// over gRPC (sessiond.v1.SessionService) to web apps in any language.
+#[derive(Debug, Parser)]
+#[command(name = "sessiond", version, about, long_about = None)]
+#[command(
+    after_help = "Logging: RUST_LOG filters log lines (default \"info\"), e.g. RUST_LOG=sessiond=debug.\n\
+Durations accept seconds (\"3600\") or units (\"90s\", \"15m\", \"1h\", \"2weeks\")."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log line format: human-readable text, or one JSON object per line for
+    /// log collectors.
+    #[arg(long, global = true, env = "SESSIOND_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the gRPC API (applies pending migrations first).
+    Serve(Box<ServeArgs>),
+    /// Create or upgrade the session table, then exit.
+    Migrate(StoreArgs),
+    /// Remove expired sessions once and print how many (like Django's
+    /// `manage.py clearsessions`), then exit.
+    Clearsessions(ClearArgs),
+    /// Ask a running sessiond's gRPC health service whether it is serving;
+    /// exits 0 if so, 1 if not (for container health checks).
+    Healthcheck(HealthcheckArgs),
+}
+
+/// The flags of `sessiond healthcheck`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// The address sessiond listens on, as given to `serve` (the same
+    /// variable works for both); an unspecified address (`0.0.0.0`, `[::]`) is
+    /// reached on loopback.
+    #[arg(long, env = "SESSIOND_LISTEN", default_value_t = DEFAULT_LISTEN, value_name = "ADDR")]
+    pub listen: SocketAddr,
+
+    /// Connect with TLS, trusting this CA certificate (PEM), when the
+    /// server runs with --tls-cert.
+    #[arg(long, env = "SESSIOND_HEALTHCHECK_TLS_CA", value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// With --tls-ca: the name the server's certificate must carry.
+    #[arg(
+        long,
+        env = "SESSIOND_HEALTHCHECK_TLS_NAME",
+        default_value = "localhost",
+        value_name = "NAME"
+    )]
+    pub tls_name: String,
+
+    /// How long to wait for the answer.
+    #[arg(long, env = "SESSIOND_HEALTHCHECK_TIMEOUT", default_value = DEFAULT_HEALTHCHECK_TIMEOUT_TEXT, value_parser = parse_store_timeout, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where sessions are stored: the flags every subcommand that opens the
+/// store takes.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Storage engine URL. `sqlite://PATH` is an SQLite file, created if
+    /// missing (relative to the working directory; `sqlite:///abs/path` for an
+    /// absolute path). An acknowledged write survives a crash of sessiond;
+    /// a power loss or OS crash can lose the writes of about the last 50 ms
+    /// (never the database) unless `?synchronous=full` (default `normal`)
+    /// syncs every commit, one fsync per batch of writes. `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (with an
+    /// optional `?schema=NAME`) is a PostgreSQL database that many sessiond
+    /// replicas may share.
+    /// `redis://[USER:PASSWORD@]HOST[:PORT][/DB][?prefix=PREFIX]` is a Redis
+    /// server that several sessiond replicas can share; sessions expire there
+    /// by themselves (default prefix `sessiond:session:`). `file:///DIR`
+    /// keeps one file per session in an existing directory, as Django's file
+    /// engine does; `?prefix=NAME` is Django's SESSION_COOKIE_NAME (default
+    /// sessionid), and a file's expiry is its modification time plus
+    /// --session-age. `memory://[?max_sessions=N]` keeps sessions inside this
+    /// process, lost on restart: for tests and development (default 100000
+    /// sessions). A Django app may share the SQL table or the directory.
+    #[arg(long, env = "SESSIOND_STORE", default_value = DEFAULT_STORE, value_name = "URL")]
+    pub store: StoreUrl,
+
+    /// A cache in front of the --store database (Django's cached_db):
+    /// `redis://…` or `memory://`. Loads read it first; writes go to the
+    /// database, then the cache; when the cache fails, the database answers.
+    #[arg(long, env = "SESSIOND_CACHE", value_name = "URL")]
+    pub cache: Option<StoreUrl>,
+
+    /// How long one storage operation may wait for a lock held by another
+    /// process (e.g. a Django app writing the same SQLite file), or for Redis
+    /// to connect and answer, before it fails with UNAVAILABLE.
+    #[arg(long, env = "SESSIOND_STORE_TIMEOUT", default_value = DEFAULT_STORE_TIMEOUT_TEXT, value_parser = parse_store_timeout, value_name = "DURATION")]
+    pub store_timeout: Duration,
+
+    /// Session lifetime used when a request carries no expire_date (Django's
+    /// SESSION_COOKIE_AGE; default two weeks). The file engine also reads a
+    /// session file's expiry as its modification time plus this age, as
+    /// Django's file engine does with its SESSION_COOKIE_AGE.
+    #[arg(long, env = "SESSIOND_SESSION_AGE", default_value = DEFAULT_SESSION_AGE_TEXT, value_parser = parse_session_age, value_name = "DURATION")]
+    pub session_age: Duration,
+}
+
+impl StoreArgs {
+    /// The store configuration these flags stand for.
+    pub fn into_config(self) -> StoreConfig {
+        StoreConfig {
+            url: self.store,
+            cache: self.cache,
+            options: StoreOptions {
+                timeout: self.store_timeout,
+                session_age: self.session_age,
+            },
+        }
+    }
+}
+
+/// The flags of `sessiond clearsessions`.
+#[derive(Debug, Clone, Args)]
+pub struct ClearArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Expired rows deleted per transaction.
+    #[arg(long, env = "SESSIOND_PURGE_BATCH_SIZE", default_value_t = DEFAULT_PURGE_BATCH_SIZE, value_parser = clap::value_parser!(u64).range(1..=1_000_000), value_name = "ROWS")]
+    pub purge_batch_size: u64,
+}
+
+impl HealthcheckArgs {
+    /// The health check these flags ask for.
+    pub fn into_config(self) -> HealthcheckConfig {
+        HealthcheckConfig {
+            listen: self.listen,
+            tls_ca: self.tls_ca,
+            tls_name: self.tls_name,
+            timeout: self.timeout,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

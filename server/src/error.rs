@@ -1,0 +1,150 @@
+//! What every error of sessiond tells its caller: an [`ErrorKind`], which
+//! says what can be done about it, and the one mapping from kinds to gRPC
+//! statuses ([`to_status`]). Errors keep their causes as sources;
+//! [`ErrorChain`] prints them all, for logs.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use tonic::Status;
+
+use crate::method::Method;
+
+/// What a caller can do about a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is wrong and will stay wrong: a malformed key, data that
+    /// is not a JSON object, a value over a limit.
+    InvalidInput,
+    /// An insert met a session already stored under its key.
+    Conflict,
+    /// No session to update: it was deleted or has expired.
+    NotFound,
+    /// The engine is down, locked or slow; the same call may succeed later.
+    Unavailable,
+    /// The engine holds as much as it may; nothing new fits until sessions
+    /// expire or are deleted.
+    Full,
+    /// The engine holds something sessiond cannot read.
+    Corrupt,
+    /// Anything else: a bug, a schema sessiond cannot use, an engine fault.
+    Internal,
+}
+
+/// An error that knows its [`ErrorKind`].
+pub trait Classified: StdError {
+    fn kind(&self) -> ErrorKind;
+}
+
+impl ErrorKind {
+    /// The label engine failures are counted under in metrics; `None` for
+    /// answers that are part of the contract (a taken key, a missing
+    /// session, bad input).
+    pub fn engine_failure(self) -> Option<&'static str> {
+        match self {
+            Self::Unavailable => Some("unavailable"),
+            Self::Full => Some("full"),
+            Self::Corrupt | Self::Internal => Some("internal"),
+            Self::InvalidInput | Self::Conflict | Self::NotFound => None,
+        }
+    }
+}
+
+/// The one mapping from errors to gRPC statuses. Clients get a short, safe
+/// message; causes go to the log, with the method (the per-call span that
+/// would carry it is only there at debug level).
+pub fn to_status(err: &dyn Classified, method: Method) -> Status {
+    match err.kind() {
+        ErrorKind::InvalidInput => {
+            // The outer message only: the causes of a parse error may quote
+            // what the client sent.
+            tracing::debug!(%method, error = %err, "invalid request");
+            Status::invalid_argument(err.to_string())
+        }
+        ErrorKind::Conflict => {
+            Status::already_exists("session_key: a session with this key already exists")
+        }
+        ErrorKind::NotFound => {
+            Status::not_found("session_key: the session does not exist (deleted or expired)")
+        }
+        ErrorKind::Unavailable => {
+            tracing::warn!(%method, error = %ErrorChain(err), "storage engine unavailable");
+            Status::unavailable("the storage engine is unavailable; retry later")
+        }
+        ErrorKind::Full => {
+            tracing::warn!(%method, error = %ErrorChain(err), "storage engine full; refusing a new session");
+            Status::resource_exhausted(
+                "the session store is full; retry once sessions have expired or been deleted",
+            )
+        }
+        ErrorKind::Corrupt | ErrorKind::Internal => {
+            tracing::error!(%method, error = %ErrorChain(err), "request failed");
+            Status::internal("internal error; the server log has the details")
+        }
+    }
+}
+
+/// Shows an error with all its causes, `outer: inner: root`.
+#[derive(Debug)]
+pub struct ErrorChain<'a>(pub &'a dyn StdError);
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer {
+        kind: ErrorKind,
+        #[source]
+        source: std::io::Error,
+    }
+
+    impl Classified for Outer {
+        fn kind(&self) -> ErrorKind {
+            self.kind
+        }
+    }
+
+    #[test]
+    fn each_kind_has_its_status_and_hides_the_causes() {
+        for (kind, code) in [
+            (ErrorKind::InvalidInput, tonic::Code::InvalidArgument),
+            (ErrorKind::Conflict, tonic::Code::AlreadyExists),
+            (ErrorKind::NotFound, tonic::Code::NotFound),
+            (ErrorKind::Unavailable, tonic::Code::Unavailable),
+            (ErrorKind::Full, tonic::Code::ResourceExhausted),
+            (ErrorKind::Corrupt, tonic::Code::Internal),
+            (ErrorKind::Internal, tonic::Code::Internal),
+        ] {
+            let err = Outer {
+                kind,
+                source: std::io::Error::other("the cause"),
+            };
+            let status = to_status(&err, Method::Load);
+            assert_eq!(status.code(), code, "{kind:?}");
+            assert!(!status.message().contains("the cause"), "{status:?}");
+        }
+    }
+
+    #[test]
+    fn chains_show_every_cause() {
+        let err = Outer {
+            kind: ErrorKind::Internal,
+            source: std::io::Error::other("the cause"),
+        };
+        assert_eq!(ErrorChain(&err).to_string(), "outer: the cause");
+    }
+}

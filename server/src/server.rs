@@ -1,0 +1,260 @@
+//! [`Server`]: opens the engine and serves it over gRPC until told to stop.
+//!
+//! Starting and stopping are a series of named steps, so that [`Server::open`]
+//! and [`Server::serve`] read as tables of contents: what is checked before
+//! anything is bound or opened, what runs while serving, and the order of
+//! shutdown.
+
+mod background;
+mod drain;
+mod exposure;
+mod grpc;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::auth::{TokenStore, TokensError};
+use crate::calls::InFlight;
+use crate::codec::{self, Codec};
+use crate::config::{Limits, ServerConfig};
+use crate::metrics::{self, Metrics, MetricsBindError};
+use crate::service::{SessionRpc, Settings};
+use crate::store::{OpenError, SessionStore, StoreConfig, StoreError, StoreUrl};
+use crate::tls::{Tls, TlsError};
+use background::Background;
+pub use exposure::Unauthenticated;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Unauthenticated(#[from] Unauthenticated),
+    #[error(
+        "--max-message-bytes ({message}) must be above --max-data-bytes ({data}): a request \
+         carries its data and a little more"
+    )]
+    MessageLimit { message: u64, data: u64 },
+    #[error(transparent)]
+    Tokens(#[from] TokensError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsBindError),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error(transparent)]
+    Codec(#[from] codec::django::CodecError),
+    #[error("cannot migrate store {url} (--store, SESSIOND_STORE)")]
+    Migrate {
+        url: Box<StoreUrl>,
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// Why serving stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Insecure(#[from] Unauthenticated),
+    #[error("cannot build the reflection service")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the gRPC server failed")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A server with its engine open and migrated, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    codec: Codec,
+    store: Arc<dyn SessionStore>,
+    tokens: TokenStore,
+    tls: Option<Tls>,
+    metrics: Metrics,
+    metrics_listener: Option<TcpListener>,
+}
+
+impl Server {
+    /// Checks the security and limit settings, reads the tokens and TLS
+    /// files, binds the metrics address, opens the configured engine and
+    /// applies pending migrations.
+    pub async fn open(config: ServerConfig) -> Result<Self, StartError> {
+        let tokens = TokenStore::open(config.auth.tokens_file.clone(), config.auth.token.clone())?;
+        let tls = config.tls.load()?;
+        exposure::check(
+            config.listen,
+            config.insecure_allow_unauthenticated,
+            &tokens,
+            tls.as_ref(),
+        )?;
+        check_limits(&config.limits)?;
+        let codec = config.codec.build(&config.django)?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(metrics::bind(addr).await?),
+            None => None,
+        };
+        let store = open_and_migrate(&config.store).await?;
+        Ok(Self {
+            config,
+            codec,
+            store,
+            tokens,
+            tls,
+            metrics: Metrics::new(),
+            metrics_listener,
+        })
+    }
+
+    /// The tokens in force, to reload them (on SIGHUP).
+    pub fn tokens(&self) -> TokenStore {
+        self.tokens.clone()
+    }
+
+    /// Where metrics are served, with a metrics address.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then shuts down in
+    /// order: health NOT_SERVING, wait the shutdown delay, stop accepting,
+    /// drain in-flight calls, stop the purge and the metrics endpoint, close
+    /// the engine.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        let Self {
+            config,
+            codec,
+            store,
+            tokens,
+            tls,
+            metrics,
+            metrics_listener,
+        } = self;
+        if let Ok(addr) = listener.local_addr() {
+            exposure::check(
+                addr,
+                config.insecure_allow_unauthenticated,
+                &tokens,
+                tls.as_ref(),
+            )?;
+        }
+        let (health, health_service) = grpc::health().await;
+        let in_flight = InFlight::default();
+        let sessions = SessionRpc::new(
+            store.clone(),
+            Settings::new(codec.clone(), &config),
+            metrics.clone(),
+        );
+        let router = grpc::router(
+            grpc::Services {
+                sessions,
+                tokens: &tokens,
+                tls: tls.as_ref(),
+                limits: config.limits,
+                connections: config.connections,
+                metrics: &metrics,
+                in_flight: &in_flight,
+            },
+            health_service,
+        )?;
+        let background = Background::start(store.clone(), config.purge, &metrics, metrics_listener);
+        log_serving(&listener, &config, &codec, &tokens, tls.as_ref());
+
+        let (closing_tx, closing) = tokio::sync::oneshot::channel();
+        let close_listener =
+            drain::close_listener(shutdown, health, config.shutdown.delay, closing_tx);
+        let serving = router.serve_with_incoming_shutdown(
+            grpc::incoming(listener, config.connections),
+            close_listener,
+        );
+        let drain_timeout = config.shutdown.drain_timeout;
+        let served = tokio::select! {
+            served = serving => served,
+            () = drain::drained(closing, &in_flight, drain_timeout) => Ok(()),
+        };
+
+        let closing_deadline = tokio::time::Instant::now() + drain_timeout;
+        background.stop().await;
+        close_store(store.as_ref(), closing_deadline).await;
+        tracing::info!("sessiond stopped");
+        Ok(served?)
+    }
+}
+
+/// Refuses a message limit that leaves no room for the data limit.
+fn check_limits(limits: &Limits) -> Result<(), StartError> {
+    if limits.max_message_bytes() <= limits.max_data_bytes {
+        return Err(StartError::MessageLimit {
+            message: limits.max_message_bytes(),
+            data: limits.max_data_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Opens the engine and applies pending migrations, saying what was done.
+async fn open_and_migrate(config: &StoreConfig) -> Result<Arc<dyn SessionStore>, StartError> {
+    let store = config.open().await?;
+    let migrations = store
+        .migrate()
+        .await
+        .map_err(|source| StartError::Migrate {
+            url: Box::new(config.url.clone()),
+            source,
+        })?;
+    for migration in migrations {
+        if migration.adopted {
+            tracing::info!(
+                migration = migration.name,
+                "adopted the existing django_session table"
+            );
+        } else {
+            tracing::info!(migration = migration.name, "applied migration");
+        }
+    }
+    Ok(store)
+}
+
+fn log_serving(
+    listener: &TcpListener,
+    config: &ServerConfig,
+    codec: &Codec,
+    tokens: &TokenStore,
+    tls: Option<&Tls>,
+) {
+    let local_addr = listener
+        .local_addr()
+        .map_or_else(|err| err.to_string(), |addr| addr.to_string());
+    tracing::info!(
+        listen = %local_addr,
+        store = %config.store.url,
+        cache = ?config.store.cache,
+        codec = ?codec,
+        tokens = tokens.enabled(),
+        tls = tls.is_some(),
+        client_certificates = tls.is_some_and(|tls| tls.client_certificates),
+        "sessiond serving"
+    );
+}
+
+/// Closes the engine. Calls cut off by the drain timeout may still hold it
+/// (a write waiting for a lock): closing waits for them only until
+/// `deadline`.
+async fn close_store(store: &dyn SessionStore, deadline: tokio::time::Instant) {
+    if tokio::time::timeout_at(deadline, store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the storage engine did not close within the drain timeout; stopping anyway"
+        );
+    }
+}

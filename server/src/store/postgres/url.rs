@@ -1,0 +1,136 @@
+//! The `postgres://USER:PASSWORD@HOST:PORT/DATABASE[?schema=NAME]` store
+//! URL: libpq's connection URL, plus sessiond's own `schema` option.
+
+use std::fmt;
+
+use crate::store::kit::{UrlOption, UrlOptionError, UrlQuery};
+
+/// The `schema` option: where sessiond's tables live instead of the user's
+/// `search_path`. Quoted into SQL, so it must be a plain identifier.
+const SCHEMA: UrlOption<Option<String>> = UrlOption {
+    name: "schema",
+    expected: "a plain SQL identifier (letters, digits and _, not starting with a digit)",
+    parse: |name| is_plain_identifier(name).then(|| Some(name.to_owned())),
+    default: || None,
+    secret: false,
+};
+
+/// A `postgres://` URL that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresUrlError {
+    /// tokio-postgres's message never repeats the URL.
+    #[error("not a PostgreSQL URL")]
+    Invalid(#[source] tokio_postgres::Error),
+    #[error(transparent)]
+    Options(#[from] UrlOptionError),
+}
+
+/// Where the sessions live: a connection URL and an optional schema.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl {
+    /// The URL as given, without the `schema` option.
+    pub(super) url: String,
+    pub(super) schema: Option<String>,
+}
+
+impl PostgresUrl {
+    /// How the URL is written.
+    pub const FORM: &'static str = "postgres://USER@HOST/DATABASE[?schema=NAME]";
+
+    /// Parses `postgres://user:password@host:port/database?schema=name`.
+    /// Options other than `schema` are libpq's and go to the driver as
+    /// given.
+    pub fn parse(text: &str) -> Result<Self, PostgresUrlError> {
+        let (base, query) = text.split_once('?').unwrap_or((text, ""));
+        let mut options = UrlQuery::parse("postgres", query)?;
+        let schema = options.take(&SCHEMA)?;
+        let rest = options.into_rest();
+        let url = if rest.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{rest}")
+        };
+        url.parse::<tokio_postgres::Config>()
+            .map_err(PostgresUrlError::Invalid)?;
+        Ok(Self { url, schema })
+    }
+
+    /// The driver's settings from the URL.
+    pub(super) fn config(&self) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+        self.url.parse()
+    }
+}
+
+fn is_plain_identifier(name: &str) -> bool {
+    name.bytes()
+        .next()
+        .is_some_and(|first| !first.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+impl fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for PostgresUrl {
+    /// The URL without its password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = match (self.url.find("://"), self.url.find('@')) {
+            (Some(scheme_end), Some(at)) if at > scheme_end => {
+                let credentials = &self.url[scheme_end + 3..at];
+                match credentials.split_once(':') {
+                    Some((user, _password)) => {
+                        format!(
+                            "{}{user}:***{}",
+                            &self.url[..scheme_end + 3],
+                            &self.url[at..]
+                        )
+                    }
+                    None => self.url.clone(),
+                }
+            }
+            _ => self.url.clone(),
+        };
+        f.write_str(&shown)?;
+        if let Some(schema) = &self.schema {
+            let separator = if self.url.contains('?') { '&' } else { '?' };
+            write!(f, "{separator}schema={schema}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_with_and_without_a_schema() {
+        let url =
+            PostgresUrl::parse("postgres://app:secret@db:5432/sessions?schema=web_1").unwrap();
+        assert_eq!(url.schema.as_deref(), Some("web_1"));
+        assert_eq!(url.url, "postgres://app:secret@db:5432/sessions");
+        assert_eq!(
+            url.to_string(),
+            "postgres://app:***@db:5432/sessions?schema=web_1"
+        );
+        let url = PostgresUrl::parse("postgresql://localhost/test?connect_timeout=3").unwrap();
+        assert_eq!(url.schema, None);
+        assert_eq!(
+            url.to_string(),
+            "postgresql://localhost/test?connect_timeout=3"
+        );
+        for bad in ["bad;name", "1abc", ""] {
+            let err = PostgresUrl::parse(&format!("postgres://localhost/test?schema={bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("schema must be a plain SQL identifier"),
+                "{err}"
+            );
+        }
+        assert!(PostgresUrl::parse("postgres://localhost:notaport/test").is_err());
+    }
+}

@@ -1,0 +1,135 @@
+//! Opening the database file: checks that explain what is wrong with a
+//! path before SQLite fails on it, and the settings of every read-write
+//! connection.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use super::Synchronous;
+use crate::store::kit::OpenFailure;
+
+/// Refuses paths that SQLite would fail on with a vaguer message, or that it
+/// would silently accept although the operator asked for a read-only file.
+pub(super) fn check_path(path: &Path) -> Result<(), OpenFailure> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(OpenFailure::unusable(
+            "the path is a directory; give the path of a database file, e.g. sqlite://sessiond.sqlite3",
+        )),
+        Ok(meta) if meta.permissions().readonly() => Err(OpenFailure::unusable(
+            "the database file is read-only; sessiond writes to it, so make it writable (chmod u+w) or choose another file",
+        )),
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let parent = match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => Path::new("."),
+            };
+            if parent.is_dir() {
+                Ok(())
+            } else {
+                Err(OpenFailure::unusable(format!(
+                    "the directory {} does not exist; create it or choose another path",
+                    parent.display()
+                )))
+            }
+        }
+        Err(err) => Err(OpenFailure::unusable_because(
+            "the database file cannot be read; fix its permissions or choose another path",
+            err,
+        )),
+    }
+}
+
+/// Opens a read-write connection in WAL mode with the busy timeout and the
+/// `synchronous` setting.
+pub(super) fn open_read_write(
+    path: &Path,
+    timeout: Duration,
+    synchronous: Synchronous,
+) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(timeout)?;
+    // journal_mode answers with the mode now in force; a database that cannot
+    // switch (e.g. on a read-only medium) says so here instead of later.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+            Some(format!(
+                "cannot switch to WAL journal mode (still '{mode}')"
+            )),
+        ));
+    }
+    conn.pragma_update(None, "synchronous", synchronous.pragma())?;
+    Ok(conn)
+}
+
+/// Logs the `synchronous` setting the writer's connection reports: what
+/// every acknowledged write gets, rather than what was asked for.
+pub(super) fn log_synchronous(conn: &Connection) {
+    match conn.query_row("PRAGMA synchronous", [], |row| row.get::<_, i64>(0)) {
+        Ok(number) => match Synchronous::from_pragma_number(number) {
+            Some(mode) => tracing::debug!(synchronous = %mode, "sqlite writer connection open"),
+            None => tracing::warn!(
+                synchronous = number,
+                "the sqlite writer connection runs with an unexpected synchronous setting"
+            ),
+        },
+        Err(err) => tracing::warn!(
+            error = %err,
+            "cannot read the synchronous setting of the sqlite writer connection"
+        ),
+    }
+}
+
+/// Says what to do about a failure to open the database, keeping SQLite's
+/// error as the cause.
+pub(super) fn explain_open_error(err: rusqlite::Error, timeout: Duration) -> OpenFailure {
+    let advice = match err.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => {
+            "the file is not an SQLite database; choose a new path or an existing sessiond or Django database"
+                .to_owned()
+        }
+        Some(ErrorCode::CannotOpen) => {
+            "the database file cannot be opened or created; check that the path is a file in a writable directory"
+                .to_owned()
+        }
+        Some(ErrorCode::ReadOnly) => {
+            "the database is read-only (a read-only file or file system); sessiond needs to write to it"
+                .to_owned()
+        }
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => format!(
+            "the database is locked by another process (waited {timeout:?}, see --store-timeout); stop the other writer or try again"
+        ),
+        Some(ErrorCode::PermissionDenied) => {
+            "permission denied; fix the file's permissions or choose another path".to_owned()
+        }
+        _ => return OpenFailure::driver(err),
+    };
+    OpenFailure::unusable_because(advice, err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_write_connections_run_with_the_synchronous_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sync.sqlite3");
+        for synchronous in [Synchronous::Normal, Synchronous::Full] {
+            let conn = open_read_write(&path, Duration::from_secs(5), synchronous).unwrap();
+            let number: i64 = conn
+                .query_row("PRAGMA synchronous", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(Synchronous::from_pragma_number(number), Some(synchronous));
+        }
+    }
+}
