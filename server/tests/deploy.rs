@@ -20,6 +20,8 @@ mod image;
 mod kube;
 #[path = "deploy/kubernetes.rs"]
 mod kubernetes;
+#[path = "common/skip.rs"]
+mod skip;
 #[path = "deploy/systemd.rs"]
 mod systemd;
 

@@ -6,7 +6,6 @@
 //! with a `SKIPPED:` line and returns; under `CI=true` it fails instead,
 //! since CI starts Redis and a silent skip would hide a broken setup.
 
-use std::io::Write;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,14 +29,9 @@ pub async fn shared_available(test: &str) -> bool {
     false
 }
 
-/// Fails under `CI=true`; otherwise prints a `SKIPPED:` line for `test`.
+/// Fails under `CI=true`; otherwise reports the skip of `test`.
 fn skip_or_fail(reason: &str, test: &str) {
-    if std::env::var("CI").is_ok_and(|value| value == "true") {
-        panic!("{reason}, and CI=true: CI must provide it (see .ci/run)");
-    }
-    // Straight to the process's stderr: the test harness captures
-    // `eprintln!` of passing tests, which would make the skip silent.
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason} ({test})");
+    super::skip::skip_or_fail(&format!("{reason} ({test})"));
 }
 
 /// Whether a Redis at `addr` answers PING within [`PING_TIMEOUT`].

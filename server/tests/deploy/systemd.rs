@@ -203,11 +203,9 @@ fn analyze_verifies_the_unit() {
         .output()
         .is_err()
     {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "systemd-analyze not found, and CI=true requires it"
-        );
-        eprintln!("SKIPPED: systemd-analyze not found; {UNIT} was not verified");
+        crate::skip::skip_or_fail(&format!(
+            "systemd-analyze is not installed, so {UNIT} was not verified"
+        ));
         return;
     }
     let unit_text = read(UNIT);
