@@ -85,15 +85,25 @@ pub fn to_status(err: &dyn Classified, method: Method) -> Status {
 }
 
 /// Shows an error with all its causes, `outer: inner: root`.
+///
+/// Some drivers' errors already end with their cause's message (a Redis or
+/// connection-pool error that says "… : Connection refused") and still
+/// return that cause as their source; a cause whose message the text so far
+/// ends with is not repeated.
 #[derive(Debug)]
 pub struct ErrorChain<'a>(pub &'a dyn StdError);
 
 impl fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
         let mut source = self.0.source();
         while let Some(cause) = source {
-            write!(f, ": {cause}")?;
+            let text = cause.to_string();
+            if !shown.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            shown = text;
             source = cause.source();
         }
         Ok(())
@@ -140,11 +150,18 @@ mod tests {
     }
 
     #[test]
-    fn chains_show_every_cause() {
+    fn chains_show_every_cause_once() {
         let err = Outer {
             kind: ErrorKind::Internal,
             source: std::io::Error::other("the cause"),
         };
         assert_eq!(ErrorChain(&err).to_string(), "outer: the cause");
+
+        /// Like a driver error that repeats its cause in its own message.
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot connect: {0}")]
+        struct Repeating(#[source] std::io::Error);
+        let err = Repeating(std::io::Error::other("refused"));
+        assert_eq!(ErrorChain(&err).to_string(), "cannot connect: refused");
     }
 }

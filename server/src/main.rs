@@ -1,5 +1,6 @@
 //! The `sessiond` binary: parse the command line, set up logging, run one
-//! subcommand through the library, and print the error chain if it fails.
+//! subcommand through the library, and print the error and its causes if it
+//! fails.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use sessiond::cli::{Cli, Command, LogFormat, ServeArgs};
+use sessiond::error::ErrorChain;
 use sessiond::signals::{Hangups, Signals};
 use sessiond::{Server, healthcheck};
 use tracing_subscriber::EnvFilter;
@@ -40,7 +42,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("sessiond: {err:#}");
+            eprintln!("sessiond: {}", ErrorChain(err.as_ref()));
             ExitCode::FAILURE
         }
     }
