@@ -12,9 +12,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::ffi::OsStr;
+
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{DEFAULT_LISTEN, DEFAULT_PURGE_BATCH_SIZE, DEFAULT_STORE};
+use crate::error::ErrorChain;
 use crate::healthcheck::HealthcheckConfig;
 use crate::store::{StoreConfig, StoreOptions, StoreUrl};
 use durations::{parse_session_age, parse_store_timeout};
@@ -116,13 +120,13 @@ pub struct StoreArgs {
     /// --session-age. `memory://[?max_sessions=N]` keeps sessions inside this
     /// process, lost on restart: for tests and development (default 100000
     /// sessions). A Django app may share the SQL table or the directory.
-    #[arg(long, env = "SESSIOND_STORE", default_value = DEFAULT_STORE, value_name = "URL")]
+    #[arg(long, env = "SESSIOND_STORE", default_value = DEFAULT_STORE, value_parser = StoreUrlParser, value_name = "URL")]
     pub store: StoreUrl,
 
     /// A cache in front of the --store database (Django's cached_db):
     /// `redis://…` or `memory://`. Loads read it first; writes go to the
     /// database, then the cache; when the cache fails, the database answers.
-    #[arg(long, env = "SESSIOND_CACHE", value_name = "URL")]
+    #[arg(long, env = "SESSIOND_CACHE", value_parser = StoreUrlParser, value_name = "URL")]
     pub cache: Option<StoreUrl>,
 
     /// How long one storage operation may wait for a lock held by another
@@ -137,6 +141,39 @@ pub struct StoreArgs {
     /// Django's file engine does with its SESSION_COOKIE_AGE.
     #[arg(long, env = "SESSIOND_SESSION_AGE", default_value = DEFAULT_SESSION_AGE_TEXT, value_parser = parse_session_age, value_name = "DURATION")]
     pub session_age: Duration,
+}
+
+/// Parses `--store` and `--cache`. A URL that does not parse is not
+/// repeated in the error, which clap would do, since it may hold a password;
+/// the error says what is wrong with it, causes included.
+#[derive(Debug, Clone, Copy)]
+struct StoreUrlParser;
+
+impl TypedValueParser for StoreUrlParser {
+    type Value = StoreUrl;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<StoreUrl, clap::Error> {
+        let flag = arg
+            .and_then(clap::Arg::get_long)
+            .map_or_else(|| "the store URL".to_owned(), |long| format!("--{long}"));
+        let refuse = |reason: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for {flag}: {reason}"),
+            )
+            .format(&mut cmd.clone())
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refuse("the URL is not valid UTF-8".to_owned()))?;
+        text.parse::<StoreUrl>()
+            .map_err(|err| refuse(ErrorChain(&err).to_string()))
+    }
 }
 
 impl StoreArgs {
@@ -179,6 +216,30 @@ impl HealthcheckArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_store_url_is_explained_without_being_repeated() {
+        for (url, expected) in [
+            (
+                "redis://:hunter2secret@h/x",
+                "redis://: the database must be a number",
+            ),
+            (
+                "postgres://u:hunter2secret@h:notaport/db",
+                "not a PostgreSQL URL: invalid",
+            ),
+            ("mysql://u:hunter2secret@h", "unsupported store 'mysql://'"),
+        ] {
+            for flag in ["--store", "--cache"] {
+                let err = Cli::try_parse_from(["sessiond", "migrate", flag, url]).unwrap_err();
+                let text = err.to_string();
+                assert_eq!(err.exit_code(), 2, "{text}");
+                assert!(!text.contains("hunter2secret"), "{text}");
+                assert!(text.contains(flag), "{text}");
+                assert!(text.contains(expected), "{text}");
+            }
+        }
+    }
 
     #[test]
     fn the_command_line_is_well_formed() {

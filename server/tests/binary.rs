@@ -416,14 +416,17 @@ fn a_bad_sqlite_synchronous_names_the_flag_and_the_choices() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("sync.sqlite3");
     for (query, expected) in [
-        ("?synchronous=off", "got 'off'"),
-        ("?sync=full", "unknown option 'sync'"),
+        ("?synchronous=off", ["normal", "or full", "got 'off'"]),
+        (
+            "?sync=full",
+            ["unknown option 'sync'", "accepts", "synchronous"],
+        ),
     ] {
         let store = format!("sqlite://{}{query}", db.display());
         let output = run(sessiond().arg("serve").env("SESSIOND_STORE", &store));
         assert_eq!(output.status.code(), Some(2), "{store}");
         let stderr = text(&output.stderr);
-        for part in ["--store", "synchronous", "full", expected] {
+        for part in ["--store", "synchronous"].iter().chain(&expected) {
             assert!(stderr.contains(part), "{store}: {stderr}");
         }
     }

@@ -57,7 +57,7 @@ impl FileUrl {
         if path.is_empty() {
             return Err(FileUrlError::EmptyPath);
         }
-        let mut options = UrlQuery::parse("file", query)?;
+        let mut options = UrlQuery::parse("file", query);
         let prefix = options.take(&PREFIX)?;
         if options.has("cookie_age") {
             return Err(FileUrlError::CookieAge);
@@ -116,6 +116,15 @@ mod tests {
         assert_eq!(url.prefix, "my_app-sid");
         assert_eq!(url.to_string(), "file:///srv/s?prefix=my_app-sid");
         assert_eq!(FileUrl::parse(&url.to_string()).unwrap(), url);
+    }
+
+    #[test]
+    fn the_prefix_rule_says_its_limit() {
+        assert!(
+            PREFIX
+                .expected
+                .starts_with(&format!("1 to {MAX_PREFIX_LEN} "))
+        );
     }
 
     #[test]

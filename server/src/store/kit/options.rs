@@ -4,10 +4,12 @@
 //! An engine declares each option it accepts as a [`UrlOption`] (its name,
 //! what a valid value looks like, how to read one, its default) and takes
 //! it from the [`UrlQuery`]; [`UrlQuery::finish`] then refuses whatever was
-//! not taken, naming the option and listing those the engine accepts. Values
-//! are percent-decoded (`+` reads as a space, as in any query string). An
-//! option given twice is refused rather than silently overridden. A value
-//! declared secret is never repeated in an error.
+//! not taken, naming the option and listing those the engine accepts, or
+//! [`UrlQuery::into_rest`] hands it to a driver with options of its own.
+//! Values are percent-decoded (`+` reads as a space, as in any query
+//! string). An option the engine takes that is given twice is refused
+//! rather than silently overridden. A value declared secret is never
+//! repeated in an error.
 
 use std::fmt;
 
@@ -98,40 +100,44 @@ pub struct UrlQuery {
 impl UrlQuery {
     /// Reads `query`, the text after a URL's `?` (empty when there is
     /// none), of a URL of `scheme`.
-    pub fn parse(scheme: &'static str, query: &str) -> Result<Self, UrlOptionError> {
-        let mut given: Vec<Given> = Vec::new();
-        for raw in query.split('&').filter(|raw| !raw.is_empty()) {
-            let (name, value) = url::form_urlencoded::parse(raw.as_bytes())
-                .next()
-                .unwrap_or_default();
-            if given.iter().any(|known| known.name == name) {
-                return Err(UrlOptionError::Repeated {
-                    scheme,
+    pub fn parse(scheme: &'static str, query: &str) -> Self {
+        let given = query
+            .split('&')
+            .filter(|raw| !raw.is_empty())
+            .map(|raw| {
+                let (name, value) = url::form_urlencoded::parse(raw.as_bytes())
+                    .next()
+                    .unwrap_or_default();
+                Given {
                     name: name.into_owned(),
-                });
-            }
-            given.push(Given {
-                name: name.into_owned(),
-                value: value.into_owned(),
-                raw: raw.to_owned(),
-            });
-        }
-        Ok(Self {
+                    value: value.into_owned(),
+                    raw: raw.to_owned(),
+                }
+            })
+            .collect();
+        Self {
             scheme,
             given,
             accepted: Vec::new(),
-        })
+        }
     }
 
-    /// The value of `option`, or its default when the URL does not give it.
+    /// The value of `option`, or its default when the URL does not give it;
+    /// an option given twice is refused rather than one of them ignored.
     pub fn take<T>(&mut self, option: &UrlOption<T>) -> Result<T, UrlOptionError> {
         self.accepted.push(option.name);
-        let Some(at) = self
-            .given
-            .iter()
-            .position(|given| given.name == option.name)
-        else {
-            return Ok((option.default)());
+        let mut found = (self.given.iter().enumerate())
+            .filter(|(_, given)| given.name == option.name)
+            .map(|(at, _)| at);
+        let at = match (found.next(), found.next()) {
+            (None, _) => return Ok((option.default)()),
+            (Some(at), None) => at,
+            (Some(_), Some(_)) => {
+                return Err(UrlOptionError::Repeated {
+                    scheme: self.scheme,
+                    name: option.name.to_owned(),
+                });
+            }
         };
         let value = self.given.remove(at).value;
         let parsed = (option.parse)(&value);
@@ -196,7 +202,7 @@ mod tests {
     };
 
     fn size_of(query: &str) -> Result<u32, UrlOptionError> {
-        let mut options = UrlQuery::parse("test", query)?;
+        let mut options = UrlQuery::parse("test", query);
         let size = options.take(&SIZE)?;
         options.finish()?;
         Ok(size)
@@ -235,21 +241,18 @@ mod tests {
         ] {
             assert_eq!(size_of(query).unwrap_err().to_string(), expected, "{query}");
         }
-        let mut options = UrlQuery::parse("test", "colour=red").unwrap();
+        let mut options = UrlQuery::parse("test", "colour=red");
         options.take(&SIZE).unwrap();
         options.take(&PASSWORD).unwrap();
         let err = options.finish().unwrap_err().to_string();
         assert!(err.ends_with("accepts the options size, password"), "{err}");
-        let err = UrlQuery::parse("test", "x=1")
-            .unwrap()
-            .finish()
-            .unwrap_err();
+        let err = UrlQuery::parse("test", "x=1").finish().unwrap_err();
         assert!(err.to_string().ends_with("accepts no options"), "{err}");
     }
 
     #[test]
     fn secret_values_are_never_shown() {
-        let mut options = UrlQuery::parse("test", "password=").unwrap();
+        let mut options = UrlQuery::parse("test", "password=");
         let err = options.take(&PASSWORD).unwrap_err().to_string();
         assert_eq!(
             err,
@@ -259,8 +262,8 @@ mod tests {
 
     #[test]
     fn options_left_over_go_to_the_driver_in_order() {
-        let mut options = UrlQuery::parse("test", "a=1&size=2&b=x%20y+z").unwrap();
+        let mut options = UrlQuery::parse("test", "a=1&size=2&b=x%20y+z&a=3");
         assert_eq!(options.take(&SIZE), Ok(2));
-        assert_eq!(options.into_rest(), "a=1&b=x%20y+z");
+        assert_eq!(options.into_rest(), "a=1&b=x%20y+z&a=3");
     }
 }

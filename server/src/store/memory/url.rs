@@ -52,7 +52,7 @@ impl MemoryUrl {
             None if rest.is_empty() => "",
             _ => return Err(MemoryUrlError::Path),
         };
-        let mut options = UrlQuery::parse("memory", query)?;
+        let mut options = UrlQuery::parse("memory", query);
         let max_sessions = options.take(&MAX_SESSIONS)?;
         options.finish()?;
         Ok(Self { max_sessions })

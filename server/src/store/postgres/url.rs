@@ -42,7 +42,7 @@ impl PostgresUrl {
     /// given.
     pub fn parse(text: &str) -> Result<Self, PostgresUrlError> {
         let (base, query) = text.split_once('?').unwrap_or((text, ""));
-        let mut options = UrlQuery::parse("postgres", query)?;
+        let mut options = UrlQuery::parse("postgres", query);
         let schema = options.take(&SCHEMA)?;
         let rest = options.into_rest();
         let url = if rest.is_empty() {
@@ -74,29 +74,42 @@ impl fmt::Debug for PostgresUrl {
     }
 }
 
+/// The libpq option that holds a password, shown as `***`.
+const PASSWORD_OPTION: &str = "password";
+
 impl fmt::Display for PostgresUrl {
-    /// The URL without its password.
+    /// The URL without its passwords, whether in the user part or in
+    /// libpq's options.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = match (self.url.find("://"), self.url.find('@')) {
+        let (base, query) = self.url.split_once('?').unwrap_or((&self.url, ""));
+        let shown = match (base.find("://"), base.find('@')) {
             (Some(scheme_end), Some(at)) if at > scheme_end => {
-                let credentials = &self.url[scheme_end + 3..at];
+                let credentials = &base[scheme_end + 3..at];
                 match credentials.split_once(':') {
                     Some((user, _password)) => {
-                        format!(
-                            "{}{user}:***{}",
-                            &self.url[..scheme_end + 3],
-                            &self.url[at..]
-                        )
+                        format!("{}{user}:***{}", &base[..scheme_end + 3], &base[at..])
                     }
-                    None => self.url.clone(),
+                    None => base.to_owned(),
                 }
             }
-            _ => self.url.clone(),
+            _ => base.to_owned(),
         };
         f.write_str(&shown)?;
-        if let Some(schema) = &self.schema {
-            let separator = if self.url.contains('?') { '&' } else { '?' };
-            write!(f, "{separator}schema={schema}")?;
+        let options = query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+                if name == PASSWORD_OPTION {
+                    format!("{name}=***")
+                } else {
+                    pair.to_owned()
+                }
+            });
+        let schema = self.schema.iter().map(|schema| format!("schema={schema}"));
+        for (at, option) in options.chain(schema).enumerate() {
+            f.write_str(if at == 0 { "?" } else { "&" })?;
+            f.write_str(&option)?;
         }
         Ok(())
     }
@@ -132,5 +145,23 @@ mod tests {
             );
         }
         assert!(PostgresUrl::parse("postgres://localhost:notaport/test").is_err());
+        let url = PostgresUrl::parse("postgres://h/db?host=a&host=b").unwrap();
+        assert_eq!(url.to_string(), "postgres://h/db?host=a&host=b");
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        let url = PostgresUrl::parse(
+            "postgres://app:hunter1@db/s?password=hunter2&connect_timeout=3&schema=web",
+        )
+        .unwrap();
+        let shown = format!("{url} {url:?}");
+        for secret in ["hunter1", "hunter2"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert_eq!(
+            url.to_string(),
+            "postgres://app:***@db/s?password=***&connect_timeout=3&schema=web"
+        );
     }
 }

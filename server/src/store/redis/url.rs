@@ -124,7 +124,7 @@ impl RedisUrl {
         };
         let password = url.password().map(decode).transpose()?;
 
-        let mut options = UrlQuery::parse("redis", url.query().unwrap_or_default())?;
+        let mut options = UrlQuery::parse("redis", url.query().unwrap_or_default());
         let prefix = options.take(&PREFIX)?;
         options.finish()?;
 

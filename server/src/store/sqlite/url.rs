@@ -99,7 +99,7 @@ impl SqliteUrl {
         if path.is_empty() {
             return Err(SqliteUrlError::EmptyPath);
         }
-        let mut options = UrlQuery::parse("sqlite", query)?;
+        let mut options = UrlQuery::parse("sqlite", query);
         let synchronous = options.take(&SYNCHRONOUS)?;
         options.finish()?;
         Ok(Self {
