@@ -235,26 +235,26 @@ impl TokenStore {
             return Ok(());
         }
         // Put there by the call tracking in front of the session service;
-        // absent on reflection calls.
-        let method = request.extensions().get::<Method>().copied();
+        // reflection calls have none and log as "unknown".
+        let method = Method::label(request.extensions().get::<Method>().copied());
         let presented = request
             .metadata()
             .get("authorization")
             .and_then(|value| value.to_str().ok())
             .and_then(bearer_token);
         let Some(presented) = presented else {
-            tracing::debug!(method = ?method, "call without a bearer token refused");
+            tracing::debug!(method, "call without a bearer token refused");
             return Err(Status::unauthenticated(
                 "this server needs a bearer token: send `authorization: Bearer TOKEN`",
             ));
         };
         match tokens.check(presented.trim()) {
             Some(name) => {
-                tracing::debug!(method = ?method, token = %name, "authenticated");
+                tracing::debug!(method, token = %name, "authenticated");
                 Ok(())
             }
             None => {
-                tracing::debug!(method = ?method, "call with an unknown bearer token refused");
+                tracing::debug!(method, "call with an unknown bearer token refused");
                 Err(Status::unauthenticated("the bearer token is not accepted"))
             }
         }

@@ -160,7 +160,11 @@ where
         let started = Instant::now();
         if !self.calls.in_flight.try_enter(self.calls.limit) {
             let limit = self.calls.limit;
-            tracing::debug!(method = ?method, limit, "call refused: too many in flight");
+            tracing::debug!(
+                method = Method::label(method),
+                limit,
+                "call refused: too many in flight"
+            );
             self.calls
                 .metrics
                 .call(method, tonic::Code::ResourceExhausted, started.elapsed());

@@ -1,7 +1,12 @@
 //! What every error of sessiond tells its caller: an [`ErrorKind`], which
-//! says what can be done about it, and the one mapping from kinds to gRPC
+//! says what can be done about it, and the one mapping from errors to gRPC
 //! statuses ([`to_status`]). Errors keep their causes as sources;
 //! [`ErrorChain`] prints them all, for logs.
+//!
+//! Two refusals happen before a call reaches the service and are not errors
+//! of it: a missing or unknown bearer token (`auth`, UNAUTHENTICATED) and a
+//! call past the in-flight limit (`calls`, RESOURCE_EXHAUSTED). Each answers
+//! with its own status, where it is decided.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -34,13 +39,20 @@ pub enum ErrorKind {
 /// An error that knows its [`ErrorKind`].
 pub trait Classified: StdError {
     fn kind(&self) -> ErrorKind;
+
+    /// Whether a cause may quote what the client sent (a JSON parser's
+    /// message can quote a string of the data), so that only the outer
+    /// message may be logged.
+    fn causes_quote_input(&self) -> bool {
+        false
+    }
 }
 
 impl ErrorKind {
     /// The label engine failures are counted under in metrics; `None` for
     /// answers that are part of the contract (a taken key, a missing
     /// session, bad input).
-    pub fn engine_failure(self) -> Option<&'static str> {
+    pub fn engine_failure_label(self) -> Option<&'static str> {
         match self {
             Self::Unavailable => Some("unavailable"),
             Self::Full => Some("full"),
@@ -56,9 +68,11 @@ impl ErrorKind {
 pub fn to_status(err: &dyn Classified, method: Method) -> Status {
     match err.kind() {
         ErrorKind::InvalidInput => {
-            // The outer message only: the causes of a parse error may quote
-            // what the client sent.
-            tracing::debug!(%method, error = %err, "invalid request");
+            if err.causes_quote_input() {
+                tracing::debug!(%method, error = %err, "invalid request");
+            } else {
+                tracing::debug!(%method, error = %ErrorChain(err), "invalid request");
+            }
             Status::invalid_argument(err.to_string())
         }
         ErrorKind::Conflict => {
@@ -86,10 +100,11 @@ pub fn to_status(err: &dyn Classified, method: Method) -> Status {
 
 /// Shows an error with all its causes, `outer: inner: root`.
 ///
-/// Some drivers' errors already end with their cause's message (a Redis or
-/// connection-pool error that says "… : Connection refused") and still
-/// return that cause as their source; a cause whose message the text so far
-/// ends with is not repeated.
+/// Some drivers' errors repeat their cause's message in their own (a Redis
+/// or connection-pool error that says "…: Connection refused") and still
+/// return that cause as their source, or the other way round (SQLite's
+/// "file is not a database" caused by "Error code 26: file is not a
+/// database"); such a cause is not shown again.
 #[derive(Debug)]
 pub struct ErrorChain<'a>(pub &'a dyn StdError);
 
@@ -100,7 +115,7 @@ impl fmt::Display for ErrorChain<'_> {
         let mut source = self.0.source();
         while let Some(cause) = source {
             let text = cause.to_string();
-            if !shown.ends_with(&text) {
+            if !shown.ends_with(&text) && !text.ends_with(&shown) {
                 write!(f, ": {text}")?;
             }
             shown = text;
@@ -163,5 +178,12 @@ mod tests {
         struct Repeating(#[source] std::io::Error);
         let err = Repeating(std::io::Error::other("refused"));
         assert_eq!(ErrorChain(&err).to_string(), "cannot connect: refused");
+
+        /// Like a driver error whose cause repeats it with a prefix.
+        #[derive(Debug, thiserror::Error)]
+        #[error("refused")]
+        struct Repeated(#[source] std::io::Error);
+        let err = Repeated(std::io::Error::other("code 7: refused"));
+        assert_eq!(ErrorChain(&err).to_string(), "refused");
     }
 }

@@ -46,6 +46,12 @@ impl Method {
         }
     }
 
+    /// The name of `method` for metrics labels and logs, `unknown` for a
+    /// path that names no RPC.
+    pub fn label(method: Option<Self>) -> &'static str {
+        method.map_or("unknown", Self::name)
+    }
+
     /// The RPC a gRPC request path names, `/sessiond.v1.SessionService/Load`;
     /// `None` for any other path.
     pub fn from_path(path: &str) -> Option<Self> {

@@ -25,9 +25,6 @@ use crate::method::Method;
 /// The media type of the OpenMetrics text that prometheus-client writes.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The label of calls to a path that is no RPC of the session service.
-const UNKNOWN_METHOD: &str = "unknown";
-
 /// The methods calls are counted under: each RPC, then any other path.
 const METHOD_SLOTS: usize = Method::ALL.len() + 1;
 
@@ -188,7 +185,7 @@ impl Metrics {
         let slot = &self.inner.call_series[method_index * CODES + code_index];
         slot.get_or_init(|| {
             let labels = CallLabels {
-                method: method.map_or(UNKNOWN_METHOD, Method::name),
+                method: Method::label(method),
                 code: code_name(code),
             };
             (

@@ -76,6 +76,14 @@ impl Classified for RpcError {
             Self::KeysExhausted => ErrorKind::Internal,
         }
     }
+
+    fn causes_quote_input(&self) -> bool {
+        match self {
+            Self::Invalid(err) => err.causes_quote_input(),
+            Self::Store(err) => err.causes_quote_input(),
+            Self::KeysExhausted => false,
+        }
+    }
 }
 
 /// Checks a key from a request.
@@ -281,7 +289,7 @@ fn unix_now() -> i64 {
 impl SessionRpc {
     fn respond<T>(&self, method: Method, result: Result<T, RpcError>) -> RpcResult<T> {
         result.map(Response::new).map_err(|err| {
-            if let Some(failure) = err.kind().engine_failure() {
+            if let Some(failure) = err.kind().engine_failure_label() {
                 self.metrics.engine_error(failure);
             }
             to_status(&err, method)

@@ -41,6 +41,11 @@ impl Classified for InvalidInput {
     fn kind(&self) -> ErrorKind {
         ErrorKind::InvalidInput
     }
+
+    /// serde_json's messages can quote a string of the data.
+    fn causes_quote_input(&self) -> bool {
+        true
+    }
 }
 
 /// Session data that is the text of a JSON object within the size limit.

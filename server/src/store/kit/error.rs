@@ -75,6 +75,13 @@ impl Classified for StoreError {
             Self::Schema(_) | Self::Internal(_) => ErrorKind::Internal,
         }
     }
+
+    fn causes_quote_input(&self) -> bool {
+        match self {
+            Self::Invalid(err) => err.causes_quote_input(),
+            _ => false,
+        }
+    }
 }
 
 /// Why an engine cannot be opened: advice the operator can act on, with the
