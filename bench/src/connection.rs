@@ -285,7 +285,7 @@ impl Connection {
 
 /// A key as sessiond draws them.
 fn fresh_key() -> String {
-    sessiond_client::SessionKey::generate().into_string()
+    sessiond_signing::SessionKey::generate().into_string()
 }
 
 #[cfg(test)]

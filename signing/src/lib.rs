@@ -22,8 +22,8 @@
 //! - [`base62_encode`] and [`base62_decode`] are Django's `b62_encode` and
 //!   `b62_decode`.
 //! - [`SessionKey`] is a key checked once against the rule every part of
-//!   sessiond applies (8 to 40 characters of `[a-z0-9]`), or drawn as
-//!   Django draws them.
+//!   sessiond applies (8 to 40 characters of `[a-z0-9]`), or, with the
+//!   `generate` feature, drawn as Django draws them.
 //!
 //! The main trade-off: byte-identity with Django needs C zlib (built from
 //! the source bundled in `libz-sys`), because Rust deflate implementations

@@ -5,8 +5,6 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
-use rand::RngExt;
-
 /// What a session key may consist of: the alphabet Django draws its keys
 /// from (`VALID_KEY_CHARS`).
 ///
@@ -74,8 +72,11 @@ impl SessionKey {
 
     /// Draws a fresh key of [`GENERATED_KEY_LEN`] characters from the
     /// operating system's CSPRNG, as Django's
-    /// `get_random_string(32, VALID_KEY_CHARS)` does.
+    /// `get_random_string(32, VALID_KEY_CHARS)` does. Needs the `generate`
+    /// feature.
+    #[cfg(feature = "generate")]
     pub fn generate() -> Self {
+        use rand::RngExt;
         let mut rng = rand::rng();
         let key = (0..GENERATED_KEY_LEN)
             .map(|_| char::from(KEY_ALPHABET[rng.random_range(0..KEY_ALPHABET.len())]))
@@ -157,6 +158,7 @@ mod tests {
         assert!(!SessionKey::is_valid(&"é".repeat(20)));
     }
 
+    #[cfg(feature = "generate")]
     #[test]
     fn generated_keys_are_32_valid_characters_and_differ() {
         let a = SessionKey::generate();

@@ -194,10 +194,7 @@ mod tests {
     }
 
     fn run(db: &mut Database) -> Result<Vec<Migration>, StoreError> {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(MIGRATIONS.apply(db))
+        pollster::block_on(MIGRATIONS.apply(db))
     }
 
     #[test]

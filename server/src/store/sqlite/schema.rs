@@ -36,8 +36,8 @@ pub(super) fn migrate(
         .map_err(|err| classify(err, timeout))?;
     let mut schema = Schema { tx, timeout };
     // The runner is async for PostgreSQL's sake; here every step is a
-    // blocking SQLite call, and this is a blocking thread of the runtime.
-    let done = tokio::runtime::Handle::current().block_on(MIGRATIONS.apply(&mut schema))?;
+    // blocking SQLite call that is ready at once.
+    let done = pollster::block_on(MIGRATIONS.apply(&mut schema))?;
     schema.tx.commit().map_err(|err| classify(err, timeout))?;
     Ok(done)
 }
