@@ -65,8 +65,7 @@ pub use expiry::{EXPIRY_KEY, Expiry, ExpiryValue};
 pub use layer::{SessionLayer, SessionService};
 pub use session::{ExpiryArgs, Session};
 pub use sessiond_signing::ConfigError as SigningConfigError;
-/// The session-key rule shared with sessiond and its tools, which
-/// [`is_server_key`] applies.
-///
+// The session-key rule shared with sessiond and its tools, which
+// `is_server_key` applies.
 pub use sessiond_signing::{SessionKey, SessionKeyError};
 pub use settings::{DEFAULT_COOKIE_AGE, DEFAULT_COOKIE_NAME, SameSite, SaveMode, Settings};

@@ -3,8 +3,8 @@
 //! Engines take `now` as an argument, so these tests set the clock instead of
 //! sleeping.
 //!
-//! Where an engine's semantics differ by design, the engine says so through
-//! a capability flag of [`Engine`] and the test states both expectations,
+//! Where an engine's semantics differ by design, the harness says so
+//! through a flag of [`Subject`] and the test states both expectations,
 //! rather than asserting less for every engine.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -19,7 +19,7 @@ use sessiond::session::{ExpireDate, InvalidInput, Record, SessionKey};
 use sessiond::store::{self, SessionStore, StoreConfig, StoreError, StoreOptions, StoreUrl};
 
 /// An engine under test and whatever keeps its storage alive.
-struct Engine {
+struct Subject {
     store: Arc<dyn SessionStore>,
     /// The clock the test runs on: what it passes as `now`, and what its
     /// expiry dates are relative to.
@@ -53,7 +53,7 @@ const REDIS_CLOCK_AHEAD: TimeDelta = TimeDelta::minutes(10);
 /// a schema of the test's own, `{redis}` for a Redis URL with a key prefix
 /// of the test's own. `None` when a service is missing outside CI (the skip
 /// is printed).
-async fn engine(test: &str, store: &str, cache: Option<&str>) -> Option<Engine> {
+async fn engine(test: &str, store: &str, cache: Option<&str>) -> Option<Subject> {
     let uses =
         |service: &str| store.contains(service) || cache.is_some_and(|c| c.contains(service));
     let mut guard: Vec<Box<dyn std::any::Any>> = Vec::new();
@@ -93,7 +93,7 @@ async fn engine(test: &str, store: &str, cache: Option<&str>) -> Option<Engine> 
     let store_is_redis = matches!(config.url, StoreUrl::Redis(_));
     let store_handle = config.open().await.unwrap();
     store_handle.migrate().await.unwrap();
-    Some(Engine {
+    Some(Subject {
         store: store_handle,
         now: if uses("{redis}") {
             Utc::now() + REDIS_CLOCK_AHEAD
@@ -116,8 +116,8 @@ fn record(data: &str, expire: DateTime<Utc>) -> Record {
     }
 }
 
-async fn expire_date_equal_to_now_is_neither_loaded_nor_purged(engine: Engine) {
-    let Engine {
+async fn expire_date_equal_to_now_is_neither_loaded_nor_purged(engine: Subject) {
+    let Subject {
         store,
         now,
         natural_expiry,
@@ -149,8 +149,8 @@ async fn expire_date_equal_to_now_is_neither_loaded_nor_purged(engine: Engine) {
     }
 }
 
-async fn a_session_expiring_one_microsecond_after_now_loads(engine: Engine) {
-    let Engine {
+async fn a_session_expiring_one_microsecond_after_now_loads(engine: Subject) {
+    let Subject {
         store, now, _guard, ..
     } = engine;
     let expire = now + TimeDelta::microseconds(1);
@@ -162,8 +162,8 @@ async fn a_session_expiring_one_microsecond_after_now_loads(engine: Engine) {
     assert_eq!(loaded, record(r#"{"a":1}"#, expire));
 }
 
-async fn insert_never_overwrites(engine: Engine) {
-    let Engine {
+async fn insert_never_overwrites(engine: Subject) {
+    let Subject {
         store, now, _guard, ..
     } = engine;
     let later = now + TimeDelta::hours(1);
@@ -180,8 +180,8 @@ async fn insert_never_overwrites(engine: Engine) {
     assert_eq!(loaded.session_data, r#"{"v":1}"#);
 }
 
-async fn update_never_resurrects(engine: Engine) {
-    let Engine {
+async fn update_never_resurrects(engine: Subject) {
+    let Subject {
         store, now, _guard, ..
     } = engine;
     let later = now + TimeDelta::hours(1);
@@ -193,8 +193,8 @@ async fn update_never_resurrects(engine: Engine) {
     assert!(!store.exists(&key("missing00")).await.unwrap());
 }
 
-async fn cycle_key_is_all_or_nothing(engine: Engine) {
-    let Engine {
+async fn cycle_key_is_all_or_nothing(engine: Subject) {
+    let Subject {
         store, now, _guard, ..
     } = engine;
     let later = now + TimeDelta::hours(1);
@@ -260,8 +260,8 @@ async fn cycle_key_is_all_or_nothing(engine: Engine) {
     );
 }
 
-async fn a_large_clear_expired_removes_exactly_the_expired_rows(engine: Engine) {
-    let Engine {
+async fn a_large_clear_expired_removes_exactly_the_expired_rows(engine: Subject) {
+    let Subject {
         store,
         now,
         natural_expiry,
@@ -316,8 +316,8 @@ fn set_flag(name: &'static str) -> store::Patcher {
     })
 }
 
-async fn patches_are_atomic_read_modify_writes(engine: Engine) {
-    let Engine {
+async fn patches_are_atomic_read_modify_writes(engine: Subject) {
+    let Subject {
         store, now, _guard, ..
     } = engine;
     let later = ExpireDate::new(now + TimeDelta::hours(1)).unwrap();
@@ -349,8 +349,8 @@ async fn patches_are_atomic_read_modify_writes(engine: Engine) {
     assert_eq!(data.len(), NAMES.len(), "{}", loaded.session_data);
 }
 
-async fn a_patch_sees_no_data_of_an_expired_row_and_none_of_a_missing_one(engine: Engine) {
-    let Engine {
+async fn a_patch_sees_no_data_of_an_expired_row_and_none_of_a_missing_one(engine: Subject) {
+    let Subject {
         store, now, _guard, ..
     } = engine;
     let later = ExpireDate::new(now + TimeDelta::hours(1)).unwrap();
@@ -373,8 +373,8 @@ async fn a_patch_sees_no_data_of_an_expired_row_and_none_of_a_missing_one(engine
     assert!(!store.exists(&key("missing00")).await.unwrap());
 }
 
-async fn delete_says_whether_there_was_a_session(engine: Engine) {
-    let Engine {
+async fn delete_says_whether_there_was_a_session(engine: Subject) {
+    let Subject {
         store, now, _guard, ..
     } = engine;
     let later = now + TimeDelta::hours(1);
@@ -393,8 +393,8 @@ async fn delete_says_whether_there_was_a_session(engine: Engine) {
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
 }
 
-async fn update_replaces_the_data_and_expiry_of_an_expired_session(engine: Engine) {
-    let Engine {
+async fn update_replaces_the_data_and_expiry_of_an_expired_session(engine: Subject) {
+    let Subject {
         store, now, _guard, ..
     } = engine;
     let later = now + TimeDelta::hours(1);
@@ -412,8 +412,8 @@ async fn update_replaces_the_data_and_expiry_of_an_expired_session(engine: Engin
     );
 }
 
-async fn cycle_key_without_data_needs_a_live_session(engine: Engine) {
-    let Engine {
+async fn cycle_key_without_data_needs_a_live_session(engine: Subject) {
+    let Subject {
         store, now, _guard, ..
     } = engine;
     let later = ExpireDate::new(now + TimeDelta::hours(1)).unwrap();
@@ -432,8 +432,8 @@ async fn cycle_key_without_data_needs_a_live_session(engine: Engine) {
     assert!(!store.exists(&key("fresh0000")).await.unwrap());
 }
 
-async fn cycle_key_with_data_stores_that_data_under_the_new_key(engine: Engine) {
-    let Engine {
+async fn cycle_key_with_data_stores_that_data_under_the_new_key(engine: Subject) {
+    let Subject {
         store, now, _guard, ..
     } = engine;
     let later = ExpireDate::new(now + TimeDelta::hours(1)).unwrap();
@@ -471,8 +471,8 @@ async fn cycle_key_with_data_stores_that_data_under_the_new_key(engine: Engine) 
     assert!(store.exists(&key("after1111")).await.unwrap());
 }
 
-async fn a_refused_patch_changes_nothing(engine: Engine) {
-    let Engine {
+async fn a_refused_patch_changes_nothing(engine: Subject) {
+    let Subject {
         store, now, _guard, ..
     } = engine;
     let later = ExpireDate::new(now + TimeDelta::hours(1)).unwrap();
@@ -494,8 +494,8 @@ async fn a_refused_patch_changes_nothing(engine: Engine) {
     );
 }
 
-async fn writes_after_close_fail_cleanly(engine: Engine) {
-    let Engine {
+async fn writes_after_close_fail_cleanly(engine: Subject) {
+    let Subject {
         store, now, _guard, ..
     } = engine;
     store.close().await;

@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{Migration, Patcher, SessionStore, StoreError};
+use crate::error::ErrorChain;
 use crate::session::{ExpireDate, Record, SessionKey};
 
 /// Keys whose cached copy may be stale that one replica keeps track of.
@@ -123,7 +124,7 @@ impl CachedStore {
 }
 
 fn cache_failed(what: &str, err: &StoreError) {
-    tracing::warn!(error = %err, "{what}; the database answers instead");
+    tracing::warn!(error = %ErrorChain(err), "{what}; the database answers instead");
 }
 
 #[async_trait]

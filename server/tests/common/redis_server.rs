@@ -12,6 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::process::{Child, Command};
 
+use super::skip;
+
 /// The Redis every machine of this project runs (see `.ci/run`).
 pub const SHARED_ADDR: &str = "127.0.0.1:6379";
 
@@ -25,13 +27,8 @@ pub async fn shared_available(test: &str) -> bool {
     if ping(SHARED_ADDR).await {
         return true;
     }
-    skip_or_fail(&format!("redis not reachable at {SHARED_ADDR}"), test);
+    skip::skip_or_fail(&format!("redis not reachable at {SHARED_ADDR} ({test})"));
     false
-}
-
-/// Fails under `CI=true`; otherwise reports the skip of `test`.
-fn skip_or_fail(reason: &str, test: &str) {
-    super::skip::skip_or_fail(&format!("{reason} ({test})"));
 }
 
 /// Whether a Redis at `addr` answers PING within [`PING_TIMEOUT`].
@@ -138,7 +135,7 @@ impl PrivateRedis {
             .status()
             .is_ok_and(|status| status.success());
         if !installed {
-            skip_or_fail("redis-server is not installed", test);
+            skip::skip_or_fail(&format!("redis-server is not installed ({test})"));
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")

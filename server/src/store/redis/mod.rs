@@ -4,7 +4,7 @@
 //! # Layout
 //!
 //! One Redis hash per session, under the key `PREFIX + session_key` (the
-//! prefix defaults to [`DEFAULT_PREFIX`]; `redis://HOST/DB?prefix=myapp:`
+//! prefix defaults to `sessiond:session:`; `redis://HOST/DB?prefix=myapp:`
 //! changes it). The hash has two fields, named after Django's columns:
 //!
 //! - `session_data`: the encoded session data, as the codec wrote it;
@@ -163,9 +163,9 @@ impl RedisStore {
         .await
     }
 
-    /// Runs `command` on the session `key`, a command that answers with a
-    /// number (`EXISTS`, `DEL`).
-    async fn count(&self, key: &SessionKey, command: &str) -> Result<i64, StoreError> {
+    /// Runs `command` (`EXISTS`, `DEL`) on the session `key` and returns
+    /// the number it answers with.
+    async fn integer_command(&self, key: &SessionKey, command: &str) -> Result<i64, StoreError> {
         let mut conn = self.connection()?;
         let key = self.key(key);
         self.bounded(async {
@@ -233,7 +233,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        Ok(self.count(key, "EXISTS").await? > 0)
+        Ok(self.integer_command(key, "EXISTS").await? > 0)
     }
 
     async fn insert(&self, key: &SessionKey, record: Record) -> Result<(), StoreError> {
@@ -298,7 +298,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        Ok(self.count(key, "DEL").await? > 0)
+        Ok(self.integer_command(key, "DEL").await? > 0)
     }
 
     async fn cycle_key(

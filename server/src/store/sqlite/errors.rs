@@ -41,8 +41,8 @@ pub(super) fn classify(err: rusqlite::Error, timeout: Duration) -> StoreError {
             | ErrorCode::PermissionDenied,
         ) => StoreError::Unavailable(err.into()),
         // SQLite reports a missing table with a generic SQLITE_ERROR and
-        // nothing but its message to tell it apart: the one error sessiond
-        // recognises by its text.
+        // nothing but its message to tell it apart: the one SQLite error
+        // recognised by its text.
         _ if err.to_string().contains("no such table") => StoreError::Schema(SchemaError::Missing),
         _ => StoreError::Internal(err.into()),
     }
