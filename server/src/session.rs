@@ -5,6 +5,7 @@
 //!
 //! Engines only ever see these types, never raw request fields.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
@@ -96,7 +97,7 @@ impl fmt::Debug for SessionData {
 #[derive(Clone)]
 pub struct SessionPatch {
     set: serde_json::Map<String, serde_json::Value>,
-    remove: Vec<String>,
+    remove: HashSet<String>,
     replace: bool,
 }
 
@@ -122,15 +123,17 @@ impl SessionPatch {
         };
         Ok(Self {
             set,
-            remove,
+            remove: remove.into_iter().collect(),
             replace,
         })
     }
 
     /// The session data after the patch, from the stored data (`None` when
     /// there is no live data to build on). Keys keep their order; new keys
-    /// go last, as in a Python dict. Takes `&self` because an engine may
-    /// apply the same patch again after losing a race with another write.
+    /// go last, as in a Python dict. Removal comes first, so a key both
+    /// removed and set is set, and goes last. Takes `&self` because an
+    /// engine may apply the same patch again after losing a race with
+    /// another write.
     pub fn apply(
         &self,
         stored: Option<&str>,
@@ -143,9 +146,10 @@ impl SessionPatch {
             }
             _ => serde_json::Map::new(),
         };
-        for key in &self.remove {
-            data.shift_remove(key);
-        }
+        // One pass over the data, not one `shift_remove` per name: each
+        // moves every key behind it, which made a large removal quadratic
+        // while the engine held its write lock.
+        data.retain(|key, _| !self.remove.contains(key));
         data.extend(
             self.set
                 .iter()
@@ -399,6 +403,16 @@ mod tests {
             .apply(Some(stored), 1000)
             .unwrap();
         assert_eq!(patched.as_str(), r#"{"b":20,"c":3,"d":4}"#);
+    }
+
+    #[test]
+    fn a_key_both_removed_and_set_goes_last() {
+        let stored = r#"{"a":1,"b":2,"c":3}"#;
+        let patched = patch(r#"{"a":10,"c":30}"#, &["a", "b", "a", "a"], false)
+            .apply(Some(stored), 1000)
+            .unwrap();
+        // `c` is only set, so it keeps its place; `a` was removed first.
+        assert_eq!(patched.as_str(), r#"{"c":30,"a":10}"#);
     }
 
     #[test]
