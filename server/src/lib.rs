@@ -66,6 +66,7 @@ mod handshake;
 pub mod healthcheck;
 pub mod method;
 pub mod metrics;
+mod permissions;
 pub mod proto;
 mod purge;
 pub mod secret;

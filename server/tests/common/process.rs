@@ -14,8 +14,23 @@ const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `sessiond` with none of the caller's `SESSIOND_*` or `RUST_LOG`.
 pub fn sessiond() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sessiond"));
-    // Only what each test sets: an operator's SESSIOND_* must not leak in.
+    only_test_settings(Command::new(env!("CARGO_BIN_EXE_sessiond")))
+}
+
+/// `sessiond` run under the file-creation mask `umask` (octal, as the
+/// shell's `umask` takes it), as a service manager would start it.
+pub fn sessiond_with_umask(umask: &str) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_sessiond"));
+    only_test_settings(command)
+}
+
+/// Removes the caller's `SESSIOND_*` and `RUST_LOG`: only what each test
+/// sets, so that an operator's settings do not leak in.
+fn only_test_settings(mut command: Command) -> Command {
     for (name, _) in std::env::vars() {
         if name.starts_with("SESSIOND_") || name == "RUST_LOG" {
             command.env_remove(name);

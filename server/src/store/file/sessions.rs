@@ -16,6 +16,7 @@ use super::errors::FileError;
 use super::locks::{self, KeyLocks};
 use super::url::FileUrl;
 use super::write::{self, TempFile};
+use crate::permissions::warn_if_others_can_read;
 use crate::session::{ExpireDate, InvalidInput, Record, SessionKey};
 use crate::store::kit::{OpenFailure, StoreError};
 
@@ -44,6 +45,12 @@ impl Sessions {
     pub(super) fn open(url: &FileUrl, session_age: Duration) -> Result<Self, OpenFailure> {
         directory::check_dir(&url.dir)?;
         directory::probe(&url.dir)?;
+        // Session files are the owner's alone (see `write`); their names
+        // are session keys, so a listing is as sensitive as their content.
+        warn_if_others_can_read(
+            &url.dir,
+            "the session directory (its file names are session keys)",
+        );
         let dir_handle = File::open(&url.dir).map_err(|err| {
             OpenFailure::unusable_because(
                 "the directory cannot be opened; fix its permissions or choose another",

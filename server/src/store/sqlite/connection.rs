@@ -8,7 +8,31 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::Synchronous;
+use crate::permissions::{create_private, warn_if_others_can_read};
 use crate::store::kit::OpenFailure;
+
+/// The files SQLite keeps beside the database in WAL mode.
+const COMPANION_SUFFIXES: [&str; 2] = ["-wal", "-shm"];
+
+/// Creates the database file readable by its owner only, if it is missing,
+/// before SQLite opens it: SQLite gives its `-wal` and `-shm` files the
+/// database file's mode, so none of the three is ever readable by others.
+/// Warns about existing ones that are.
+pub(super) fn keep_private(path: &Path) -> Result<(), OpenFailure> {
+    create_private(path).map_err(|err| {
+        OpenFailure::unusable_because(
+            "the database file cannot be created; check that its directory is writable",
+            err,
+        )
+    })?;
+    warn_if_others_can_read(path, "the SQLite database file");
+    for suffix in COMPANION_SUFFIXES {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        warn_if_others_can_read(Path::new(&companion), "an SQLite -wal or -shm file");
+    }
+    Ok(())
+}
 
 /// Refuses paths that SQLite would fail on with a vaguer message, or that it
 /// would silently accept although the operator asked for a read-only file.

@@ -37,7 +37,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use crate::session::{ExpireDate, Record, SessionKey};
 use crate::store::kit::{Engine, Migration, OpenFailure, StoreError, StoreOptions};
 use crate::store::{Patcher, SessionStore};
-use connection::{check_path, explain_open_error, log_synchronous, open_read_write};
+use connection::{check_path, explain_open_error, keep_private, log_synchronous, open_read_write};
 use dates::{from_django_text, to_django_text};
 use errors::{classify, is_busy};
 pub use url::{SqliteUrl, SqliteUrlError, Synchronous};
@@ -62,6 +62,7 @@ impl SqliteStore {
     fn open(url: &SqliteUrl, options: &StoreOptions) -> Result<Self, OpenFailure> {
         let (path, synchronous) = (url.path.as_path(), url.synchronous);
         check_path(path)?;
+        keep_private(path)?;
         let conn = open_read_write(path, options.timeout, synchronous)
             .map_err(|err| explain_open_error(err, options.timeout))?;
         log_synchronous(&conn);
