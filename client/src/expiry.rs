@@ -2,12 +2,33 @@
 //! `_session_expiry` holds either a number of seconds of inactivity (`0`
 //! meaning "when the browser closes") or an absolute time as an ISO 8601
 //! string, `datetime.isoformat()` style.
+//!
+//! An expiry is only honoured if the time it names falls within
+//! [`EXPIRY_YEARS`]; any other (`1e300`, `-1e300`, `u64::MAX`, year 10000)
+//! counts as no expiry at all, never as a panic or a clamped time.
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeDelta, Utc};
+use std::ops::RangeInclusive;
+
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDateTime, TimeDelta, TimeZone, Utc};
 use serde_json::Value;
 
 /// The reserved key under which Django keeps a session's own expiry.
 pub const EXPIRY_KEY: &str = "_session_expiry";
+
+/// The years in which a session's own expiry may fall, both as written and
+/// in UTC: Python's `datetime` range (`MINYEAR` to `MAXYEAR`), which is
+/// also the range of sessiond's `expire_date`.
+///
+/// Outside it Django has no datetime to compute with and fails the request:
+/// `modification + timedelta(seconds=1e300)` raises `OverflowError` in
+/// `get_expiry_date`, as an unparsable string raises `ValueError` from
+/// `fromisoformat`. This crate already reads an invalid expiry as an absent
+/// one, so that the session stays usable; an expiry outside the range is
+/// invalid in the same way and is read the same way: the cookie age and the
+/// browser-close setting apply. Clamping it to the edge of the range was
+/// rejected: no Django would ever compute that time, and a far-past value
+/// clamped to year 1 would still be garbage, just a plausible-looking one.
+const EXPIRY_YEARS: RangeInclusive<i32> = 1..=9999;
 
 /// What [`Session::set_expiry`](crate::Session::set_expiry) accepts, as
 /// Django's `set_expiry(value)` does.
@@ -17,19 +38,44 @@ pub enum Expiry {
     /// browser close if the settings say so.
     Default,
     /// Expire after this many seconds of inactivity (`set_expiry(300)`);
-    /// `0` means when the browser closes.
+    /// `0` means when the browser closes. Stored as given, as Django does;
+    /// seconds that take the expiry out of the years 1 to 9999 read as no
+    /// expiry.
     Seconds(i64),
     /// Expire when the browser closes (`set_expiry(0)`).
     BrowserClose,
     /// Expire this long from now (`set_expiry(timedelta)`): stored as the
-    /// absolute time.
+    /// absolute time. A time outside the years 1 to 9999 is stored as no
+    /// expiry, like [`Expiry::Default`].
     In(TimeDelta),
-    /// Expire at this time (`set_expiry(datetime)`).
+    /// Expire at this time (`set_expiry(datetime)`). A time outside the
+    /// years 1 to 9999 is stored as no expiry, like [`Expiry::Default`].
     At(DateTime<FixedOffset>),
+}
+
+impl Expiry {
+    /// The value to store under `_session_expiry`, with `now` for a
+    /// relative time; `None` to store nothing. A time Django could not
+    /// parse back is never written, because Django readers of the session
+    /// would fail on it.
+    pub(crate) fn to_stored(self, now: DateTime<Utc>) -> Option<Value> {
+        let at = match self {
+            Self::Default => return None,
+            Self::BrowserClose => return Some(Value::from(0)),
+            Self::Seconds(seconds) => return Some(Value::from(seconds)),
+            Self::In(delta) => now.checked_add_signed(delta)?.fixed_offset(),
+            Self::At(at) => at,
+        };
+        in_range(at).then(|| Value::from(isoformat(at)))
+    }
 }
 
 /// A session's expiry as stored under `_session_expiry`, or as passed to the
 /// `expiry` argument of Django's `get_expiry_age` / `get_expiry_date`.
+///
+/// A value naming a time outside the years 1 to 9999 (as written or in UTC),
+/// counted from the modification time for seconds, is used as
+/// [`ExpiryValue::None`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpiryValue {
     /// Nothing stored: the global policy applies.
@@ -42,59 +88,114 @@ pub enum ExpiryValue {
 
 impl ExpiryValue {
     /// Reads a stored `_session_expiry`. Values Django could not have
-    /// written (a boolean, a list, an unparsable string) count as absent.
+    /// written (a boolean, a list, an unparsable string) count as absent,
+    /// and so do numbers no `i64` holds.
     pub(crate) fn from_stored(value: Option<&Value>) -> Self {
         match value {
             Some(Value::Number(number)) => number
                 .as_i64()
-                .or_else(|| number.as_f64().map(|seconds| seconds.floor() as i64))
+                .or_else(|| number.as_f64().and_then(whole_seconds))
                 .map_or(Self::None, Self::Seconds),
             Some(Value::String(text)) => parse_isoformat(text).map_or(Self::None, Self::At),
             _ => Self::None,
         }
     }
 
+    /// The time this expiry names, counted from `modification`; `None` when
+    /// the session has no expiry of its own (nothing, or browser close) or
+    /// the time is out of [`EXPIRY_YEARS`].
+    fn own_date(self, modification: DateTime<Utc>) -> Option<DateTime<FixedOffset>> {
+        let at = match self {
+            Self::None | Self::Seconds(0) => return None,
+            Self::Seconds(seconds) => modification
+                .checked_add_signed(TimeDelta::try_seconds(seconds)?)?
+                .fixed_offset(),
+            Self::At(at) => at,
+        };
+        in_range(at).then_some(at)
+    }
+
     /// Seconds until expiry, counted from `modification` (Django's
-    /// `get_expiry_age`): floor of the difference for an absolute time.
+    /// `get_expiry_age`): floor of the difference for an absolute time, the
+    /// seconds themselves otherwise.
     pub(crate) fn age(self, modification: DateTime<Utc>, cookie_age: i64) -> i64 {
-        match self {
-            Self::None | Self::Seconds(0) => cookie_age,
-            Self::Seconds(seconds) => seconds,
-            Self::At(at) => {
-                let delta = at.with_timezone(&Utc) - modification;
-                delta.num_microseconds().map_or_else(
-                    || delta.num_seconds(),
-                    |micros| micros.div_euclid(1_000_000),
-                )
-            }
-        }
+        self.own_date(modification).map_or(cookie_age, |at| {
+            // For seconds, `at` is `modification + seconds` exactly, so this
+            // gives them back unchanged.
+            floor_seconds(at.with_timezone(&Utc) - modification)
+        })
     }
 
     /// When the session expires, counted from `modification` (Django's
-    /// `get_expiry_date`).
+    /// `get_expiry_date`). Without an expiry of its own, that is
+    /// `modification + cookie_age`; should a setting or a `modification`
+    /// outside any calendar overflow that, the date stops at the last (or
+    /// first) time chrono holds, which the server refuses as out of range.
     pub(crate) fn date(
         self,
         modification: DateTime<Utc>,
         cookie_age: i64,
     ) -> DateTime<FixedOffset> {
+        self.own_date(modification).unwrap_or_else(|| {
+            TimeDelta::try_seconds(cookie_age)
+                .and_then(|age| modification.checked_add_signed(age))
+                .unwrap_or(if cookie_age < 0 {
+                    DateTime::<Utc>::MIN_UTC
+                } else {
+                    DateTime::<Utc>::MAX_UTC
+                })
+                .fixed_offset()
+        })
+    }
+
+    /// Whether the cookie should end with the browser session (Django's
+    /// `get_expire_at_browser_close`), `default` being the setting.
+    pub(crate) fn at_browser_close(self, now: DateTime<Utc>, default: bool) -> bool {
         match self {
-            Self::At(at) => at,
-            Self::None | Self::Seconds(0) => {
-                (modification + TimeDelta::seconds(cookie_age)).fixed_offset()
-            }
-            Self::Seconds(seconds) => (modification + TimeDelta::seconds(seconds)).fixed_offset(),
+            Self::Seconds(0) => true,
+            _ if self.own_date(now).is_some() => false,
+            _ => default,
         }
     }
 }
 
+/// Whether Django could hold `at` as an expiry: Python checks the year as
+/// written (in its own offset), sessiond the year in UTC.
+fn in_range(at: DateTime<FixedOffset>) -> bool {
+    EXPIRY_YEARS.contains(&at.year()) && EXPIRY_YEARS.contains(&at.with_timezone(&Utc).year())
+}
+
+/// `seconds` rounded down, if an `i64` holds that.
+fn whole_seconds(seconds: f64) -> Option<i64> {
+    // -2^63 and 2^63 are exact in an f64, and so is every whole f64
+    // between them, so the cast below neither rounds nor saturates. NaN
+    // fails both comparisons.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    let floor = seconds.floor();
+    (-LIMIT..LIMIT).contains(&floor).then_some(floor as i64)
+}
+
+/// Whole seconds of `delta`, rounded down as Python's
+/// `delta.days * 86400 + delta.seconds` does.
+fn floor_seconds(delta: TimeDelta) -> i64 {
+    delta.num_seconds() - i64::from(delta.subsec_nanos() < 0)
+}
+
 /// Python's `datetime.isoformat()`: microseconds only when non-zero, and the
-/// offset as `+HH:MM`.
+/// offset as `+HH:MM`, or `+HH:MM:SS` when it has seconds (a historical
+/// local mean time); rounding those away would move the expiry.
 pub(crate) fn isoformat(at: DateTime<FixedOffset>) -> String {
-    if at.timestamp_subsec_micros() == 0 {
-        at.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+    let time = if at.timestamp_subsec_micros() == 0 {
+        "%Y-%m-%dT%H:%M:%S"
     } else {
-        at.format("%Y-%m-%dT%H:%M:%S%.6f%:z").to_string()
-    }
+        "%Y-%m-%dT%H:%M:%S%.6f"
+    };
+    let offset = if at.offset().local_minus_utc() % 60 == 0 {
+        "%:z"
+    } else {
+        "%::z"
+    };
+    format!("{}{}", at.format(time), at.format(offset))
 }
 
 /// Python's `datetime.fromisoformat()` for the forms Django and its users
@@ -109,20 +210,52 @@ pub(crate) fn parse_isoformat(text: &str) -> Option<DateTime<FixedOffset>> {
             return Some(at);
         }
     }
-    for format in [
+    if let Some(at) = parse_with_offset_seconds(text) {
+        return Some(at);
+    }
+    parse_naive(text).map(|naive| naive.and_utc().fixed_offset())
+}
+
+fn parse_naive(text: &str) -> Option<NaiveDateTime> {
+    [
         "%Y-%m-%dT%H:%M:%S%.f",
         "%Y-%m-%d %H:%M:%S%.f",
         "%Y-%m-%dT%H:%M",
-    ] {
-        if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
-            return Some(naive.and_utc().fixed_offset());
-        }
+    ]
+    .into_iter()
+    .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+}
+
+/// A time ending in an offset with seconds, `+HH:MM:SS`, which Python writes
+/// and chrono does not read.
+fn parse_with_offset_seconds(text: &str) -> Option<DateTime<FixedOffset>> {
+    const LEN: usize = "+HH:MM:SS".len();
+    let split = text.len().checked_sub(LEN)?;
+    let (local, offset) = (text.get(..split)?, text.get(split..)?.as_bytes());
+    let sign = match offset[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let field = |at: usize| -> Option<i32> {
+        let digits = offset.get(at..at + 2)?;
+        digits
+            .iter()
+            .all(u8::is_ascii_digit)
+            .then(|| i32::from(digits[0] - b'0') * 10 + i32::from(digits[1] - b'0'))
+    };
+    let (hours, minutes, seconds) = (field(1)?, field(4)?, field(7)?);
+    if offset[3] != b':' || offset[6] != b':' || hours > 23 || minutes > 59 || seconds > 59 {
+        return None;
     }
-    None
+    let offset = FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60 + seconds))?;
+    offset.from_local_datetime(&parse_naive(local)?).single()
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn at(text: &str) -> DateTime<FixedOffset> {
@@ -149,6 +282,12 @@ mod tests {
             isoformat(at("2026-01-02T02:00:00+02:00")),
             "2026-01-02T02:00:00+02:00"
         );
+        // Amsterdam's local mean time until 1937.
+        let amsterdam = FixedOffset::east_opt(19 * 60 + 32).unwrap();
+        assert_eq!(
+            isoformat(at("1930-01-01T00:00:00Z").with_timezone(&amsterdam)),
+            "1930-01-01T00:19:32+00:19:32"
+        );
     }
 
     #[test]
@@ -157,6 +296,8 @@ mod tests {
             "2026-01-15T12:30:00+00:00",
             "2026-01-02T00:00:00.500000+00:00",
             "2026-01-02T02:00:00+02:00",
+            "1930-01-01T00:19:32+00:19:32",
+            "1930-01-01T00:00:00.000001-00:00:01",
         ] {
             assert_eq!(isoformat(parse_isoformat(text).unwrap()), text);
         }
@@ -224,6 +365,61 @@ mod tests {
                 age,
                 "{offset_micros}"
             );
+        }
+    }
+
+    // Issue 16: values another writer stored that no time can hold, or that
+    // Django's datetime cannot (years 1 to 9999), used to panic in chrono.
+    #[test]
+    fn unrepresentable_expiries_fall_back_to_the_cookie_age() {
+        let default_date = (now() + TimeDelta::seconds(TWO_WEEKS)).fixed_offset();
+        for stored in [
+            json!(1e300),
+            json!(-1e300),
+            json!(1e19),
+            json!(-1e19),
+            json!(i64::MAX),
+            json!(i64::MIN),
+            json!(u64::MAX),
+            json!(9_223_372_036_854_775_i64),
+            json!(-9_223_372_036_854_775_i64),
+            json!(-100_000_000_000_i64),
+            json!(300_000_000_000_i64),
+            json!("10000-01-01T00:00:00+00:00"),
+            json!("+10000-01-01T00:00:00+00:00"),
+            json!("9999-12-31T23:59:59-00:01"),
+            json!("0001-01-01T00:00:00+00:01"),
+            json!("0000-12-31T23:59:59+00:00"),
+            json!("-0001-01-01T00:00:00+00:00"),
+            json!("+262143-12-31T23:59:59+00:00"),
+        ] {
+            let value = ExpiryValue::from_stored(Some(&stored));
+            assert_eq!(value.date(now(), TWO_WEEKS), default_date, "{stored}");
+            assert_eq!(value.age(now(), TWO_WEEKS), TWO_WEEKS, "{stored}");
+        }
+    }
+
+    // The ends of Django's range are valid expiries, far as they are.
+    #[test]
+    fn expiries_at_the_ends_of_the_range_are_kept() {
+        let last = at("9999-12-31T23:59:59.999999+00:00");
+        let first = at("0001-01-01T00:00:00+00:00");
+        for (stored, date) in [
+            (json!("9999-12-31T23:59:59.999999+00:00"), last),
+            (json!("9999-12-31T23:59:59.999999"), last),
+            (json!("0001-01-01T00:00:00+00:00"), first),
+            (json!("0001-01-01T01:00:00+01:00"), first),
+            (
+                json!(251_635_075_199_i64),
+                last - TimeDelta::microseconds(999_999),
+            ),
+            (json!(-63_902_822_400_i64), first),
+            (json!(-63_902_822_399.5), first),
+        ] {
+            let value = ExpiryValue::from_stored(Some(&stored));
+            assert_eq!(value.date(now(), TWO_WEEKS), date, "{stored}");
+            let age = (date.with_timezone(&Utc) - now()).num_seconds();
+            assert_eq!(value.age(now(), TWO_WEEKS), age, "{stored}");
         }
     }
 

@@ -170,6 +170,9 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     found
 }
 
+/// The last second an HTTP date can name, 9999-12-31T23:59:59Z, after 1970.
+const LATEST_HTTP_DATE: Duration = Duration::from_secs(253_402_300_799);
+
 /// A `Set-Cookie` value in Django's form: attributes in alphabetical order.
 fn session_cookie(settings: &Settings, key: &str, max_age: Option<i64>) -> String {
     let mut cookie = format!("{}={}", settings.cookie_name, key);
@@ -179,11 +182,16 @@ fn session_cookie(settings: &Settings, key: &str, max_age: Option<i64>) -> Strin
     if let Some(max_age) = max_age {
         let offset = Duration::from_secs(max_age.unsigned_abs());
         let now = SystemTime::now();
+        let latest = UNIX_EPOCH + LATEST_HTTP_DATE;
         let expires = if max_age >= 0 {
-            now + offset
+            now.checked_add(offset).unwrap_or(latest)
         } else {
             now.checked_sub(offset).unwrap_or(UNIX_EPOCH)
         };
+        // An HTTP date names a time from 1970 to 9999 (httpdate panics on
+        // others); a cookie that expired before 1970 or lasts past 9999 is
+        // described as well by the nearest of them, and Max-Age decides.
+        let expires = expires.clamp(UNIX_EPOCH, latest);
         cookie.push_str(&format!("; expires={}", httpdate::fmt_http_date(expires)));
     }
     if settings.cookie_httponly {

@@ -4,11 +4,10 @@
 //! [`crate::expiry`].
 
 use chrono::{DateTime, FixedOffset, Utc};
-use serde_json::Value;
 
 use super::Session;
 use crate::error::SessionError;
-use crate::expiry::{EXPIRY_KEY, Expiry, ExpiryValue, isoformat};
+use crate::expiry::{EXPIRY_KEY, Expiry, ExpiryValue};
 
 /// Optional arguments of [`Session::get_expiry_age_with`] and
 /// [`Session::get_expiry_date_with`], as Django's keyword arguments.
@@ -29,18 +28,15 @@ impl Session {
 
     /// Sets this session's expiry, stored under `_session_expiry` exactly as
     /// Django stores it (seconds as a number, a time as an ISO 8601 string).
+    /// A time outside the years 1 to 9999 is stored as no expiry.
     pub async fn set_expiry(&self, expiry: Expiry) -> Result<(), SessionError> {
-        let value = match expiry {
-            Expiry::Default => {
+        match expiry.to_stored(Utc::now()) {
+            Some(value) => self.with_state(|state| state.set(EXPIRY_KEY, value)).await,
+            None => {
                 self.with_state(|state| state.remove(EXPIRY_KEY)).await?;
-                return Ok(());
+                Ok(())
             }
-            Expiry::BrowserClose => Value::from(0),
-            Expiry::Seconds(seconds) => Value::from(seconds),
-            Expiry::In(delta) => Value::from(isoformat((Utc::now() + delta).fixed_offset())),
-            Expiry::At(at) => Value::from(isoformat(at)),
-        };
-        self.with_state(|state| state.set(EXPIRY_KEY, value)).await
+        }
     }
 
     async fn expiry_value(&self, given: Option<ExpiryValue>) -> Result<ExpiryValue, SessionError> {
@@ -84,13 +80,10 @@ impl Session {
 
     /// Whether the cookie should end with the browser session: the
     /// session's own `set_expiry(0)`, or the global setting when it has
-    /// none.
+    /// none (or one out of range).
     pub async fn get_expire_at_browser_close(&self) -> Result<bool, SessionError> {
-        Ok(match self.expiry_value(None).await? {
-            ExpiryValue::None => self.inner.settings.expire_at_browser_close,
-            ExpiryValue::Seconds(seconds) => seconds == 0,
-            ExpiryValue::At(_) => false,
-        })
+        let expiry = self.expiry_value(None).await?;
+        Ok(expiry.at_browser_close(Utc::now(), self.inner.settings.expire_at_browser_close))
     }
 
     /// The expiry in the data already loaded, without loading.
