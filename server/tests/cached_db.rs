@@ -1,6 +1,8 @@
 //! `--cache` in front of a database (Django's cached_db), through the real
-//! server: reads come from the cache, writes go through, deletes drop the
-//! cached copy, and a cache that fails only costs speed.
+//! server: reads come from the cache, writes go through, deletes and patches
+//! leave a tombstone that sends loads to the database, and a cache that
+//! fails only costs speed. Races between a fill and a write are forced in
+//! `cached_db_races.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -51,7 +53,7 @@ async fn loads_are_served_from_the_cache_and_writes_go_through() {
         r#"{"v":2}"#
     );
 
-    // A patch drops the cached copy: the next load reads the database.
+    // A patch leaves a tombstone in the cache: loads read the database.
     server
         .client
         .patch(&key, r#"{"w":3}"#, &[], false, None)
@@ -60,7 +62,7 @@ async fn loads_are_served_from_the_cache_and_writes_go_through() {
     let patched = server.client.load(&key).await.unwrap().unwrap().data;
     assert_eq!(patched, r#"{"v":"behind the cache","w":3}"#);
 
-    // A delete removes both copies.
+    // A delete removes the row and leaves a tombstone in the cache.
     assert!(server.client.delete(&key).await.unwrap());
     assert_eq!(server.client.load(&key).await.unwrap(), None);
     assert_eq!(stored_row(&server.db(), &key), None);
@@ -127,22 +129,30 @@ async fn when_the_cache_fails_the_database_answers() {
     assert!(server.client.exists(&other).await.unwrap());
     assert_eq!(stored_row(&server.db(), &key).unwrap().0, r#"{"v":2}"#);
 
-    // Back again: the cache is used once more.
+    // Back again. The session saved meanwhile is never served from the copy
+    // the cache kept of it ({"v":1}): it is read from the database until the
+    // tombstone put over that copy expires.
     proxy.restore().await;
     assert_eq!(
         server.client.load(&key).await.unwrap().unwrap().data,
         r#"{"v":2}"#
     );
     overwrite_in_database(&server, &key, r#"{"v":"behind the cache"}"#);
+    assert_eq!(
+        server.client.load(&key).await.unwrap().unwrap().data,
+        r#"{"v":"behind the cache"}"#
+    );
+    // And the cache is used once more, as soon as it can be reached.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        server
+        let fresh = server
             .client
-            .save(&key, r#"{"v":3}"#, None, false)
+            .create(r#"{"v":3}"#, None)
             .await
-            .unwrap();
-        overwrite_in_database(&server, &key, r#"{"v":"behind the cache"}"#);
-        if server.client.load(&key).await.unwrap().unwrap().data == r#"{"v":3}"# {
+            .unwrap()
+            .session_key;
+        overwrite_in_database(&server, &fresh, r#"{"v":"behind the cache"}"#);
+        if server.client.load(&fresh).await.unwrap().unwrap().data == r#"{"v":3}"# {
             break;
         }
         assert!(
