@@ -8,6 +8,12 @@
 //! tells anything about a token. Without any token configured, calls are not
 //! checked (safe only on loopback; see `config`).
 //!
+//! Whether calls need a token is settled at start-up, from the
+//! configuration; a reload changes which tokens are accepted, never whether
+//! one is needed. A file emptied of tokens thus revokes them all (every call
+//! is refused, `--token` apart) instead of letting every call in, while a
+//! file that cannot be read or parsed leaves the tokens in force.
+//!
 //! The health service is never checked: load balancers and orchestrators
 //! probe it without credentials.
 
@@ -19,6 +25,7 @@ use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
 use crate::method::Method;
+use crate::permissions::warn_if_others_can_read;
 use crate::secret::Secret;
 
 /// Shortest token accepted: 16 characters of a random token are 80 bits
@@ -77,28 +84,53 @@ impl std::fmt::Debug for Tokens {
 }
 
 impl Tokens {
-    /// The tokens of `file` (if any) and the single `token` (if any).
+    /// The tokens of `file` (if any) and the single `token` (if any). A
+    /// file without tokens is refused: at start-up it is a mistake (a wrong
+    /// path, a deployment not finished), and no client could ever connect.
     pub fn load(file: Option<&Path>, token: Option<&str>) -> Result<Self, TokensError> {
+        let (tokens, in_file) = Self::read(file, token)?;
+        match file {
+            Some(path) if in_file == 0 => Err(TokensError::Empty(path.to_owned())),
+            _ => Ok(tokens),
+        }
+    }
+
+    /// The tokens of `file` and `token`, and how many of them the file
+    /// holds, which may be none.
+    fn read(file: Option<&Path>, token: Option<&str>) -> Result<(Self, usize), TokensError> {
         let mut tokens = Vec::new();
         if let Some(token) = token {
             check_token(token).map_err(TokensError::Single)?;
             tokens.push(Token::new(token, "token"));
         }
+        let single = tokens.len();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|source| TokensError::Read {
                 path: path.to_owned(),
                 source,
             })?;
-            let before = tokens.len();
             parse_file(&text, path, &mut tokens)?;
-            if tokens.len() == before {
-                return Err(TokensError::Empty(path.to_owned()));
-            }
         }
-        Ok(Self { tokens })
+        let in_file = tokens.len() - single;
+        Ok((Self { tokens }, in_file))
     }
 
-    /// No token is configured: calls are not checked.
+    /// One token, logged under `name`; the reason if it is too weak to use.
+    pub fn single(token: &str, name: &str) -> Result<Self, String> {
+        check_token(token)?;
+        Ok(Self {
+            tokens: vec![Token::new(token, name)],
+        })
+    }
+
+    /// Whether an `authorization` header value carries one of the tokens.
+    pub fn accept(&self, authorization: Option<&str>) -> bool {
+        authorization
+            .and_then(bearer_token)
+            .is_some_and(|presented| self.check(presented.trim()).is_some())
+    }
+
+    /// No token is accepted.
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
     }
@@ -170,10 +202,23 @@ fn parse_file(text: &str, path: &Path, tokens: &mut Vec<Token>) -> Result<(), To
     Ok(())
 }
 
+/// What a reload put in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// These many tokens are accepted now, `--token` included.
+    Tokens(usize),
+    /// The file holds no token: every token it held is revoked, and only
+    /// `--token` is accepted, if `single_token`; otherwise nothing is.
+    EmptyFile { file: PathBuf, single_token: bool },
+}
+
 /// The tokens in force, shared by every call and replaced on reload.
 #[derive(Clone)]
 pub struct TokenStore {
     current: Arc<RwLock<Tokens>>,
+    /// Whether calls need a token, fixed by the configuration: a reload
+    /// that leaves no token must refuse every call, not let them all in.
+    required: bool,
     file: Option<PathBuf>,
     token: Option<Secret>,
 }
@@ -182,6 +227,7 @@ impl std::fmt::Debug for TokenStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenStore")
             .field("tokens", &*self.read())
+            .field("required", &self.required)
             .field("file", &self.file)
             .field("token", &self.token)
             .finish()
@@ -193,33 +239,49 @@ impl TokenStore {
     pub fn open(file: Option<PathBuf>, token: Option<Secret>) -> Result<Self, TokensError> {
         let tokens = Tokens::load(file.as_deref(), token.as_ref().map(Secret::expose))?;
         if let Some(path) = &file {
-            warn_if_readable_by_others(path);
+            warn_if_others_can_read(path, "the tokens file");
         }
         Ok(Self {
             current: Arc::new(RwLock::new(tokens)),
+            required: file.is_some() || token.is_some(),
             file,
             token,
         })
     }
 
-    /// Whether calls need a token.
+    /// Whether calls need a token; a reload never changes it.
     pub fn enabled(&self) -> bool {
-        !self.read().is_empty()
+        self.required
     }
 
-    /// Reads the tokens again (on SIGHUP). A file that has become unreadable
-    /// or malformed leaves the tokens in force unchanged.
-    pub fn reload(&self) -> Result<usize, TokensError> {
-        let tokens = Tokens::load(
+    /// Reads the file again, by its path, so a file renamed over it is read
+    /// (on SIGHUP). A file that has become unreadable or malformed leaves
+    /// the tokens in force unchanged; one without tokens revokes them all.
+    pub fn reload(&self) -> Result<Reloaded, TokensError> {
+        let (tokens, in_file) = Tokens::read(
             self.file.as_deref(),
             self.token.as_ref().map(Secret::expose),
         )?;
-        let count = tokens.len();
+        let reloaded = match &self.file {
+            Some(path) => {
+                // A file renamed into place has the mode it was written with.
+                warn_if_others_can_read(path, "the tokens file");
+                if in_file == 0 {
+                    Reloaded::EmptyFile {
+                        file: path.clone(),
+                        single_token: self.token.is_some(),
+                    }
+                } else {
+                    Reloaded::Tokens(tokens.len())
+                }
+            }
+            None => Reloaded::Tokens(tokens.len()),
+        };
         *self
             .current
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = tokens;
-        Ok(count)
+        Ok(reloaded)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Tokens> {
@@ -230,10 +292,10 @@ impl TokenStore {
 
     /// Checks a call's `authorization` header.
     fn authenticate<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let tokens = self.read();
-        if tokens.is_empty() {
+        if !self.required {
             return Ok(());
         }
+        let tokens = self.read();
         // Put there by the call tracking in front of the session service;
         // reflection calls have none and log as "unknown".
         let method = Method::label(request.extensions().get::<Method>().copied());
@@ -258,19 +320,6 @@ impl TokenStore {
                 Err(Status::unauthenticated("the bearer token is not accepted"))
             }
         }
-    }
-}
-
-/// Tokens are secrets: say so when others on the machine can read them.
-fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o004 != 0
-    {
-        tracing::warn!(
-            file = %path.display(),
-            "the tokens file is readable by every user of this machine; chmod o-r it"
-        );
     }
 }
 
@@ -349,6 +398,8 @@ mod tests {
         let store = TokenStore::open(None, None).unwrap();
         assert!(!store.enabled());
         assert!(store.authenticate(&request(None)).is_ok());
+        assert_eq!(store.reload().unwrap(), Reloaded::Tokens(0));
+        assert!(!store.enabled());
     }
 
     #[test]
@@ -385,7 +436,7 @@ mod tests {
         std::fs::write(&path, "0123456789abcdef0123\n").unwrap();
         let store = TokenStore::open(Some(path.clone()), None).unwrap();
         std::fs::write(&path, "fedcba9876543210fedc\n").unwrap();
-        assert_eq!(store.reload().unwrap(), 1);
+        assert_eq!(store.reload().unwrap(), Reloaded::Tokens(1));
         let new = request(Some("Bearer fedcba9876543210fedc"));
         assert!(store.authenticate(&new).is_ok());
         let old = request(Some("Bearer 0123456789abcdef0123"));
@@ -393,6 +444,132 @@ mod tests {
         std::fs::write(&path, "bad\n").unwrap();
         assert!(store.reload().is_err());
         assert!(store.authenticate(&new).is_ok());
+    }
+
+    const OLD: &str = "0123456789abcdef0123";
+    const NEW: &str = "fedcba9876543210fedc";
+    const SINGLE: &str = "5e5e5e5e5e5e5e5e5e5e";
+
+    fn refused(store: &TokenStore, authorization: Option<&str>) -> bool {
+        store
+            .authenticate(&request(authorization))
+            .is_err_and(|status| status.code() == tonic::Code::Unauthenticated)
+    }
+
+    fn accepted(store: &TokenStore, token: &str) -> bool {
+        store
+            .authenticate(&request(Some(&format!("Bearer {token}"))))
+            .is_ok()
+    }
+
+    #[test]
+    fn a_reload_to_a_file_without_tokens_refuses_every_call() {
+        for text in [
+            "",
+            "\n\n",
+            "# every token revoked\n# app 0123456789abcdef0123\n",
+        ] {
+            let (store, dir) = store_of(&format!("app {OLD}\n"));
+            std::fs::write(dir.path().join("tokens"), text).unwrap();
+            let reloaded = store.reload();
+            assert!(store.enabled(), "{text:?}: calls are no longer checked");
+            for presented in [
+                None,
+                Some(format!("Bearer {OLD}")),
+                Some(format!("Bearer {NEW}")),
+                Some("Bearer ".to_owned()),
+            ] {
+                assert!(
+                    refused(&store, presented.as_deref()),
+                    "{text:?}: {presented:?} is still accepted"
+                );
+            }
+            let expected = Reloaded::EmptyFile {
+                file: dir.path().join("tokens"),
+                single_token: false,
+            };
+            assert_eq!(reloaded.unwrap(), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_reload_to_a_file_without_tokens_keeps_the_single_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, format!("app {OLD}\n")).unwrap();
+        let store = TokenStore::open(Some(path.clone()), Some(SINGLE.into())).unwrap();
+        std::fs::write(&path, "# app revoked\n").unwrap();
+        let reloaded = store.reload();
+        assert!(
+            !accepted(&store, OLD),
+            "the revoked token is still accepted"
+        );
+        assert!(accepted(&store, SINGLE), "--token is no longer accepted");
+        let expected = Reloaded::EmptyFile {
+            file: path,
+            single_token: true,
+        };
+        assert_eq!(reloaded.unwrap(), expected);
+    }
+
+    #[test]
+    fn a_reload_of_a_malformed_file_keeps_the_tokens_in_force() {
+        for text in [
+            format!("{NEW}\nshort\n"),
+            format!("new {NEW}\nnew {OLD}\n"),
+            format!("new {NEW} extra\n"),
+        ] {
+            let (store, dir) = store_of(&format!("app {OLD}\n"));
+            std::fs::write(dir.path().join("tokens"), &text).unwrap();
+            let err = store.reload().unwrap_err().to_string();
+            assert!(err.contains("--tokens-file"), "{err}");
+            assert!(!err.contains(OLD) && !err.contains(NEW), "{err}");
+            assert!(accepted(&store, OLD), "{text:?}");
+            assert!(!accepted(&store, NEW), "{text:?}");
+        }
+        // Not UTF-8: the file cannot be read as text.
+        let (store, dir) = store_of(&format!("app {OLD}\n"));
+        std::fs::write(dir.path().join("tokens"), b"app \xff\xfe0123456789abcdef\n").unwrap();
+        assert!(store.reload().is_err());
+        assert!(accepted(&store, OLD));
+    }
+
+    #[test]
+    fn a_reload_of_an_unreadable_file_keeps_the_tokens_in_force() {
+        type Break = fn(&Path);
+        let breaks: [(&str, Break); 3] = [
+            ("removed", |path| std::fs::remove_file(path).unwrap()),
+            ("a directory", |path| {
+                std::fs::remove_file(path).unwrap();
+                std::fs::create_dir(path).unwrap();
+            }),
+            ("a dangling link", |path| {
+                std::fs::remove_file(path).unwrap();
+                std::os::unix::fs::symlink(path.with_extension("gone"), path).unwrap();
+            }),
+        ];
+        for (how, break_file) in breaks {
+            let (store, dir) = store_of(&format!("app {OLD}\n"));
+            break_file(&dir.path().join("tokens"));
+            let err = store.reload().unwrap_err();
+            assert!(matches!(err, TokensError::Read { .. }), "{how}: {err}");
+            assert!(store.enabled(), "{how}");
+            assert!(
+                accepted(&store, OLD),
+                "{how}: the tokens in force were dropped"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reload_reads_a_file_replaced_by_rename() {
+        let (store, dir) = store_of(&format!("app {OLD}\n"));
+        let next = dir.path().join("tokens.next");
+        std::fs::write(&next, format!("app {NEW}\n")).unwrap();
+        std::fs::rename(&next, dir.path().join("tokens")).unwrap();
+        store.reload().unwrap();
+        assert!(accepted(&store, NEW));
+        assert!(!accepted(&store, OLD));
     }
 
     #[test]

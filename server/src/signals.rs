@@ -4,7 +4,7 @@
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::auth::TokenStore;
+use crate::auth::{Reloaded, TokenStore};
 use crate::error::ErrorChain;
 
 /// SIGINT and SIGTERM, caught from the moment this is made: a signal that
@@ -47,11 +47,30 @@ impl Hangups {
 
     /// Rereads `tokens` on each SIGHUP, for as long as it runs; a file that
     /// has become unreadable or malformed keeps the tokens in force, and
-    /// says why.
+    /// says why. A file without tokens revokes them all, loudly: it may be
+    /// an emergency revocation, or a mistake that locks every app out.
     pub async fn reload(mut self, tokens: TokenStore) {
         while self.0.recv().await.is_some() {
             match tokens.reload() {
-                Ok(count) => tracing::info!(tokens = count, "reloaded the bearer tokens"),
+                Ok(Reloaded::Tokens(count)) => {
+                    tracing::info!(tokens = count, "reloaded the bearer tokens");
+                }
+                Ok(Reloaded::EmptyFile {
+                    file,
+                    single_token: false,
+                }) => tracing::error!(
+                    file = %file.display(),
+                    "the reloaded tokens file holds no token: every call is refused \
+                     until tokens are added to it and the server gets SIGHUP"
+                ),
+                Ok(Reloaded::EmptyFile {
+                    file,
+                    single_token: true,
+                }) => tracing::error!(
+                    file = %file.display(),
+                    "the reloaded tokens file holds no token: every call without the token \
+                     of --token (SESSIOND_TOKEN) is refused"
+                ),
                 Err(err) => tracing::error!(
                     error = %ErrorChain(&err),
                     "cannot reload the bearer tokens; keeping those in force"

@@ -571,6 +571,100 @@ async fn sighup_rereads_the_tokens_file_and_keeps_it_when_it_breaks() {
     );
 }
 
+/// A `create` call with `token` (or none): its status code if refused.
+async fn create_with(url: &str, token: Option<&str>) -> Result<(), tonic::Code> {
+    let mut builder = Client::builder().endpoint(url);
+    if let Some(token) = token {
+        builder = builder.bearer_token(token);
+    }
+    let client = builder.connect().await.unwrap();
+    client.create("{}", None).await.map(drop).map_err(code)
+}
+
+/// Rotation as an operator does it: a new file renamed over the old one is
+/// read by path, a file that disappears keeps the tokens in force, and one
+/// whose tokens are all commented out refuses every call, loudly.
+#[tokio::test]
+async fn sighup_reads_a_renamed_tokens_file_and_an_emptied_one_refuses_every_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    let (old, new) = ("0ld70ken0ld70ken0ld7", "r0t473dr0t473dr0t473");
+    let replace = |text: String| {
+        let next = dir.path().join("tokens.next");
+        std::fs::write(&next, text).unwrap();
+        std::fs::rename(&next, &tokens).unwrap();
+    };
+    std::fs::write(&tokens, format!("app {old}\n")).unwrap();
+    let server = Running::start(
+        store_env(&mut sessiond(), &dir.path().join("db.sqlite3"))
+            .env("SESSIOND_TOKENS_FILE", &tokens),
+    );
+    let url = server.url();
+    create_with(&url, Some(old)).await.unwrap();
+
+    replace(format!("app {new}\n"));
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while create_with(&url, Some(new)).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not read the renamed file"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        create_with(&url, Some(old)).await,
+        Err(tonic::Code::Unauthenticated)
+    );
+
+    // Gone (a rotation halfway through): the tokens in force stay.
+    std::fs::remove_file(&tokens).unwrap();
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.log().contains("cannot reload the bearer tokens") {
+        assert!(
+            Instant::now() < deadline,
+            "the failed reload was not logged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    create_with(&url, Some(new)).await.unwrap();
+
+    replace(format!("# every token revoked\n# app {new}\n\n"));
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while create_with(&url, Some(new)).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "a tokens file without tokens left the old ones in force"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for token in [Some(new), Some(old), None] {
+        assert_eq!(
+            create_with(&url, token).await,
+            Err(tonic::Code::Unauthenticated),
+            "{token:?}"
+        );
+    }
+    assert_eq!(health(&url, "").await.unwrap(), ServingStatus::Serving);
+    let log = server.log();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("\"level\":\"ERROR\"")
+                && line.contains("every call is refused")),
+        "no error says that every call is refused:\n{log}"
+    );
+
+    server.signal("TERM");
+    let (code, log) = server.wait();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        !log.contains(old) && !log.contains(new),
+        "a token was logged:\n{log}"
+    );
+}
+
 #[tokio::test]
 async fn healthcheck_exits_0_while_serving_and_1_when_nothing_answers() {
     let dir = tempfile::tempdir().unwrap();
