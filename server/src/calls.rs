@@ -13,13 +13,17 @@
 //! than queued: a queue in front of a saturated engine only turns overload
 //! into timeouts, while a quick refusal lets clients back off or go to
 //! another replica, and keeps memory bounded.
+//!
+//! A call that has not produced its answer within `--request-timeout` (its
+//! request body never finishing, say) is answered DEADLINE_EXCEEDED and
+//! gives its slot back: no client holds a slot for longer.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::Notify;
@@ -88,6 +92,8 @@ impl InFlight {
 pub(crate) struct TrackCalls {
     pub(crate) in_flight: InFlight,
     pub(crate) limit: usize,
+    /// How long a call may take to produce its answer.
+    pub(crate) timeout: Duration,
     pub(crate) metrics: Metrics,
 }
 
@@ -188,8 +194,26 @@ where
             ended: false,
         };
         let response = self.inner.call(request);
+        let timeout = self.calls.timeout;
         Box::pin(async move {
-            let response = response.await?;
+            let Ok(response) = tokio::time::timeout(timeout, response).await else {
+                // Dropping the handler's future ends the call's work.
+                tracing::debug!(
+                    method = Method::label(method),
+                    "call cut off: no answer within the request timeout"
+                );
+                call.code = Some(tonic::Code::DeadlineExceeded);
+                let late = tonic::Status::deadline_exceeded(format!(
+                    "no answer within {}, the server's limit (--request-timeout)",
+                    humantime::format_duration(timeout)
+                ))
+                .into_http::<()>();
+                return Ok(late.map(|()| TrackedBody {
+                    body: None,
+                    call: Some(call),
+                }));
+            };
+            let response = response?;
             call.code = status_of(response.headers());
             Ok(response.map(|body| TrackedBody {
                 body: Some(body),

@@ -51,6 +51,12 @@ pub const DEFAULT_MAX_IN_FLIGHT: u32 = 1024;
 /// --max-in-flight.
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
 
+/// How long a session call may take to produce its answer: longer than
+/// the store timeout, so that a call waiting on the store answers with the
+/// store's own UNAVAILABLE first, yet short enough that a client that never
+/// finishes sending its request gives its slot of --max-in-flight back.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Idle time after which a connection is pinged. An app's connection is
 /// long-lived and mostly busy, so a ping a minute costs nothing, while a
 /// peer that vanished (a crashed host, a dropped NAT entry) or a client that
@@ -58,9 +64,9 @@ pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
 /// of holding it for good.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
 
-/// Time a new connection gets to send its first bytes (the HTTP/2 preface
-/// or a TLS hello), which any client does at once; a socket that stays
-/// silent is closed rather than held.
+/// Time a new connection gets to open: complete its TLS handshake, if any,
+/// and send the HTTP/2 preface, which any client does at once; one that
+/// stays silent, or stalls, is closed rather than held.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Room above the data limit for the rest of a request (key, expiry,
@@ -89,7 +95,7 @@ pub struct ServerConfig {
     /// `--metrics-listen`.
     pub metrics_listen: Option<SocketAddr>,
     /// `--max-in-flight`, `--max-concurrent-streams`, `--max-message-bytes`,
-    /// `--max-data-bytes`.
+    /// `--max-data-bytes`, `--request-timeout`.
     pub limits: Limits,
     /// `--keepalive`, `--handshake-timeout`.
     pub connections: ConnectionSettings,
@@ -120,6 +126,8 @@ pub struct Limits {
     /// `None`: `max_data_bytes` plus [`MESSAGE_OVERHEAD_BYTES`].
     pub max_message_bytes: Option<u64>,
     pub max_data_bytes: u64,
+    /// How long one session call may take to produce its answer.
+    pub request_timeout: Duration,
 }
 
 /// How connections are watched.
@@ -186,6 +194,7 @@ impl Default for Limits {
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             max_message_bytes: None,
             max_data_bytes: DEFAULT_MAX_DATA_BYTES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }

@@ -1,47 +1,49 @@
-//! A deadline for a new connection's first bytes.
+//! A deadline for a new connection's opening: its HTTP/2 preface.
 //!
-//! The HTTP/2 server waits for a client's connection preface (or TLS hello)
-//! for as long as the client likes, and keepalive pings only start once the
-//! preface is in. A client that connects and sends nothing would hold its
-//! socket forever; enough of them use up the server's file descriptors. So
-//! every accepted connection must send its first bytes within a deadline.
+//! The HTTP/2 server waits for a client's connection preface for as long as
+//! the client likes, and keepalive pings only start once the preface is in.
+//! A client that connects and sends nothing (or completes a TLS handshake
+//! and then sends nothing) would hold its socket forever; enough of them use
+//! up the server's file descriptors. So every accepted connection must send
+//! the preface within a deadline, counted from its acceptance.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
-use tokio::time::Sleep;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tokio::time::{Instant, Sleep};
 
 /// Bytes a client must send before the deadline: the length of the HTTP/2
-/// connection preface. A TLS ClientHello is longer.
+/// connection preface.
 const OPENING_BYTES: usize = 24;
 
-/// An accepted TCP connection whose first [`OPENING_BYTES`] must arrive
-/// within a deadline; reading past the deadline without them fails with
+/// A connection (plain, or the inside of TLS) whose first [`OPENING_BYTES`]
+/// must arrive by a deadline; reading past it without them fails with
 /// `TimedOut`, which ends the connection.
 #[derive(Debug)]
-pub struct OpeningDeadline {
-    stream: TcpStream,
+pub struct OpeningDeadline<S> {
+    stream: S,
     /// Set until the opening bytes are in.
     deadline: Option<Pin<Box<Sleep>>>,
     received: usize,
 }
 
-impl OpeningDeadline {
-    pub fn new(stream: TcpStream, within: Duration) -> Self {
+impl<S> OpeningDeadline<S> {
+    pub fn new(stream: S, deadline: Instant) -> Self {
         Self {
             stream,
-            deadline: Some(Box::pin(tokio::time::sleep(within))),
+            deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
             received: 0,
         }
     }
+
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
 }
 
-impl AsyncRead for OpeningDeadline {
+impl<S: AsyncRead + Unpin> AsyncRead for OpeningDeadline<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -78,7 +80,7 @@ fn too_late() -> io::Error {
     )
 }
 
-impl AsyncWrite for OpeningDeadline {
+impl<S: AsyncWrite + Unpin> AsyncWrite for OpeningDeadline<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -105,13 +107,5 @@ impl AsyncWrite for OpeningDeadline {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-impl Connected for OpeningDeadline {
-    type ConnectInfo = TcpConnectInfo;
-
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.stream.connect_info()
     }
 }

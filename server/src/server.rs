@@ -6,6 +6,7 @@
 //! shutdown.
 
 mod background;
+mod connections;
 mod drain;
 mod exposure;
 mod grpc;
@@ -24,6 +25,7 @@ use crate::service::{SessionRpc, Settings};
 use crate::store::{OpenError, SessionStore, StoreConfig, StoreError, StoreUrl};
 use crate::tls::{Tls, TlsError};
 use background::Background;
+use connections::Connections;
 pub use exposure::Unauthenticated;
 
 /// Why the server could not start.
@@ -157,7 +159,6 @@ impl Server {
             grpc::Services {
                 sessions,
                 tokens: &tokens,
-                tls: tls.as_ref(),
                 limits: config.limits,
                 connections: config.connections,
                 metrics: &metrics,
@@ -171,10 +172,9 @@ impl Server {
         let (closing_tx, closing) = tokio::sync::oneshot::channel();
         let close_listener =
             drain::close_listener(shutdown, health, config.shutdown.delay, closing_tx);
-        let serving = router.serve_with_incoming_shutdown(
-            grpc::incoming(listener, config.connections),
-            close_listener,
-        );
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor.clone());
+        let connections = Connections::new(listener, config.connections, acceptor);
+        let serving = router.serve_with_incoming_shutdown(connections, close_listener);
         let drain_timeout = config.shutdown.drain_timeout;
         let served = tokio::select! {
             served = serving => served,

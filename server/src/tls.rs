@@ -1,16 +1,25 @@
 //! TLS for the gRPC port, with rustls: the server's certificate and key
 //! (`--tls-cert`, `--tls-key`), and optionally the CA whose client
-//! certificates it requires (`--tls-client-ca`, mutual TLS).
+//! certificates it requires (`--tls-client-ca`, mutual TLS). sessiond
+//! terminates TLS itself (see `server::connections`), so that a peer that
+//! completes the handshake and then sends nothing is closed like one that
+//! sends nothing at all.
 //!
 //! The files are read and checked at start-up, so that a wrong path or a
 //! file of the wrong kind stops the server before it listens, naming the
 //! flag; certificates are not reloaded while it runs.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use rustls::RootCertStore;
+use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tokio_rustls::TlsAcceptor;
+
+/// The only application protocol the port speaks: gRPC clients ask for it.
+const ALPN_H2: &[u8] = b"h2";
 
 /// Why the TLS settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +47,16 @@ pub enum TlsError {
     )]
     ClientCaWithoutTls,
     #[error("the certificate and key cannot be used together (--tls-cert, --tls-key)")]
-    Rejected(#[source] tonic::transport::Error),
+    Rejected(#[source] rustls::Error),
+    #[error(
+        "{} (--tls-client-ca, SESSIOND_TLS_CLIENT_CA) holds no certificate that can be a CA for client certificates",
+        path.display()
+    )]
+    ClientCa {
+        path: PathBuf,
+        #[source]
+        source: rustls::server::VerifierBuilderError,
+    },
 }
 
 /// The PEM files of the server's TLS settings; none means plain HTTP/2.
@@ -49,13 +67,21 @@ pub struct TlsFiles {
     pub client_ca: Option<PathBuf>,
 }
 
-/// TLS as configured: what the server hands to tonic, and what it tells
+/// TLS as configured: the acceptor for new connections, and what it tells
 /// the operator.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Tls {
-    pub config: ServerTlsConfig,
+    pub acceptor: TlsAcceptor,
     /// Clients must present a certificate signed by `--tls-client-ca`.
     pub client_certificates: bool,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("client_certificates", &self.client_certificates)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TlsFiles {
@@ -68,29 +94,47 @@ impl TlsFiles {
             _ => return Err(TlsError::Incomplete),
         };
         let cert_pem = read(cert, "--tls-cert, SESSIOND_TLS_CERT")?;
-        check_certificates(&cert_pem, cert, "--tls-cert, SESSIOND_TLS_CERT")?;
+        let chain = certificates(&cert_pem, cert, "--tls-cert, SESSIOND_TLS_CERT")?;
         let key_pem = read(key, "--tls-key, SESSIOND_TLS_KEY")?;
-        if PrivateKeyDer::from_pem_slice(&key_pem).is_err() {
+        let Ok(key) = PrivateKeyDer::from_pem_slice(&key_pem) else {
             return Err(TlsError::NotPem {
                 path: key.clone(),
                 flag: "--tls-key, SESSIOND_TLS_KEY",
                 what: "private key",
                 hint: "give the key of the certificate (-----BEGIN PRIVATE KEY-----)",
             });
-        }
-        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, key_pem));
-        if let Some(ca) = &self.client_ca {
-            let ca_pem = read(ca, "--tls-client-ca, SESSIOND_TLS_CLIENT_CA")?;
-            check_certificates(&ca_pem, ca, "--tls-client-ca, SESSIOND_TLS_CLIENT_CA")?;
-            config = config.client_ca_root(Certificate::from_pem(ca_pem));
-        }
-        // tonic builds the rustls configuration here, which is where a key
-        // that does not belong to the certificate shows.
-        tonic::transport::Server::builder()
-            .tls_config(config.clone())
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
             .map_err(TlsError::Rejected)?;
+        let builder = match &self.client_ca {
+            Some(ca) => {
+                let ca_pem = read(ca, "--tls-client-ca, SESSIOND_TLS_CLIENT_CA")?;
+                let mut roots = RootCertStore::empty();
+                roots.add_parsable_certificates(certificates(
+                    &ca_pem,
+                    ca,
+                    "--tls-client-ca, SESSIOND_TLS_CLIENT_CA",
+                )?);
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .map_err(|source| TlsError::ClientCa {
+                            path: ca.clone(),
+                            source,
+                        })?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        // Where a key that does not belong to the certificate shows.
+        let mut config = builder
+            .with_single_cert(chain, key)
+            .map_err(TlsError::Rejected)?;
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
         Ok(Some(Tls {
-            config,
+            acceptor: TlsAcceptor::from(Arc::new(config)),
             client_certificates: self.client_ca.is_some(),
         }))
     }
@@ -104,10 +148,15 @@ fn read(path: &Path, flag: &'static str) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn check_certificates(pem: &[u8], path: &Path, flag: &'static str) -> Result<(), TlsError> {
-    let mut certificates = CertificateDer::pem_slice_iter(pem);
-    match certificates.next() {
-        Some(Ok(_)) if certificates.all(|next| next.is_ok()) => Ok(()),
+/// The certificates of a PEM file, at least one, all of them valid PEM.
+fn certificates(
+    pem: &[u8],
+    path: &Path,
+    flag: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certificates: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(pem).collect();
+    match certificates {
+        Ok(certificates) if !certificates.is_empty() => Ok(certificates),
         _ => Err(TlsError::NotPem {
             path: path.to_owned(),
             flag,

@@ -819,3 +819,53 @@ async fn a_connection_that_never_opens_is_closed_after_the_handshake_timeout() {
     assert_unharmed(&server).await;
     stop(server).await;
 }
+
+/// A call whose request body never ends is answered DEADLINE_EXCEEDED at
+/// `--request-timeout`, and gives its slot of `--max-in-flight` back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_body_never_ends_is_cut_off_and_frees_its_slot() {
+    let server = start_with(&["--max-in-flight", "1", "--request-timeout", "3s"]).await;
+    // A Load message announcing more bytes than are ever sent, on a stream
+    // left open.
+    let mut partial = grpc_message(0, &[0x0a; 64]);
+    partial.truncate(16);
+    let addr = server.addr;
+    let mut stalled = tokio::spawn(async move {
+        grpc_call(
+            addr,
+            "/sessiond.v1.SessionService/Load",
+            &[],
+            partial,
+            false,
+        )
+        .await
+    });
+    // While it holds the only slot, other calls are refused.
+    let mut refused = false;
+    let answer = within("the stalled call's answer", async {
+        loop {
+            tokio::select! {
+                answer = &mut stalled => return answer.unwrap().unwrap(),
+                result = server.client.exists("abcdefgh") => {
+                    if result.is_err_and(|err| err.code() == Some(Code::ResourceExhausted)) {
+                        refused = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(refused, "the stalled call never held the slot");
+    assert_eq!(
+        answer.grpc_status,
+        Some(Code::DeadlineExceeded),
+        "{answer:?}"
+    );
+    assert!(
+        answer.grpc_message.contains("--request-timeout"),
+        "{answer:?}"
+    );
+    assert_unharmed(&server).await;
+    stop(server).await;
+}

@@ -209,6 +209,67 @@ async fn tls_serves_tls_clients_only() {
     serving.stop().await;
 }
 
+/// A TLS peer that completes the handshake and then sends nothing (no
+/// HTTP/2 preface) is closed when the opening deadline passes, like a TCP
+/// peer that sends nothing at all.
+#[tokio::test]
+async fn a_tls_peer_silent_after_its_handshake_is_closed() {
+    use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
+    let server = open(
+        &dir.path().join("db.sqlite3"),
+        &[
+            "--tls-cert",
+            pki.server_cert.to_str().unwrap(),
+            "--tls-key",
+            pki.server_key.to_str().unwrap(),
+            "--handshake-timeout",
+            "1s",
+        ],
+    )
+    .await;
+    let serving = Serving::start(server).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls_pki_types::pem::PemObject;
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(serving.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+
+    // The handshake is done; now the client says nothing. The server must
+    // close the connection once the opening deadline has passed.
+    let mut buf = [0u8; 64];
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                // The server's SETTINGS frame, sent without waiting.
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "a silent TLS peer was still connected after 10 s"
+    );
+    serving.stop().await;
+}
+
 #[tokio::test]
 async fn client_certificates_signed_by_the_ca_are_required_with_a_client_ca() {
     let dir = tempfile::tempdir().unwrap();
@@ -388,12 +449,22 @@ fn lock_writes(db: &Path) -> rusqlite::Connection {
 }
 
 async fn metrics_text(addr: std::net::SocketAddr) -> String {
+    let response = metrics_response(addr, None).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+/// The whole HTTP response to `GET /metrics`, with `authorization` if given.
+async fn metrics_response(addr: std::net::SocketAddr, authorization: Option<&str>) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: sessiond\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    let authorization = authorization
+        .map(|value| format!("Authorization: {value}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "GET /metrics HTTP/1.1\r\nHost: sessiond\r\n{authorization}Connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     tokio::time::timeout(
         Duration::from_secs(10),
@@ -402,7 +473,6 @@ async fn metrics_text(addr: std::net::SocketAddr) -> String {
     .await
     .unwrap()
     .unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     response
 }
 

@@ -28,6 +28,14 @@ pub(super) fn parse_handshake_timeout(text: &str) -> Result<Duration, String> {
     Ok(timeout)
 }
 
+pub(super) fn parse_request_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_bounded(text, Duration::from_secs(HOUR))?;
+    if timeout.is_zero() {
+        return Err("must be more than 0".into());
+    }
+    Ok(timeout)
+}
+
 pub(super) fn parse_store_timeout(text: &str) -> Result<Duration, String> {
     parse_bounded(text, Duration::from_secs(HOUR))
 }
@@ -80,6 +88,8 @@ mod tests {
         assert_eq!(parse_keepalive("0").unwrap(), Duration::ZERO);
         assert!(parse_keepalive("2days").is_err());
         assert!(parse_handshake_timeout("0").is_err());
+        assert!(parse_request_timeout("0").is_err());
+        assert!(parse_request_timeout("2h").is_err());
         assert!(parse_handshake_timeout("2h").is_err());
         assert_eq!(
             parse_store_timeout("1h").unwrap(),

@@ -9,7 +9,8 @@ use sessiond_signing::DEFAULT_SALT;
 
 use super::StoreArgs;
 use super::durations::{
-    parse_handshake_timeout, parse_keepalive, parse_purge_interval, parse_shutdown_wait,
+    parse_handshake_timeout, parse_keepalive, parse_purge_interval, parse_request_timeout,
+    parse_shutdown_wait,
 };
 use crate::codec::{CodecKind, DjangoConfig};
 use crate::config::{
@@ -22,6 +23,8 @@ use crate::tls::TlsFiles;
 
 /// [`crate::config::DEFAULT_KEEPALIVE`] as the flag's default.
 const DEFAULT_KEEPALIVE_TEXT: &str = "60s";
+/// [`crate::config::DEFAULT_REQUEST_TIMEOUT`] as the flag's default.
+const DEFAULT_REQUEST_TIMEOUT_TEXT: &str = "10s";
 /// [`crate::config::DEFAULT_HANDSHAKE_TIMEOUT`] as the flag's default.
 const DEFAULT_HANDSHAKE_TIMEOUT_TEXT: &str = "10s";
 /// [`crate::config::DEFAULT_PURGE_INTERVAL`] as the flag's default.
@@ -103,10 +106,18 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSIOND_KEEPALIVE", default_value = DEFAULT_KEEPALIVE_TEXT, value_parser = parse_keepalive, value_name = "DURATION")]
     pub keepalive: Duration,
 
-    /// Time a new connection gets to send its first bytes (the HTTP/2
-    /// preface, or a TLS hello); one that stays silent is closed.
+    /// Time a new connection gets to open: to complete its TLS handshake
+    /// (with --tls-cert) and send the HTTP/2 preface. One that stays
+    /// silent, or stalls in the handshake, or completes it and then sends
+    /// nothing, is closed.
     #[arg(long, env = "SESSIOND_HANDSHAKE_TIMEOUT", default_value = DEFAULT_HANDSHAKE_TIMEOUT_TEXT, value_parser = parse_handshake_timeout, value_name = "DURATION")]
     pub handshake_timeout: Duration,
+
+    /// How long one session call may take to produce its answer, request
+    /// body included; past it the call is answered DEADLINE_EXCEEDED and its
+    /// slot of --max-in-flight is free again. Keep it above --store-timeout.
+    #[arg(long, env = "SESSIOND_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT_TEXT, value_parser = parse_request_timeout, value_name = "DURATION")]
+    pub request_timeout: Duration,
 
     /// Largest gRPC request accepted, in bytes (default: --max-data-bytes
     /// plus 64 KiB for the rest of the request). A larger one is refused
@@ -201,6 +212,7 @@ impl ServeArgs {
                 max_concurrent_streams: self.max_concurrent_streams,
                 max_message_bytes: self.max_message_bytes,
                 max_data_bytes: self.max_data_bytes,
+                request_timeout: self.request_timeout,
             },
             connections: ConnectionSettings {
                 keepalive: self.keepalive,

@@ -1,24 +1,19 @@
 //! The gRPC server itself: the session service behind its token check and
-//! call tracking, health and reflection beside it, the HTTP/2 settings and
-//! TLS, and the stream of accepted connections.
+//! call tracking, health and reflection beside it, and the HTTP/2 settings.
+//! (TLS is terminated in `connections`.)
 
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio_stream::{Stream, StreamExt as _};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::server::Router;
 use tonic_health::server::HealthReporter;
 
 use crate::auth::{RequireToken, TokenStore};
-use crate::batched_writes::BatchedWrites;
 use crate::calls::{InFlight, TrackCalls};
 use crate::config::{ConnectionSettings, Limits};
-use crate::handshake::OpeningDeadline;
 use crate::metrics::Metrics;
 use crate::proto::session_service_server::SessionServiceServer;
 use crate::service::SessionRpc;
-use crate::tls::Tls;
 
 use super::ServeError;
 
@@ -37,7 +32,6 @@ const KEEPALIVE_ANSWER_LIMIT: Duration = Duration::from_secs(20);
 pub(super) struct Services<'a> {
     pub sessions: SessionRpc,
     pub tokens: &'a TokenStore,
-    pub tls: Option<&'a Tls>,
     pub limits: Limits,
     pub connections: ConnectionSettings,
     pub metrics: &'a Metrics,
@@ -75,21 +69,15 @@ pub(super) fn router(
     let track = TrackCalls {
         in_flight: services.in_flight.clone(),
         limit: usize::try_from(services.limits.max_in_flight).unwrap_or(usize::MAX),
+        timeout: services.limits.request_timeout,
         metrics: services.metrics.clone(),
     };
     let sessions = tower::Layer::layer(&track, sessions);
 
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = services.tls {
-        // The opening-bytes deadline ends with the ClientHello; this one
-        // covers the rest of the TLS handshake.
-        let timeout = services.connections.handshake_timeout;
-        builder = builder.tls_config(tls.config.clone().timeout(timeout))?;
-    }
     let keepalive = keepalive(services.connections);
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    Ok(builder
+    Ok(tonic::transport::Server::builder()
         .max_concurrent_streams(services.limits.max_concurrent_streams)
         .http2_keepalive_interval(keepalive)
         .http2_keepalive_timeout(keepalive.map(|every| every.min(KEEPALIVE_ANSWER_LIMIT)))
@@ -104,22 +92,6 @@ pub(super) fn router(
         ))
         .add_service(InterceptedService::new(reflection_v1alpha, require_token))
         .add_service(sessions))
-}
-
-/// The accepted connections: without Nagle's delay, with TCP keepalive,
-/// each given a deadline for its first bytes and its writes batched.
-pub(super) fn incoming(
-    listener: TcpListener,
-    connections: ConnectionSettings,
-) -> impl Stream<Item = std::io::Result<BatchedWrites<OpeningDeadline>>> {
-    let handshake_timeout = connections.handshake_timeout;
-    TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(keepalive(connections))
-        .map(move |accepted| {
-            accepted
-                .map(|stream| BatchedWrites::new(OpeningDeadline::new(stream, handshake_timeout)))
-        })
 }
 
 /// The ping interval, `None` when pings are off.
