@@ -120,13 +120,14 @@ pub struct StoreArgs {
     /// --session-age. `memory://[?max_sessions=N]` keeps sessions inside this
     /// process, lost on restart: for tests and development (default 100000
     /// sessions). A Django app may share the SQL table or the directory.
-    #[arg(long, env = "SESSIOND_STORE", default_value = DEFAULT_STORE, value_parser = StoreUrlParser, value_name = "URL")]
+    // The variable's value is hidden from --help: a URL may hold a password.
+    #[arg(long, env = "SESSIOND_STORE", hide_env_values = true, default_value = DEFAULT_STORE, value_parser = StoreUrlParser, value_name = "URL")]
     pub store: StoreUrl,
 
     /// A cache in front of the --store database (Django's cached_db):
     /// `redis://…` or `memory://`. Loads read it first; writes go to the
     /// database, then the cache; when the cache fails, the database answers.
-    #[arg(long, env = "SESSIOND_CACHE", value_parser = StoreUrlParser, value_name = "URL")]
+    #[arg(long, env = "SESSIOND_CACHE", hide_env_values = true, value_parser = StoreUrlParser, value_name = "URL")]
     pub cache: Option<StoreUrl>,
 
     /// How long one storage operation may wait for a lock held by another
