@@ -92,8 +92,8 @@ pub struct ServerConfig {
     pub tls: TlsFiles,
     /// `--insecure-allow-unauthenticated`.
     pub insecure_allow_unauthenticated: bool,
-    /// `--metrics-listen`.
-    pub metrics_listen: Option<SocketAddr>,
+    /// `--metrics-listen`, `--metrics-token`, `--metrics-public`.
+    pub metrics: MetricsConfig,
     /// `--max-in-flight`, `--max-concurrent-streams`, `--max-message-bytes`,
     /// `--max-data-bytes`, `--request-timeout`.
     pub limits: Limits,
@@ -116,6 +116,18 @@ pub struct ServerConfig {
 pub struct AuthConfig {
     pub tokens_file: Option<std::path::PathBuf>,
     pub token: Option<Secret>,
+}
+
+/// Where Prometheus metrics are served, and to whom. They hold counts,
+/// never keys or data, but tell an outsider how busy the service is.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    /// `None`: not served.
+    pub listen: Option<SocketAddr>,
+    /// Scrapers must send `authorization: Bearer TOKEN`.
+    pub token: Option<Secret>,
+    /// Serve a non-loopback address without a token.
+    pub public: bool,
 }
 
 /// How much one call, one connection and the whole server take.
@@ -162,7 +174,7 @@ impl Default for ServerConfig {
             auth: AuthConfig::default(),
             tls: TlsFiles::default(),
             insecure_allow_unauthenticated: false,
-            metrics_listen: None,
+            metrics: MetricsConfig::default(),
             limits: Limits::default(),
             connections: ConnectionSettings::default(),
             codec: CodecKind::default(),

@@ -20,6 +20,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use axum::response::IntoResponse as _;
+
+use crate::auth::Tokens;
 use crate::method::Method;
 
 /// The media type of the OpenMetrics text that prometheus-client writes.
@@ -249,21 +252,37 @@ impl Metrics {
         text
     }
 
-    /// Serves `/metrics` on `listener` until `shutdown` completes.
+    /// Serves `/metrics` on `listener` until `shutdown` completes; with
+    /// `token`, only to scrapers that send it as a bearer token.
     pub async fn serve(
         self,
         listener: TcpListener,
+        token: Option<Tokens>,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let router = axum::Router::new().route(
             "/metrics",
-            axum::routing::get(move || {
+            axum::routing::get(move |headers: http::HeaderMap| {
                 let metrics = self.clone();
+                let allowed = token.as_ref().is_none_or(|token| {
+                    let authorization = headers.get(http::header::AUTHORIZATION);
+                    token.accept(authorization.and_then(|value| value.to_str().ok()))
+                });
                 async move {
+                    if !allowed {
+                        tracing::debug!("metrics request without the metrics token refused");
+                        return (
+                            http::StatusCode::UNAUTHORIZED,
+                            [(http::header::WWW_AUTHENTICATE, "Bearer")],
+                            String::new(),
+                        )
+                            .into_response();
+                    }
                     (
                         [(http::header::CONTENT_TYPE, CONTENT_TYPE)],
                         metrics.render(),
                     )
+                        .into_response()
                 }
             }),
         );

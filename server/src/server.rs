@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::auth::{TokenStore, TokensError};
+use crate::auth::{TokenStore, Tokens, TokensError};
 use crate::calls::InFlight;
 use crate::codec::{self, Codec};
-use crate::config::{Limits, ServerConfig};
+use crate::config::{Limits, MetricsConfig, ServerConfig};
 use crate::metrics::{self, Metrics, MetricsBindError};
 use crate::service::{SessionRpc, Settings};
 use crate::store::{OpenError, SessionStore, StoreConfig, StoreError, StoreUrl};
@@ -44,6 +44,17 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Metrics(#[from] MetricsBindError),
+    #[error(
+        "refusing to serve metrics on {listen} to anyone who reaches it: give a bearer token \
+         Prometheus must send (--metrics-token, SESSIOND_METRICS_TOKEN), serve them on loopback \
+         (--metrics-listen 127.0.0.1:PORT), or, on a monitoring network nobody else can reach, \
+         --metrics-public"
+    )]
+    MetricsExposed { listen: std::net::SocketAddr },
+    #[error(
+        "the token of --metrics-token (SESSIOND_METRICS_TOKEN) {0}; use a random token, e.g. `openssl rand -hex 32`"
+    )]
+    MetricsToken(String),
     #[error(transparent)]
     Open(#[from] OpenError),
     #[error(transparent)]
@@ -77,6 +88,7 @@ pub struct Server {
     tls: Option<Tls>,
     metrics: Metrics,
     metrics_listener: Option<TcpListener>,
+    metrics_token: Option<Tokens>,
 }
 
 impl Server {
@@ -94,7 +106,8 @@ impl Server {
         )?;
         check_limits(&config.limits)?;
         let codec = config.codec.build(&config.django)?;
-        let metrics_listener = match config.metrics_listen {
+        let metrics_token = metrics_token(&config.metrics)?;
+        let metrics_listener = match config.metrics.listen {
             Some(addr) => Some(metrics::bind(addr).await?),
             None => None,
         };
@@ -107,6 +120,7 @@ impl Server {
             tls,
             metrics: Metrics::new(),
             metrics_listener,
+            metrics_token,
         })
     }
 
@@ -139,6 +153,7 @@ impl Server {
             tls,
             metrics,
             metrics_listener,
+            metrics_token,
         } = self;
         if let Ok(addr) = listener.local_addr() {
             exposure::check(
@@ -166,7 +181,13 @@ impl Server {
             },
             health_service,
         )?;
-        let background = Background::start(store.clone(), config.purge, &metrics, metrics_listener);
+        let background = Background::start(
+            store.clone(),
+            config.purge,
+            &metrics,
+            metrics_listener,
+            metrics_token,
+        );
         log_serving(&listener, &config, &codec, &tokens, tls.as_ref());
 
         let (closing_tx, closing) = tokio::sync::oneshot::channel();
@@ -187,6 +208,27 @@ impl Server {
         tracing::info!("sessiond stopped");
         Ok(served?)
     }
+}
+
+/// The metrics token, checked; refuses metrics beyond loopback that anyone
+/// could read, unless the operator says they may.
+fn metrics_token(config: &MetricsConfig) -> Result<Option<Tokens>, StartError> {
+    let token = match &config.token {
+        Some(token) => {
+            Some(Tokens::single(token.expose(), "metrics").map_err(StartError::MetricsToken)?)
+        }
+        None => None,
+    };
+    if let Some(listen) = config.listen
+        && !listen.ip().is_loopback()
+        && token.is_none()
+    {
+        if !config.public {
+            return Err(StartError::MetricsExposed { listen });
+        }
+        tracing::warn!(listen = %listen, "serving metrics beyond loopback without a token (--metrics-public)");
+    }
+    Ok(token)
 }
 
 /// Refuses a message limit that leaves no room for the data limit.

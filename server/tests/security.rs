@@ -476,6 +476,57 @@ async fn metrics_response(addr: std::net::SocketAddr, authorization: Option<&str
     response
 }
 
+/// Metrics beyond loopback need a token, unless explicitly public; with a
+/// token, a scraper without it gets 401.
+#[tokio::test]
+async fn metrics_beyond_loopback_need_a_token_or_an_explicit_public() {
+    let err = start_error(&["--metrics-listen", "0.0.0.0:0"]).await;
+    let message = sessiond::error::ErrorChain(&err).to_string();
+    for part in ["--metrics-token", "--metrics-public", "0.0.0.0:0"] {
+        assert!(message.contains(part), "{message}");
+    }
+    let err = start_error(&[
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--metrics-token",
+        "short",
+    ])
+    .await;
+    let message = sessiond::error::ErrorChain(&err).to_string();
+    assert!(message.contains("SESSIOND_METRICS_TOKEN"), "{message}");
+    assert!(!message.contains("short"), "{message}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let public = open(
+        &dir.path().join("public.sqlite3"),
+        &["--metrics-listen", "0.0.0.0:0", "--metrics-public"],
+    )
+    .await;
+    assert!(public.metrics_addr().is_some());
+    drop(public);
+
+    let server = open(
+        &dir.path().join("db.sqlite3"),
+        &["--metrics-listen", "0.0.0.0:0", "--metrics-token", TOKEN],
+    )
+    .await;
+    let port = server.metrics_addr().unwrap().port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let serving = Serving::start(server).await;
+    for refused in [None, Some("Bearer not-the-token-0123456789"), Some(TOKEN)] {
+        let response = metrics_response(addr, refused).await;
+        assert!(
+            response.starts_with("HTTP/1.1 401"),
+            "{refused:?}: {response}"
+        );
+        assert!(!response.contains("sessiond_calls"), "{response}");
+    }
+    let response = metrics_response(addr, Some(&format!("Bearer {TOKEN}"))).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("# EOF"), "{response}");
+    serving.stop().await;
+}
+
 fn metric(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())

@@ -15,8 +15,8 @@ use super::durations::{
 use crate::codec::{CodecKind, DjangoConfig};
 use crate::config::{
     AuthConfig, ConnectionSettings, DEFAULT_LISTEN, DEFAULT_MAX_CONCURRENT_STREAMS,
-    DEFAULT_MAX_DATA_BYTES, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PURGE_BATCH_SIZE, Limits, PurgeSettings,
-    ServerConfig, ShutdownSettings,
+    DEFAULT_MAX_DATA_BYTES, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PURGE_BATCH_SIZE, Limits, MetricsConfig,
+    PurgeSettings, ServerConfig, ShutdownSettings,
 };
 use crate::secret::Secret;
 use crate::tls::TlsFiles;
@@ -85,9 +85,27 @@ pub struct ServeArgs {
     pub insecure_allow_unauthenticated: bool,
 
     /// Serve Prometheus metrics over HTTP at /metrics on this address
-    /// (IP:PORT, e.g. 127.0.0.1:9090); off by default.
+    /// (IP:PORT, e.g. 127.0.0.1:9090); off by default. Beyond loopback it
+    /// needs --metrics-token (or --metrics-public).
     #[arg(long, env = "SESSIOND_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+
+    /// A bearer token that Prometheus must send to read the metrics
+    /// (`authorization: Bearer TOKEN`, at least 16 characters). Prefer the
+    /// environment variable: command lines are visible to other users.
+    #[arg(
+        long,
+        env = "SESSIOND_METRICS_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub metrics_token: Option<Secret>,
+
+    /// Serve metrics on a non-loopback --metrics-listen without
+    /// --metrics-token: anyone who reaches the port reads the counts. Only
+    /// for a monitoring network nobody else can reach.
+    #[arg(long, env = "SESSIOND_METRICS_PUBLIC")]
+    pub metrics_public: bool,
 
     /// Calls in flight at once, over all connections; past it, new calls
     /// are refused at once with RESOURCE_EXHAUSTED (retry later) instead of
@@ -206,7 +224,11 @@ impl ServeArgs {
                 client_ca: self.tls_client_ca,
             },
             insecure_allow_unauthenticated: self.insecure_allow_unauthenticated,
-            metrics_listen: self.metrics_listen,
+            metrics: MetricsConfig {
+                listen: self.metrics_listen,
+                token: self.metrics_token,
+                public: self.metrics_public,
+            },
             limits: Limits {
                 max_in_flight: self.max_in_flight,
                 max_concurrent_streams: self.max_concurrent_streams,

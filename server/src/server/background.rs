@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Tokens;
 use crate::config::PurgeSettings;
 use crate::error::ErrorChain;
 use crate::metrics::Metrics;
@@ -24,12 +25,13 @@ pub(super) struct Background {
 
 impl Background {
     /// Starts the purge (unless its interval is zero) and, given a
-    /// listener, the metrics endpoint.
+    /// listener, the metrics endpoint, behind `metrics_token` if any.
     pub(super) fn start(
         store: Arc<dyn SessionStore>,
         purge: PurgeSettings,
         metrics: &Metrics,
         metrics_listener: Option<TcpListener>,
+        metrics_token: Option<Tokens>,
     ) -> Self {
         let stop = CancellationToken::new();
         let purge = purge::spawn(
@@ -44,11 +46,9 @@ impl Background {
                 tracing::info!(listen = %addr, "serving metrics at /metrics");
             }
             let stop = stop.clone();
-            tokio::spawn(
-                metrics
-                    .clone()
-                    .serve(listener, async move { stop.cancelled().await }),
-            )
+            tokio::spawn(metrics.clone().serve(listener, metrics_token, async move {
+                stop.cancelled().await
+            }))
         });
         Self {
             stop,
