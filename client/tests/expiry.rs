@@ -235,44 +235,38 @@ mod layer {
         tokio::spawn(async move { axum::serve(listener, app).await });
 
         let http = reqwest::Client::new();
+        // The Set-Cookie of a session whose `_session_expiry` is `stored`.
+        let cookie_of = |stored: Value| {
+            let request = http.post(&url).body(stored.to_string()).send();
+            async move {
+                let response = request.await.unwrap();
+                assert_eq!(response.status(), 200, "{stored}");
+                response.headers()[SET_COOKIE].to_str().unwrap().to_owned()
+            }
+        };
         let cases = unrepresentable()
             .into_iter()
             .chain(invalid())
             .map(|stored| (stored, DEFAULT_COOKIE_AGE))
             .chain([(json!(3600), 3600)]);
-        // Valid expiries long past, before 1970: Max-Age says the cookie is
-        // gone, and the expires date is the earliest an HTTP date names.
-        let before_1970 = [
-            json!(-3_000_000_000_i64),
-            json!("1960-01-01T00:00:00+00:00"),
-            json!("0001-01-01T00:00:00+00:00"),
-        ];
-        for stored in before_1970 {
-            let response = http
-                .post(&url)
-                .body(stored.to_string())
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200, "{stored}");
-            let cookie = response.headers()[SET_COOKIE].to_str().unwrap();
+        for (stored, max_age) in cases {
+            let cookie = cookie_of(stored.clone()).await;
             assert!(
-                cookie.contains("; expires=Thu, 01 Jan 1970 00:00:00 GMT; ")
-                    && cookie.contains("; Max-Age=-"),
+                cookie.contains(&format!("; Max-Age={max_age}; ")),
                 "{stored}: {cookie}"
             );
         }
-        for (stored, max_age) in cases {
-            let response = http
-                .post(&url)
-                .body(stored.to_string())
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200, "{stored}");
-            let cookie = response.headers()[SET_COOKIE].to_str().unwrap();
+        // Valid expiries long past, before 1970: Max-Age says the cookie is
+        // gone, and the expires date is the earliest an HTTP date names.
+        for stored in [
+            json!(-3_000_000_000_i64),
+            json!("1960-01-01T00:00:00+00:00"),
+            json!("0001-01-01T00:00:00+00:00"),
+        ] {
+            let cookie = cookie_of(stored.clone()).await;
             assert!(
-                cookie.contains(&format!("; Max-Age={max_age}; ")),
+                cookie.contains("; expires=Thu, 01 Jan 1970 00:00:00 GMT; ")
+                    && cookie.contains("; Max-Age=-"),
                 "{stored}: {cookie}"
             );
         }

@@ -26,6 +26,19 @@ fn run(command: &mut Command) -> Output {
     command.output().unwrap()
 }
 
+/// Waits up to 30 s for `condition` to hold; fails with `what` if not.
+async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -604,14 +617,10 @@ async fn sighup_reads_a_renamed_tokens_file_and_an_emptied_one_refuses_every_cal
 
     replace(format!("app {new}\n"));
     server.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while create_with(&url, Some(new)).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "SIGHUP did not read the renamed file"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("SIGHUP did not read the renamed file", || async {
+        create_with(&url, Some(new)).await.is_ok()
+    })
+    .await;
     assert_eq!(
         create_with(&url, Some(old)).await,
         Err(tonic::Code::Unauthenticated)
@@ -620,26 +629,19 @@ async fn sighup_reads_a_renamed_tokens_file_and_an_emptied_one_refuses_every_cal
     // Gone (a rotation halfway through): the tokens in force stay.
     std::fs::remove_file(&tokens).unwrap();
     server.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !server.log().contains("cannot reload the bearer tokens") {
-        assert!(
-            Instant::now() < deadline,
-            "the failed reload was not logged"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the failed reload was not logged", || async {
+        server.log().contains("cannot reload the bearer tokens")
+    })
+    .await;
     create_with(&url, Some(new)).await.unwrap();
 
     replace(format!("# every token revoked\n# app {new}\n\n"));
     server.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while create_with(&url, Some(new)).await.is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "a tokens file without tokens left the old ones in force"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "a tokens file without tokens left the old ones in force",
+        || async { create_with(&url, Some(new)).await.is_err() },
+    )
+    .await;
     for token in [Some(new), Some(old), None] {
         assert_eq!(
             create_with(&url, token).await,

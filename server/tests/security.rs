@@ -159,6 +159,19 @@ fn make_pki(dir: &Path) -> Pki {
     }
 }
 
+/// A server with the certificate and key of `pki` and `extra` flags,
+/// serving.
+async fn serve_tls(dir: &Path, pki: &Pki, extra: &[&str]) -> Serving {
+    let mut args = vec![
+        "--tls-cert",
+        pki.server_cert.to_str().unwrap(),
+        "--tls-key",
+        pki.server_key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Serving::start(open(&dir.join("db.sqlite3"), &args).await).await
+}
+
 fn tls_client(
     addr: std::net::SocketAddr,
     pki: &Pki,
@@ -180,17 +193,7 @@ fn tls_client(
 async fn tls_serves_tls_clients_only() {
     let dir = tempfile::tempdir().unwrap();
     let pki = make_pki(dir.path());
-    let server = open(
-        &dir.path().join("db.sqlite3"),
-        &[
-            "--tls-cert",
-            pki.server_cert.to_str().unwrap(),
-            "--tls-key",
-            pki.server_key.to_str().unwrap(),
-        ],
-    )
-    .await;
-    let serving = Serving::start(server).await;
+    let serving = serve_tls(dir.path(), &pki, &[]).await;
 
     let secure = tls_client(serving.addr, &pki, false)
         .connect()
@@ -219,19 +222,7 @@ async fn a_tls_peer_silent_after_its_handshake_is_closed() {
 
     let dir = tempfile::tempdir().unwrap();
     let pki = make_pki(dir.path());
-    let server = open(
-        &dir.path().join("db.sqlite3"),
-        &[
-            "--tls-cert",
-            pki.server_cert.to_str().unwrap(),
-            "--tls-key",
-            pki.server_key.to_str().unwrap(),
-            "--handshake-timeout",
-            "1s",
-        ],
-    )
-    .await;
-    let serving = Serving::start(server).await;
+    let serving = serve_tls(dir.path(), &pki, &["--handshake-timeout", "1s"]).await;
 
     let mut roots = rustls::RootCertStore::empty();
     use rustls_pki_types::pem::PemObject;
@@ -274,19 +265,12 @@ async fn a_tls_peer_silent_after_its_handshake_is_closed() {
 async fn client_certificates_signed_by_the_ca_are_required_with_a_client_ca() {
     let dir = tempfile::tempdir().unwrap();
     let pki = make_pki(dir.path());
-    let server = open(
-        &dir.path().join("db.sqlite3"),
-        &[
-            "--tls-cert",
-            pki.server_cert.to_str().unwrap(),
-            "--tls-key",
-            pki.server_key.to_str().unwrap(),
-            "--tls-client-ca",
-            pki.ca.to_str().unwrap(),
-        ],
+    let serving = serve_tls(
+        dir.path(),
+        &pki,
+        &["--tls-client-ca", pki.ca.to_str().unwrap()],
     )
     .await;
-    let serving = Serving::start(server).await;
 
     let with_cert = tls_client(serving.addr, &pki, true)
         .connect()
