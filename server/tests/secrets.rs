@@ -11,6 +11,7 @@ mod common;
 use std::process::Output;
 
 use common::process::{Running, sessiond};
+use common::redis_server::{self, PrivateRedis};
 use sessiond_client::Client;
 
 const URL_PASSWORD: &str = "url-password-7f3a9c";
@@ -19,14 +20,16 @@ const CACHE_PASSWORD: &str = "cache-password-9e8d7c";
 const TOKEN: &str = "token-secret-0123456789abcdef";
 const SECRET_KEY: &str = "django-secret-key-5a6b7c8d";
 const FALLBACK_KEY: &str = "django-fallback-key-1e2f3a4b";
+const METRICS_TOKEN: &str = "metrics-token-9f8e7d6c5b4a";
 
-const SECRETS: [&str; 6] = [
+const SECRETS: [&str; 7] = [
     URL_PASSWORD,
     QUERY_PASSWORD,
     CACHE_PASSWORD,
     TOKEN,
     SECRET_KEY,
     FALLBACK_KEY,
+    METRICS_TOKEN,
 ];
 
 fn assert_no_secret(what: &str, text: &str) {
@@ -56,6 +59,8 @@ fn with_secrets(store: &str) -> std::process::Command {
         .env("SESSIOND_CODEC", "django")
         .env("SESSIOND_SECRET_KEY", SECRET_KEY)
         .env("SESSIOND_SECRET_KEY_FALLBACKS", FALLBACK_KEY)
+        .env("SESSIOND_METRICS_LISTEN", "127.0.0.1:0")
+        .env("SESSIOND_METRICS_TOKEN", METRICS_TOKEN)
         .env("RUST_LOG", "debug");
     command
 }
@@ -80,6 +85,9 @@ fn refusals_and_start_up_failures_never_show_a_secret() {
         // Not a URL tokio-postgres accepts: refused as a bad value (exit 2).
         format!("postgres://app:{URL_PASSWORD}@127.0.0.1:notaport/db"),
         format!("postgres://app@127.0.0.1:notaport/db?password={QUERY_PASSWORD}"),
+        // An '@' in the password, and a percent-encoded option name.
+        format!("postgres://app:x@{URL_PASSWORD}@127.0.0.1:1/db"),
+        format!("postgres://app@127.0.0.1:1/db?pass%77ord={QUERY_PASSWORD}"),
         format!("mysql://app:{URL_PASSWORD}@127.0.0.1/db"),
         format!("redis://:{URL_PASSWORD}@127.0.0.1/notadb"),
         // Valid, but nothing answers: a start-up failure (exit 1).
@@ -100,12 +108,24 @@ fn refusals_and_start_up_failures_never_show_a_secret() {
 }
 
 /// A server on PostgreSQL (which trusts any password here) with every
-/// secret set, serving authenticated calls at debug level, then stopped.
+/// secret set, a Redis cache with a password, serving authenticated calls
+/// at debug level, then stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_serving_server_logs_no_secret() {
     if !common::service_available("PostgreSQL", common::POSTGRES_ADDR) {
         return;
     }
+    let Some(cache) = PrivateRedis::start("secrets").await else {
+        return;
+    };
+    let mut conn = redis_server::connect(&cache.addr()).await;
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(CACHE_PASSWORD)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     for password_in in ["user part", "query"] {
         let schema = common::PgSchema::new();
         let store = match password_in {
@@ -121,7 +141,10 @@ async fn a_serving_server_logs_no_secret() {
             ),
         };
         let mut command = with_secrets(&store);
-        command.env_remove("SESSIOND_CACHE");
+        command.env(
+            "SESSIOND_CACHE",
+            format!("redis://:{CACHE_PASSWORD}@{}/0", cache.addr()),
+        );
         let server = Running::start(&mut command);
         let client = Client::builder()
             .endpoint(server.url())
@@ -142,6 +165,10 @@ async fn a_serving_server_logs_no_secret() {
         let (code, log) = server.wait();
         assert_eq!(code, Some(0), "{log}");
         assert!(log.contains("sessiond serving"), "{log}");
+        assert!(
+            log.contains("redis://:***@"),
+            "the cache is not in the log: {log}"
+        );
         assert_no_secret(
             &format!("the log with the password in the {password_in}"),
             &log,

@@ -21,6 +21,10 @@ pub enum PostgresUrlError {
     /// tokio-postgres's message never repeats the URL.
     #[error("not a PostgreSQL URL")]
     Invalid(#[source] tokio_postgres::Error),
+    /// tokio-postgres would split the user part at its first `@`, leaving
+    /// the rest of the password in the host name, where it shows.
+    #[error("postgres://: the user name or password holds an '@'; write it as %40")]
+    AtInCredentials,
     #[error(transparent)]
     Options(#[from] UrlOptionError),
 }
@@ -42,6 +46,9 @@ impl PostgresUrl {
     /// given.
     pub fn parse(text: &str) -> Result<Self, PostgresUrlError> {
         let (base, query) = text.split_once('?').unwrap_or((text, ""));
+        if authority(base).matches('@').count() > 1 {
+            return Err(PostgresUrlError::AtInCredentials);
+        }
         let mut options = UrlQuery::parse("postgres", query);
         let schema = options.take(&SCHEMA)?;
         let rest = options.into_rest();
@@ -77,6 +84,12 @@ impl fmt::Debug for PostgresUrl {
 /// The libpq option that holds a password, shown as `***`.
 const PASSWORD_OPTION: &str = "password";
 
+/// The `user:password@host:port` part of a URL without its query.
+fn authority(base: &str) -> &str {
+    let after_scheme = base.split_once("://").map_or(base, |(_, rest)| rest);
+    after_scheme.split('/').next().unwrap_or(after_scheme)
+}
+
 impl fmt::Display for PostgresUrl {
     /// The URL without its passwords, whether in the user part or in
     /// libpq's options.
@@ -99,9 +112,13 @@ impl fmt::Display for PostgresUrl {
             .split('&')
             .filter(|pair| !pair.is_empty())
             .map(|pair| {
-                let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+                // Decoded as libpq decodes it: `pass%77ord` is `password`.
+                let name = url::form_urlencoded::parse(pair.as_bytes())
+                    .next()
+                    .map(|(name, _)| name.into_owned())
+                    .unwrap_or_default();
                 if name == PASSWORD_OPTION {
-                    format!("{name}=***")
+                    format!("{PASSWORD_OPTION}=***")
                 } else {
                     pair.to_owned()
                 }
@@ -163,5 +180,12 @@ mod tests {
             url.to_string(),
             "postgres://app:***@db/s?password=***&connect_timeout=3&schema=web"
         );
+        let url = PostgresUrl::parse("postgres://app@db/s?pass%77ord=hunter3").unwrap();
+        assert_eq!(url.to_string(), "postgres://app@db/s?password=***");
+        let err = PostgresUrl::parse("postgres://app:p@hunter4@db/s")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("%40") && !err.contains("hunter4"), "{err}");
+        assert!(PostgresUrl::parse("postgres://app:p%40hunter4@db/s").is_ok());
     }
 }
