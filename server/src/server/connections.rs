@@ -87,38 +87,39 @@ impl Stream for Connections {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
-            if !this.tcp_done {
-                match Pin::new(&mut this.tcp).poll_next(cx) {
-                    Poll::Ready(Some(Ok(stream))) => {
-                        let deadline = Instant::now() + this.opening_timeout;
-                        let stream = BatchedWrites::new(stream);
-                        match &this.tls {
-                            None => {
-                                let plain = OpeningDeadline::new(stream, deadline);
-                                return Poll::Ready(Some(Ok(Connection::Plain(plain))));
-                            }
-                            Some(acceptor) => {
-                                this.handshakes.spawn(handshake(
-                                    acceptor.clone(),
-                                    stream,
-                                    deadline,
-                                ));
-                                continue;
-                            }
-                        }
-                    }
-                    Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err))),
-                    Poll::Ready(None) => this.tcp_done = true,
-                    Poll::Pending => {}
+            // Finished handshakes first, so that they never wait behind a
+            // listener that keeps failing (at the open-file limit every
+            // accept fails at once).
+            match this.handshakes.poll_join_next(cx) {
+                Poll::Ready(Some(Ok(Some(connection)))) => {
+                    return Poll::Ready(Some(Ok(connection)));
                 }
-            }
-            return match this.handshakes.poll_join_next(cx) {
-                Poll::Ready(Some(Ok(Some(connection)))) => Poll::Ready(Some(Ok(connection))),
                 // A failed handshake: on to the next.
                 Poll::Ready(Some(_)) => continue,
-                Poll::Ready(None) if this.tcp_done => Poll::Ready(None),
-                Poll::Ready(None) | Poll::Pending => Poll::Pending,
-            };
+                Poll::Ready(None) | Poll::Pending => {}
+            }
+            if this.tcp_done {
+                return if this.handshakes.is_empty() {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Pending
+                };
+            }
+            match Pin::new(&mut this.tcp).poll_next(cx) {
+                Poll::Ready(Some(Ok(stream))) => {
+                    let deadline = Instant::now() + this.opening_timeout;
+                    let stream = BatchedWrites::new(stream);
+                    let Some(acceptor) = &this.tls else {
+                        let plain = OpeningDeadline::new(stream, deadline);
+                        return Poll::Ready(Some(Ok(Connection::Plain(plain))));
+                    };
+                    this.handshakes
+                        .spawn(handshake(acceptor.clone(), stream, deadline));
+                }
+                Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err))),
+                Poll::Ready(None) => this.tcp_done = true,
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 }
