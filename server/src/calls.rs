@@ -12,7 +12,9 @@
 //! Past the limit, a call is answered RESOURCE_EXHAUSTED at once rather
 //! than queued: a queue in front of a saturated engine only turns overload
 //! into timeouts, while a quick refusal lets clients back off or go to
-//! another replica, and keeps memory bounded.
+//! another replica, and keeps memory bounded. The limit counts a call until
+//! its answer is ready, not until it is sent: a client that stops reading
+//! (an HTTP/2 window left at zero) holds its own connection, not a slot.
 //!
 //! A call that has not produced its answer within `--request-timeout` (its
 //! request body never finishing, say) is answered DEADLINE_EXCEEDED and
@@ -64,6 +66,11 @@ impl InFlight {
         }
     }
 
+    /// Counts a call in, whatever the count.
+    fn enter(&self) {
+        self.state.calls.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Counts a call out.
     fn leave(&self) {
         if self.state.calls.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -90,7 +97,10 @@ impl InFlight {
 /// A tower layer that tracks every call through it.
 #[derive(Debug, Clone)]
 pub(crate) struct TrackCalls {
+    /// Calls until their answer is handed over: what shutdown waits for.
     pub(crate) in_flight: InFlight,
+    /// Calls until their answer is ready: what `limit` bounds.
+    pub(crate) working: InFlight,
     pub(crate) limit: usize,
     /// How long a call may take to produce its answer.
     pub(crate) timeout: Duration,
@@ -125,10 +135,22 @@ struct Call {
     code: Option<tonic::Code>,
     /// The body was read to its end.
     ended: bool,
+    /// Still counted in `working`: the answer is not ready yet.
+    working: bool,
+}
+
+impl Call {
+    /// The answer is ready: the call's slot of the limit is free.
+    fn done_working(&mut self) {
+        if std::mem::take(&mut self.working) {
+            self.calls.working.leave();
+        }
+    }
 }
 
 impl Drop for Call {
     fn drop(&mut self) {
+        self.done_working();
         self.calls.in_flight.leave();
         let metrics = &self.calls.metrics;
         metrics.call_left();
@@ -164,7 +186,7 @@ where
             request.extensions_mut().insert(method);
         }
         let started = Instant::now();
-        if !self.calls.in_flight.try_enter(self.calls.limit) {
+        if !self.calls.working.try_enter(self.calls.limit) {
             let limit = self.calls.limit;
             tracing::debug!(
                 method = Method::label(method),
@@ -185,6 +207,7 @@ where
                 }))
             });
         }
+        self.calls.in_flight.enter();
         self.calls.metrics.call_entered();
         let mut call = Call {
             calls: self.calls.clone(),
@@ -192,6 +215,7 @@ where
             started,
             code: None,
             ended: false,
+            working: true,
         };
         let response = self.inner.call(request);
         let timeout = self.calls.timeout;
@@ -203,6 +227,7 @@ where
                     "call cut off: no answer within the request timeout"
                 );
                 call.code = Some(tonic::Code::DeadlineExceeded);
+                call.done_working();
                 let late = tonic::Status::deadline_exceeded(format!(
                     "no answer within {}, the server's limit (--request-timeout)",
                     humantime::format_duration(timeout)
@@ -214,6 +239,7 @@ where
                 }));
             };
             let response = response?;
+            call.done_working();
             call.code = status_of(response.headers());
             Ok(response.map(|body| TrackedBody {
                 body: Some(body),

@@ -825,38 +825,45 @@ async fn a_connection_that_never_opens_is_closed_after_the_handshake_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_whose_body_never_ends_is_cut_off_and_frees_its_slot() {
     let server = start_with(&["--max-in-flight", "1", "--request-timeout", "3s"]).await;
-    // A Load message announcing more bytes than are ever sent, on a stream
-    // left open.
-    let mut partial = grpc_message(0, &[0x0a; 64]);
-    partial.truncate(16);
     let addr = server.addr;
-    let mut stalled = tokio::spawn(async move {
-        grpc_call(
-            addr,
-            "/sessiond.v1.SessionService/Load",
-            &[],
-            partial,
-            false,
-        )
-        .await
-    });
-    // While it holds the only slot, other calls are refused.
-    let mut refused = false;
+    // The probes below take the only slot now and then; a stalled call that
+    // arrives during one is refused at once, and is sent again.
     let answer = within("the stalled call's answer", async {
         loop {
-            tokio::select! {
-                answer = &mut stalled => return answer.unwrap().unwrap(),
-                result = server.client.exists("abcdefgh") => {
-                    if result.is_err_and(|err| err.code() == Some(Code::ResourceExhausted)) {
-                        refused = true;
+            // A Load message announcing more bytes than are ever sent, on a
+            // stream left open.
+            let mut partial = grpc_message(0, &[0x0a; 64]);
+            partial.truncate(16);
+            let mut stalled = tokio::spawn(async move {
+                grpc_call(
+                    addr,
+                    "/sessiond.v1.SessionService/Load",
+                    &[],
+                    partial,
+                    false,
+                )
+                .await
+            });
+            // While it holds the only slot, other calls are refused.
+            let mut refused = false;
+            let answer = loop {
+                tokio::select! {
+                    answer = &mut stalled => break answer.unwrap().unwrap(),
+                    result = server.client.exists("abcdefgh") => {
+                        if result.is_err_and(|err| err.code() == Some(Code::ResourceExhausted)) {
+                            refused = true;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
+            };
+            if answer.grpc_status != Some(Code::ResourceExhausted) {
+                assert!(refused, "the stalled call never held the slot: {answer:?}");
+                return answer;
             }
         }
     })
     .await;
-    assert!(refused, "the stalled call never held the slot");
     assert_eq!(
         answer.grpc_status,
         Some(Code::DeadlineExceeded),
@@ -866,6 +873,57 @@ async fn a_request_whose_body_never_ends_is_cut_off_and_frees_its_slot() {
         answer.grpc_message.contains("--request-timeout"),
         "{answer:?}"
     );
+    assert_unharmed(&server).await;
+    stop(server).await;
+}
+
+/// A client that never reads its answer (it leaves its HTTP/2 window at
+/// zero) holds its own connection, not a slot of `--max-in-flight`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_answer_holds_no_slot() {
+    let server = start_with(&["--max-in-flight", "1", "--drain-timeout", "1s"]).await;
+    let key = server
+        .client
+        .create(r#"{"a":1}"#, None)
+        .await
+        .unwrap()
+        .session_key;
+    let addr = server.addr;
+    let (send, _stream) = within("HTTP/2 handshake with a zero window", async {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (send, connection) = h2::client::Builder::new()
+            .initial_window_size(0)
+            .handshake::<_, Bytes>(tcp)
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let request = http::Request::post(format!("http://{addr}/sessiond.v1.SessionService/Load"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let mut send = send.ready().await.unwrap();
+        let (response, mut stream) = send.send_request(request, false).unwrap();
+        // LoadRequest { session_key: key }: field 1, length-delimited.
+        let mut message = vec![0x0a, u8::try_from(key.len()).unwrap()];
+        message.extend_from_slice(key.as_bytes());
+        stream
+            .send_data(Bytes::from(grpc_message(0, &message)), true)
+            .unwrap();
+        // The answer's headers come; its data never can.
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), 200);
+        (send, response)
+    })
+    .await;
+    // The answer is ready, so its slot is free for everyone else.
+    within("a call past the unread answer", async {
+        server.client.load(&key).await.unwrap().unwrap();
+    })
+    .await;
+    drop(send);
     assert_unharmed(&server).await;
     stop(server).await;
 }

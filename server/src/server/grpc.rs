@@ -68,6 +68,7 @@ pub(super) fn router(
     // health checks are answered however busy the server is.
     let track = TrackCalls {
         in_flight: services.in_flight.clone(),
+        working: InFlight::default(),
         limit: usize::try_from(services.limits.max_in_flight).unwrap_or(usize::MAX),
         timeout: services.limits.request_timeout,
         metrics: services.metrics.clone(),
