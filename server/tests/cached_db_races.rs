@@ -19,7 +19,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use common::redis_server;
 use sessiond::session::{ExpireDate, Record, SessionKey};
 use sessiond::store::{
-    CachedStore, Migration, Patcher, SessionStore, StoreConfig, StoreError, StoreUrl,
+    CachedStore, DEFAULT_STORE_TIMEOUT, Migration, Patcher, SessionStore, StoreConfig, StoreError,
+    StoreUrl,
 };
 use tokio::sync::oneshot;
 
@@ -90,7 +91,7 @@ impl SessionStore for Gated {
         patcher: Patcher,
         expire_date: ExpireDate,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Record, StoreError> {
         self.database.patch(key, patcher, expire_date, now).await
     }
 
@@ -170,8 +171,16 @@ async fn replicas(test: &str, cache: &str) -> Option<Replicas> {
         after_update: Gate::default(),
     });
     Some(Replicas {
-        slow: Arc::new(CachedStore::new(gates.clone(), slow_cache.clone())),
-        other: Arc::new(CachedStore::new(database.clone(), other_cache)),
+        slow: Arc::new(CachedStore::new(
+            gates.clone(),
+            slow_cache.clone(),
+            DEFAULT_STORE_TIMEOUT,
+        )),
+        other: Arc::new(CachedStore::new(
+            database.clone(),
+            other_cache,
+            DEFAULT_STORE_TIMEOUT,
+        )),
         gates,
         database,
         cache: slow_cache,
@@ -368,6 +377,59 @@ async fn the_cache_is_filled_again_after_a_write(replicas: Replicas) {
     assert_eq!(replicas.cache.load(&key, later).await.unwrap(), Some(after));
 }
 
+/// A write whose call is cut off (its deadline passed, its client went away)
+/// after the database changed but before the cache heard of it leaves no
+/// older copy served from the cache.
+async fn a_write_cut_off_after_the_database_leaves_no_older_copy(replicas: Replicas) {
+    let key = key("cutoff00");
+    let before = session(r#"{"user":"ada"}"#, replicas.now);
+    replicas
+        .database
+        .insert(&key, before.clone())
+        .await
+        .unwrap();
+    // Cached, as a session in use is.
+    replicas.assert_loads(&key, Some(&before)).await;
+    assert_eq!(
+        replicas.cache.load(&key, replicas.now).await.unwrap(),
+        Some(before.clone())
+    );
+
+    let after = session(r#"{"user":"ada","cart":[1]}"#, replicas.now);
+    let (written, _release) = replicas.gates.after_update.arm();
+    let (slow, update_key, record) = (replicas.slow.clone(), key.clone(), after.clone());
+    let update = tokio::spawn(async move { slow.update(&update_key, record).await });
+    written.await.unwrap();
+    // The database has the new data; the call is dropped right there.
+    update.abort();
+    assert!(update.await.unwrap_err().is_cancelled());
+
+    replicas.assert_loads(&key, Some(&after)).await;
+    replicas.assert_no_stale_copy_cached(&key, &before).await;
+}
+
+/// A patch keeps the session it wrote in the cache: a session written on
+/// every request is still read from the cache.
+async fn a_patched_session_stays_cached(replicas: Replicas) {
+    let key = key("warmcach");
+    let before = session(r#"{"user":"ada"}"#, replicas.now);
+    replicas
+        .database
+        .insert(&key, before.clone())
+        .await
+        .unwrap();
+    let cart: Patcher = Box::new(|_| Ok(r#"{"user":"ada","cart":[1]}"#.to_owned()));
+    let patched = replicas
+        .other
+        .patch(&key, cart, before.expire_date, replicas.now)
+        .await
+        .unwrap();
+    assert_eq!(
+        replicas.cache.load(&key, replicas.now).await.unwrap(),
+        Some(patched)
+    );
+}
+
 /// Instantiates every race for each cache: one line per cache, its URL as
 /// [`replicas`] reads it.
 macro_rules! races {
@@ -381,6 +443,8 @@ macro_rules! races {
                 a_load_that_misses_fills_the_cache,
                 writes_to_unknown_sessions_leave_nothing_in_the_cache,
                 the_cache_is_filled_again_after_a_write,
+                a_write_cut_off_after_the_database_leaves_no_older_copy,
+                a_patched_session_stays_cached,
             );
         )*
     };

@@ -2,54 +2,56 @@
 //! database engine (SQLite, PostgreSQL or files).
 //!
 //! The database stays the truth. Loads read the cache first and fill it from
-//! the database on a miss; inserts and updates go to the database first,
-//! then put the new record in the cache. A cache that fails costs speed,
-//! never a call: the failure is logged (without keys or data) and the
-//! database answers, as in Django.
+//! the database on a miss; writes go to the database, and the cache follows.
+//! A cache that fails costs speed, never a call: the failure is logged
+//! (without keys or data) and the database answers, as in Django.
 //!
-//! # Tombstones: no fill or late write brings back an older session
+//! # Claims: nothing brings back an older session
 //!
 //! A load reads the database, then fills the cache; a write that lands in
 //! between (a logout, a patch, a key cycle) must not be undone by that fill,
 //! even when the load and the write run on different replicas sharing one
-//! Redis. So the cache is only ever changed in ways that cannot go back in
-//! time:
+//! Redis, and even when the write's call is cut off (its deadline passed,
+//! its client went away) between the database and the cache. So the cache
+//! is only ever changed in ways that cannot go back in time:
 //!
-//! - A write whose result the cache cannot hold (a delete, a patch, the old
-//!   key of a key cycle, a failed update) replaces whatever is cached with a
-//!   *tombstone*: a record with empty `session_data`, which no codec ever
-//!   writes, expiring [`TOMBSTONE_LIFETIME`] from now. (A write that found
-//!   no session buries only a live cached copy, so that calls with unknown
-//!   keys leave nothing behind.)
+//! - Before a write touches the database, it *claims* the session in the
+//!   cache: whatever is cached is replaced by a tombstone, a record whose
+//!   `session_data` no codec writes (`~tombstone:` and a random nonce),
+//!   expiring a while from now. A call that goes no further leaves the
+//!   tombstone to expire, and the database answers meanwhile.
+//! - After the database, a write whose result is a session (an update, a
+//!   patch) *publishes* it: the record replaces the tombstone, but only while
+//!   the cache still holds that write's own tombstone, so that a later
+//!   write's claim wins. A delete or a key cycle leaves its tombstone. A
+//!   write that found no session, or that the database refused, drops its
+//!   tombstone again, so that calls with unknown keys leave nothing behind.
 //! - A load that finds a tombstone reads the database and leaves the cache
 //!   alone.
 //! - A fill writes only where nothing live is cached (an insert, or a
-//!   compare-and-set `patch` of the cache engine over an expired record), so
-//!   a tombstone written after the database was read keeps it out; a fill
-//!   that comes first is overwritten by the tombstone. Either way the
-//!   deleted or patched session is not served from the cache afterwards.
-//!   A fill is skipped when its database read took longer than
-//!   [`FILL_DEADLINE`], so that it always lands while a tombstone of a
-//!   write it raced with is still there.
-//! - An insert or update puts its record over anything but a live tombstone
-//!   (the same compare-and-set): a save that reached the database just
-//!   before a delete cannot put the session back after the delete's
-//!   tombstone. The session is then read from the database until the
-//!   tombstone expires.
+//!   compare-and-set `patch` of the cache engine over an expired record),
+//!   and only within `--store-timeout` of the load's start. A claim made
+//!   after the load read the database keeps the fill out, since the
+//!   tombstone outlives any fill that started before it; a fill that comes
+//!   first is replaced by the claim. An insert (a fresh key) is cached the
+//!   same way.
 //!
 //! This needs nothing of the cache engine beyond the [`SessionStore`]
-//! contract, and nothing kept inside one replica. What it does not order
-//! are two saves of one session racing each other: the older one can reach
-//! the cache last and stay there until the session's next write or expiry,
-//! as with Django's cached_db.
+//! contract, and nothing kept inside one replica. It needs the replicas'
+//! clocks to agree (a tombstone's expiry is the writer's clock) and a Redis
+//! cache that does not evict (`maxmemory-policy noeviction`): an evicted
+//! tombstone would let a late fill land. What it does not order are two
+//! writes of one session racing each other: the one whose claim came first
+//! may be published although the other reached the database last, and stay
+//! cached until the session's next write or expiry, as with Django's
+//! cached_db. A Django app on the same table sees only the database, and
+//! its writes are not seen through the cache.
 //!
-//! A write that cannot reach the cache at all would leave an older copy
+//! A claim that cannot reach the cache at all would leave an older copy
 //! there. This replica remembers such keys and reads them from the database,
-//! putting a tombstone over their cached copy as soon as the cache answers
-//! again. Other replicas sharing the cache can still see that older copy
-//! until the session's next write or its expiry, as with Django's cached_db.
-//! A Django app on the same table sees only the database, and its writes
-//! are not seen through the cache.
+//! claiming their cached copy as soon as the cache answers again. Other
+//! replicas sharing the cache can still see that older copy until the
+//! session's next write or its expiry.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,7 +61,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{DEFAULT_STORE_TIMEOUT, Migration, Patcher, SessionStore, StoreError};
+use super::{Migration, Patcher, SessionStore, StoreError};
 use crate::error::ErrorChain;
 use crate::session::{ExpireDate, InvalidInput, Record, SessionKey};
 
@@ -68,36 +70,29 @@ use crate::session::{ExpireDate, InvalidInput, Record, SessionKey};
 /// safe; the bound only caps memory during a long cache outage.
 const MAX_STALE_KEYS: usize = 1_000_000;
 
-/// How long a tombstone keeps fills out of the cache. It must outlast any
-/// load that read the database before the write and has yet to fill: such a
-/// load sends its fill within [`FILL_DEADLINE`] of its start, and the one or
-/// two cache calls of a fill each wait at most `--store-timeout` (default
-/// 5 s). Thirty
-/// seconds cover that with room for a slow Redis, a longer
-/// `--store-timeout` and clock skew between replicas (the tombstone's
-/// expiry is one replica's clock, Redis drops it by its own). Longer costs
-/// little: a deleted session stays deleted anyway, and a patched one is read
-/// from the database until the tombstone expires.
-const TOMBSTONE_LIFETIME: TimeDelta = TimeDelta::seconds(30);
+/// The shortest life of a tombstone, whatever `--store-timeout`: room for a
+/// slow Redis and for the clocks of replicas drifting a little apart.
+/// Longer costs little: a deleted session stays deleted anyway, and a
+/// session whose write was cut off is read from the database meanwhile.
+const MIN_TOMBSTONE_LIFETIME: TimeDelta = TimeDelta::seconds(30);
 
-/// A load fills the cache only if the database answered within this time of
-/// the load's start; a slower answer is returned but not cached, since a
-/// tombstone written meanwhile may be close to its expiry. A read that
-/// succeeds takes less than `--store-timeout`, whose default this is, so
-/// with defaults no fill is lost.
-const FILL_DEADLINE: Duration = DEFAULT_STORE_TIMEOUT;
+/// A tombstone outlives any fill that started before its claim: such a fill
+/// makes its last cache call within one store timeout of its start, and
+/// that call takes at most one more. Four store timeouts leave room for the
+/// claim's own calls.
+const TOMBSTONE_LIFETIME_IN_TIMEOUTS: u32 = 4;
 
 /// Attempts at putting a record into the cache. One fails only when another
 /// call created or removed the cached copy in between, so a handful settles
 /// any burst of one user's requests.
 const PUT_ATTEMPTS: u32 = 8;
 
-/// The `session_data` of a tombstone. Neither codec can write it: JSON data
-/// is an object (`{}` at least) and Django's signed values are never empty.
-const TOMBSTONE_DATA: &str = "";
+/// How the `session_data` of a tombstone starts. Neither codec writes it:
+/// JSON data is an object, and Django's signed values are base64 text.
+const TOMBSTONE_PREFIX: &str = "~tombstone:";
 
 fn is_tombstone(record: &Record) -> bool {
-    record.session_data == TOMBSTONE_DATA
+    record.session_data.starts_with(TOMBSTONE_PREFIX)
 }
 
 /// A database engine with a cache engine in front of it.
@@ -106,6 +101,9 @@ pub struct CachedStore {
     database: Arc<dyn SessionStore>,
     cache: Arc<dyn SessionStore>,
     stale: Mutex<Stale>,
+    /// How long after its start a load may still fill the cache.
+    fill_deadline: Duration,
+    tombstone_lifetime: TimeDelta,
 }
 
 /// Sessions whose cached copy may be older than the database's.
@@ -116,58 +114,54 @@ struct Stale {
     overflowed: bool,
 }
 
+/// A write's claim on a session in the cache.
+#[derive(Debug)]
+struct Claim {
+    /// Its tombstone's `session_data`.
+    data: String,
+    /// No other write's claim was live when this one was made. When one
+    /// was, the two writes may reach the database in either order, so
+    /// neither result is cached: the tombstone stays until it expires.
+    publishable: bool,
+}
+
 /// What a put into the cache may replace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Over {
-    /// Nothing live: a fill from the database.
+#[derive(Clone, Copy, Debug)]
+enum Over<'a> {
+    /// Nothing live: a fill, or an insert of a fresh key.
     Nothing,
-    /// Anything but a live tombstone: the record an insert or update wrote.
-    AnyButTombstone,
-    /// Anything: a tombstone.
-    Anything,
+    /// The tombstone of this claim, live: a write publishing its result.
+    Own(&'a Claim),
 }
 
 /// How a put into the cache went.
 #[derive(Debug, PartialEq, Eq)]
 enum Put {
     Stored,
-    /// What the cache holds may not be replaced; it stays.
+    /// What the cache holds may not be replaced, or the put came too late;
+    /// the cache is as it was.
     Kept,
     /// The cached copy kept changing under each attempt.
     Contended,
 }
 
-/// What a write did to the database, as far as the cache is concerned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Effect {
-    /// Changed the session, or may have (a failure after the request was
-    /// sent).
-    Changed,
-    /// Found no session to change.
-    NoSession,
-    /// Changed nothing: refused before writing.
-    Unchanged,
-}
-
-impl Effect {
-    fn of<T>(result: &Result<T, StoreError>) -> Self {
-        match result {
-            Ok(_) => Self::Changed,
-            Err(StoreError::NotFound) => Self::NoSession,
-            Err(StoreError::AlreadyExists | StoreError::Invalid(_) | StoreError::Full(_)) => {
-                Self::Unchanged
-            }
-            Err(_) => Self::Changed,
-        }
-    }
-}
-
 impl CachedStore {
-    pub fn new(database: Arc<dyn SessionStore>, cache: Arc<dyn SessionStore>) -> Self {
+    /// `database` behind `cache`; `timeout` is `--store-timeout`, which
+    /// bounds every call to either.
+    pub fn new(
+        database: Arc<dyn SessionStore>,
+        cache: Arc<dyn SessionStore>,
+        timeout: Duration,
+    ) -> Self {
+        let lifetime = TimeDelta::from_std(timeout.saturating_mul(TOMBSTONE_LIFETIME_IN_TIMEOUTS))
+            .unwrap_or(TimeDelta::MAX)
+            .max(MIN_TOMBSTONE_LIFETIME);
         Self {
             database,
             cache,
             stale: Mutex::new(Stale::default()),
+            fill_deadline: timeout,
+            tombstone_lifetime: lifetime,
         }
     }
 
@@ -194,7 +188,7 @@ impl CachedStore {
     }
 
     /// Whether the cached copy of `key` can be trusted; if not, tries to
-    /// bury it so that it can be again.
+    /// claim it so that it can be again.
     async fn cache_trusted(&self, key: &SessionKey) -> bool {
         {
             let stale = self.stale();
@@ -205,107 +199,178 @@ impl CachedStore {
                 return true;
             }
         }
-        if self.put_tombstone(key).await.is_ok() {
+        if self.claim(key).await.is_some() {
             self.stale().keys.remove(key);
         }
         false
     }
 
-    /// Caches `record`, just read from the database, unless something live
-    /// is cached already: a copy as fresh, or a tombstone of a write that
-    /// came after the read.
-    async fn fill(&self, key: &SessionKey, record: Record, now: DateTime<Utc>) {
+    /// Puts a tombstone of a new claim over whatever is cached under `key`,
+    /// before a write to the database. `None` when that failed (the key is
+    /// then read from the database by this replica).
+    async fn claim(&self, key: &SessionKey) -> Option<Claim> {
+        let data = format!("{TOMBSTONE_PREFIX}{:016x}", rand::random::<u64>());
+        let now = Utc::now();
+        let expire_date = now
+            .checked_add_signed(self.tombstone_lifetime)
+            .and_then(|expiry| ExpireDate::new(expiry).ok())?;
+        let tombstone = Record {
+            session_data: data.clone(),
+            expire_date,
+        };
+        match self.put_tombstone(key, tombstone, now).await {
+            Ok(Some(contended)) => Some(Claim {
+                data,
+                publishable: !contended,
+            }),
+            Ok(None) => {
+                self.mark_stale(key);
+                tracing::warn!(
+                    "cannot put a tombstone into the cache: the session kept changing; the database answers instead"
+                );
+                None
+            }
+            // Nothing new fits (Redis at maxmemory, a full memory cache):
+            // drop the cached copy instead, which Redis allows even then; a
+            // fill cannot land in a full cache either.
+            Err(StoreError::Full(_)) => {
+                if let Err(err) = self.cache.delete(key).await {
+                    self.mark_stale(key);
+                    cache_failed("cannot drop a session from the cache", &err);
+                }
+                None
+            }
+            Err(err) => {
+                self.mark_stale(key);
+                cache_failed("cannot put a tombstone into the cache", &err);
+                None
+            }
+        }
+    }
+
+    /// Puts `tombstone` over whatever is cached under `key`; says whether it
+    /// replaced another write's live tombstone, `None` if the cached copy
+    /// kept changing.
+    async fn put_tombstone(
+        &self,
+        key: &SessionKey,
+        tombstone: Record,
+        now: DateTime<Utc>,
+    ) -> Result<Option<bool>, StoreError> {
+        for _ in 0..PUT_ATTEMPTS {
+            // A read-modify-write of the cache engine, to learn what was
+            // there as it is replaced.
+            let contended = Arc::new(AtomicBool::new(false));
+            let patcher: Patcher = {
+                let (data, contended) = (tombstone.session_data.clone(), contended.clone());
+                Box::new(move |cached: Option<String>| {
+                    let live_tombstone =
+                        cached.is_some_and(|cached| cached.starts_with(TOMBSTONE_PREFIX));
+                    contended.store(live_tombstone, Ordering::Relaxed);
+                    Ok(data.clone())
+                })
+            };
+            match self
+                .cache
+                .patch(key, patcher, tombstone.expire_date, now)
+                .await
+            {
+                Ok(_) => return Ok(Some(contended.load(Ordering::Relaxed))),
+                Err(StoreError::NotFound) => {}
+                Err(err) => return Err(err),
+            }
+            match self.cache.insert(key, tombstone.clone()).await {
+                Ok(()) => return Ok(Some(false)),
+                // Cached meanwhile: replace that.
+                Err(StoreError::AlreadyExists) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Puts `record`, just written to the database, in place of the
+    /// tombstone of `claim`, if the cache still holds it.
+    async fn publish(&self, key: &SessionKey, claim: Option<Claim>, record: Record) {
+        let Some(claim) = claim.filter(|claim| claim.publishable) else {
+            return;
+        };
         if is_tombstone(&record) {
             // Written by someone else; cached, it would read as a tombstone.
             return;
         }
-        if let Err(err) = self.put(key, record, Over::Nothing, now).await {
-            // Nothing stale is left behind: at worst the fill is missing.
+        if let Err(err) = self
+            .put(key, record, Over::Own(&claim), Utc::now(), None)
+            .await
+        {
+            // The tombstone stays until it expires: at worst, reads go to
+            // the database meanwhile.
             cache_failed("cannot save to the cache", &err);
         }
     }
 
-    /// Caches `record`, just written to the database, over any older copy,
-    /// but not over a tombstone: a delete or patch may have come after the
-    /// write.
-    async fn remember(&self, key: &SessionKey, record: Record) {
-        if is_tombstone(&record) {
-            return self.bury(key).await;
-        }
-        match self
-            .put(key, record, Over::AnyButTombstone, Utc::now())
-            .await
+    /// Drops the tombstone of `claim` after a write that left the database as
+    /// it was: nothing cached can be older than the database then.
+    async fn release(&self, key: &SessionKey, claim: Option<Claim>) {
+        if claim.is_some()
+            && let Err(err) = self.cache.delete(key).await
         {
-            Ok(Put::Stored | Put::Kept) => {}
-            Ok(Put::Contended) => {
-                self.mark_stale(key);
-                tracing::warn!(
-                    "cannot save to the cache: the session kept changing; the database answers instead"
-                );
-            }
-            Err(err) => {
-                self.mark_stale(key);
-                cache_failed("cannot save to the cache", &err);
-            }
+            // The tombstone expires by itself.
+            cache_failed("cannot drop a session from the cache", &err);
         }
     }
 
-    /// Replaces the cached copy of `key` with a tombstone.
-    async fn bury(&self, key: &SessionKey) {
-        match self.put_tombstone(key).await {
-            Ok(_) => {}
-            Err(err) => {
-                self.mark_stale(key);
-                cache_failed("cannot drop a session from the cache", &err);
-            }
+    /// Settles the claim of a write that failed: a write the database
+    /// refused, or that found no session, changed nothing; any other failure
+    /// may have changed the session, and the tombstone stays.
+    async fn settle_failure(&self, key: &SessionKey, claim: Option<Claim>, err: &StoreError) {
+        if matches!(
+            err,
+            StoreError::NotFound
+                | StoreError::AlreadyExists
+                | StoreError::Invalid(_)
+                | StoreError::Full(_)
+        ) {
+            self.release(key, claim).await;
         }
     }
 
-    /// Brings the cache in line with a write to the database whose result
-    /// it cannot hold.
-    async fn settle(&self, key: &SessionKey, effect: Effect) {
-        match effect {
-            Effect::Changed => self.bury(key).await,
-            // Only a copy cached before someone else removed the session is
-            // left to bury; a tombstone for every unknown key would fill the
-            // cache with them.
-            Effect::NoSession => match self.cache.load(key, Utc::now()).await {
-                Ok(Some(record)) if !is_tombstone(&record) => self.bury(key).await,
-                Ok(_) => {}
-                Err(err) => {
-                    self.mark_stale(key);
-                    cache_failed("cannot read the cache", &err);
-                }
-            },
-            Effect::Unchanged => {}
+    /// Caches `record`, just read from (or inserted into) the database,
+    /// unless something live is cached already or `deadline` has passed.
+    async fn fill(
+        &self,
+        key: &SessionKey,
+        record: Record,
+        now: DateTime<Utc>,
+        deadline: Option<Instant>,
+    ) {
+        if is_tombstone(&record) {
+            return;
         }
-    }
-
-    async fn put_tombstone(&self, key: &SessionKey) -> Result<Put, StoreError> {
-        let now = Utc::now();
-        let tombstone = Record {
-            session_data: TOMBSTONE_DATA.to_owned(),
-            expire_date: ExpireDate::after(now, TOMBSTONE_LIFETIME).map_err(StoreError::Invalid)?,
-        };
-        match self.put(key, tombstone, Over::Anything, now).await? {
-            Put::Contended => Err(StoreError::Unavailable(Box::new(Contended))),
-            put => Ok(put),
+        if let Err(err) = self.put(key, record, Over::Nothing, now, deadline).await {
+            // Nothing stale is left behind: at worst the fill is missing.
+            cache_failed("cannot save to the cache", &err);
         }
     }
 
     /// Puts `record` into the cache in place of what `over` allows, with
     /// the cache engine's own atomic steps only (insert if absent, update or
     /// compare-and-set patch if present), so that it works across replicas.
+    /// Gives up before any step that would start after `deadline`.
     async fn put(
         &self,
         key: &SessionKey,
         record: Record,
-        over: Over,
+        over: Over<'_>,
         now: DateTime<Utc>,
+        deadline: Option<Instant>,
     ) -> Result<Put, StoreError> {
-        // A fill expects nothing cached; a write expects an older copy.
-        let mut insert_first = over == Over::Nothing;
+        // A fill expects nothing cached; a write, its own tombstone.
+        let mut insert_first = matches!(over, Over::Nothing);
         for _ in 0..PUT_ATTEMPTS {
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Ok(Put::Kept);
+            }
             if insert_first {
                 match self.cache.insert(key, record.clone()).await {
                     Ok(()) => return Ok(Put::Stored),
@@ -315,7 +380,9 @@ impl CachedStore {
             }
             insert_first = true;
             match self.replace(key, &record, over, now).await {
-                // Gone meanwhile: insert instead.
+                // Gone meanwhile: insert instead, unless this was to replace
+                // a tombstone of our own, which someone else has removed.
+                Err(StoreError::NotFound) if matches!(over, Over::Own(_)) => return Ok(Put::Kept),
                 Err(StoreError::NotFound) => {}
                 other => return other,
             }
@@ -329,16 +396,13 @@ impl CachedStore {
         &self,
         key: &SessionKey,
         record: &Record,
-        over: Over,
+        over: Over<'_>,
         now: DateTime<Utc>,
     ) -> Result<Put, StoreError> {
-        if over == Over::Anything {
-            return self
-                .cache
-                .update(key, record.clone())
-                .await
-                .map(|()| Put::Stored);
-        }
+        let wanted = match over {
+            Over::Nothing => None,
+            Over::Own(claim) => Some(claim.data.clone()),
+        };
         // The engine's patch is an atomic read-modify-write, here used as a
         // compare-and-set: the patcher sees the cached data (`None` once
         // expired at `now`) and refuses to replace what it may not, which
@@ -347,9 +411,11 @@ impl CachedStore {
         let patcher: Patcher = {
             let (data, refused) = (record.session_data.clone(), refused.clone());
             Box::new(move |cached: Option<String>| {
-                let replaceable = match cached {
-                    None => true,
-                    Some(cached) => over == Over::AnyButTombstone && cached != TOMBSTONE_DATA,
+                let replaceable = match (&wanted, cached) {
+                    // A fill replaces only what has expired.
+                    (None, cached) => cached.is_none(),
+                    // A write replaces only its own tombstone, still live.
+                    (Some(own), cached) => cached.as_ref() == Some(own),
                 };
                 refused.store(!replaceable, Ordering::Relaxed);
                 if replaceable {
@@ -364,7 +430,7 @@ impl CachedStore {
             .patch(key, patcher, record.expire_date, now)
             .await
         {
-            Ok(()) => Ok(Put::Stored),
+            Ok(_) => Ok(Put::Stored),
             Err(StoreError::Invalid(_)) if refused.load(Ordering::Relaxed) => Ok(Put::Kept),
             Err(err) => Err(err),
         }
@@ -377,12 +443,6 @@ impl CachedStore {
 fn kept() -> InvalidInput {
     InvalidInput::PatchedTooLarge { size: 0, limit: 0 }
 }
-
-/// The cached copy of a session kept changing while a tombstone was put
-/// over it.
-#[derive(Debug, thiserror::Error)]
-#[error("the cached session kept changing while it was being dropped")]
-struct Contended;
 
 fn cache_failed(what: &str, err: &StoreError) {
     tracing::warn!(error = %ErrorChain(err), "{what}; the database answers instead");
@@ -401,6 +461,7 @@ impl SessionStore for CachedStore {
         key: &SessionKey,
         now: DateTime<Utc>,
     ) -> Result<Option<Record>, StoreError> {
+        let deadline = Instant::now() + self.fill_deadline;
         if !self.cache_trusted(key).await {
             return self.database.load(key, now).await;
         }
@@ -413,12 +474,9 @@ impl SessionStore for CachedStore {
                 return self.database.load(key, now).await;
             }
         }
-        let started = Instant::now();
         let loaded = self.database.load(key, now).await?;
-        if let Some(record) = &loaded
-            && started.elapsed() < FILL_DEADLINE
-        {
-            self.fill(key, record.clone(), now).await;
+        if let Some(record) = &loaded {
+            self.fill(key, record.clone(), now, Some(deadline)).await;
         }
         Ok(loaded)
     }
@@ -430,21 +488,22 @@ impl SessionStore for CachedStore {
 
     async fn insert(&self, key: &SessionKey, record: Record) -> Result<(), StoreError> {
         self.database.insert(key, record.clone()).await?;
-        self.remember(key, record).await;
+        // Nothing older can be cached under a key just inserted; a write
+        // that follows claims over this copy.
+        self.fill(key, record, Utc::now(), None).await;
         Ok(())
     }
 
     async fn update(&self, key: &SessionKey, record: Record) -> Result<(), StoreError> {
+        let claim = self.claim(key).await;
         match self.database.update(key, record.clone()).await {
             Ok(()) => {
-                self.remember(key, record).await;
+                self.publish(key, claim, record).await;
                 Ok(())
             }
             Err(err) => {
-                // Whatever the cache holds may be a session deleted meanwhile.
-                let result = Err(err);
-                self.settle(key, Effect::of(&result)).await;
-                result
+                self.settle_failure(key, claim, &err).await;
+                Err(err)
             }
         }
     }
@@ -455,19 +514,26 @@ impl SessionStore for CachedStore {
         patcher: Patcher,
         expire_date: ExpireDate,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let result = self.database.patch(key, patcher, expire_date, now).await;
-        self.settle(key, Effect::of(&result)).await;
-        result
+    ) -> Result<Record, StoreError> {
+        let claim = self.claim(key).await;
+        match self.database.patch(key, patcher, expire_date, now).await {
+            Ok(patched) => {
+                self.publish(key, claim, patched.clone()).await;
+                Ok(patched)
+            }
+            Err(err) => {
+                self.settle_failure(key, claim, &err).await;
+                Err(err)
+            }
+        }
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let claim = self.claim(key).await;
         let deleted = self.database.delete(key).await;
-        let effect = match deleted {
-            Ok(false) => Effect::NoSession,
-            _ => Effect::of(&deleted),
-        };
-        self.settle(key, effect).await;
+        if let Ok(false) = deleted {
+            self.release(key, claim).await;
+        }
         deleted
     }
 
@@ -479,14 +545,17 @@ impl SessionStore for CachedStore {
         expire_date: ExpireDate,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let result = self
+        // The new key is freshly drawn: nothing is cached under it, and the
+        // next load fills it.
+        let claim = self.claim(old_key).await;
+        let cycled = self
             .database
             .cycle_key(old_key, new_key, session_data, expire_date, now)
             .await;
-        // The new key is freshly drawn: nothing is cached under it, and the
-        // next load fills it.
-        self.settle(old_key, Effect::of(&result)).await;
-        result
+        if let Err(err) = &cycled {
+            self.settle_failure(old_key, claim, err).await;
+        }
+        cycled
     }
 
     async fn clear_expired_batch(&self, now: DateTime<Utc>, limit: u64) -> Result<u64, StoreError> {

@@ -84,16 +84,16 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     async fn update(&self, key: &SessionKey, record: Record) -> Result<(), StoreError>;
 
     /// In one transaction: reads the row under `key`, computes its new data
-    /// with `patcher` and writes it with `expire_date`.
-    /// [`StoreError::NotFound`] if there is no row; an expired row is patched
-    /// from no data (`None`).
+    /// with `patcher` and writes it with `expire_date`; returns what it
+    /// wrote. [`StoreError::NotFound`] if there is no row; an expired row
+    /// is patched from no data (`None`).
     async fn patch(
         &self,
         key: &SessionKey,
         patcher: Patcher,
         expire_date: ExpireDate,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Record, StoreError>;
 
     /// Removes the row under `key`; true if there was one.
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError>;

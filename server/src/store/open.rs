@@ -98,7 +98,11 @@ impl StoreConfig {
             .open(&self.options)
             .await
             .map_err(refuse)?;
-        Ok(Arc::new(CachedStore::new(database, cache)))
+        Ok(Arc::new(CachedStore::new(
+            database,
+            cache,
+            self.options.timeout,
+        )))
     }
 
     /// Creates or upgrades the schema (`sessiond migrate`); returns what was

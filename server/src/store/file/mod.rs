@@ -189,7 +189,7 @@ impl SessionStore for FileStore {
         patcher: Patcher,
         expire_date: ExpireDate,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Record, StoreError> {
         let key = key.clone();
         self.run(move |sessions| {
             let _held = sessions.lock(&key)?;
@@ -203,7 +203,8 @@ impl SessionStore for FileStore {
                 expire_date,
             };
             sessions.replace(&key, &record)?;
-            sessions.sync_dir()
+            sessions.sync_dir()?;
+            Ok(record)
         })
         .await
     }

@@ -182,7 +182,7 @@ impl SessionStore for MemoryStore {
         patcher: Patcher,
         expire_date: ExpireDate,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Record, StoreError> {
         let mut state = self.state()?;
         let Some(stored) = state.sessions.get_mut(key.as_str()) else {
             return Err(StoreError::NotFound);
@@ -191,12 +191,13 @@ impl SessionStore for MemoryStore {
         // result is too large) must leave the session as it was.
         let base = (stored.expire_date.instant() > now).then(|| stored.session_data.clone());
         let session_data = patcher(base).map_err(StoreError::Invalid)?;
-        *stored = Record {
+        let patched = Record {
             session_data,
             expire_date,
         };
+        *stored = patched.clone();
         state.earliest_expiry = state.earliest_expiry.min(expire_date.instant());
-        Ok(())
+        Ok(patched)
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {

@@ -166,7 +166,7 @@ impl SessionStore for PostgresStore {
         patcher: Patcher,
         expire_date: ExpireDate,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Record, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(classify)?;
         let row = tx
@@ -186,7 +186,11 @@ impl SessionStore for PostgresStore {
         )
         .await
         .map_err(classify)?;
-        tx.commit().await.map_err(classify)
+        tx.commit().await.map_err(classify)?;
+        Ok(Record {
+            session_data,
+            expire_date,
+        })
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {

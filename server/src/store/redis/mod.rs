@@ -262,7 +262,7 @@ impl SessionStore for RedisStore {
         patcher: Patcher,
         expire_date: ExpireDate,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Record, StoreError> {
         let mut conn = self.connection()?;
         let key = self.key(key);
         let expire_text = to_text(expire_date);
@@ -279,14 +279,19 @@ impl SessionStore for RedisStore {
                     .key(&key)
                     .arg(stored.session_data.as_str())
                     .arg(stored.expire_text.as_str())
-                    .arg(patched)
+                    .arg(patched.as_str())
                     .arg(expire_text.as_str())
                     .arg(expire_at)
                     .invoke_async(&mut conn)
                     .await
                     .map_err(classify)?;
                 match reply {
-                    Value::Int(1) => return Ok(()),
+                    Value::Int(1) => {
+                        return Ok(Record {
+                            session_data: patched,
+                            expire_date,
+                        });
+                    }
                     Value::Int(_) => return Err(StoreError::NotFound),
                     // Another write came first: merge again on top of it.
                     current => stored = Stored::from_reply(current)?.ok_or(StoreError::NotFound)?,

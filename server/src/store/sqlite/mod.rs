@@ -222,14 +222,19 @@ impl SessionStore for SqliteStore {
         patcher: Patcher,
         expire_date: ExpireDate,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Record, StoreError> {
         let op = WriteOp::Patch {
             key: key.clone(),
             patcher,
             expire_date,
             now,
         };
-        self.writer.submit(op).await.map(|_| ())
+        match self.writer.submit(op).await? {
+            WriteOutcome::Patched(record) => Ok(record),
+            outcome => Err(StoreError::Internal(
+                format!("the sqlite writer answered a patch with {outcome:?}").into(),
+            )),
+        }
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
@@ -239,7 +244,7 @@ impl SessionStore for SqliteStore {
             .await?
         {
             WriteOutcome::Removed(count) => Ok(count > 0),
-            WriteOutcome::Done => Ok(false),
+            WriteOutcome::Done | WriteOutcome::Patched(_) => Ok(false),
         }
     }
 
@@ -268,7 +273,7 @@ impl SessionStore for SqliteStore {
             .await?
         {
             WriteOutcome::Removed(count) => Ok(count),
-            WriteOutcome::Done => Ok(0),
+            WriteOutcome::Done | WriteOutcome::Patched(_) => Ok(0),
         }
     }
 

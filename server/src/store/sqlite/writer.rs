@@ -82,6 +82,8 @@ impl std::fmt::Debug for WriteOp {
 pub(super) enum WriteOutcome {
     Done,
     Removed(u64),
+    /// What a patch wrote.
+    Patched(Record),
 }
 
 type Reply = oneshot::Sender<Result<WriteOutcome, StoreError>>;
@@ -364,7 +366,8 @@ fn patch(
         session_data,
         expire_date,
     };
-    update(conn, key, &record)
+    update(conn, key, &record)?;
+    Ok(WriteOutcome::Patched(record))
 }
 
 fn delete(conn: &Connection, key: &SessionKey) -> Result<u64, Failure> {
