@@ -3,7 +3,9 @@
 //! certificates it requires (`--tls-client-ca`, mutual TLS). sessiond
 //! terminates TLS itself (see `server::connections`), so that a peer that
 //! completes the handshake and then sends nothing is closed like one that
-//! sends nothing at all.
+//! sends nothing at all. Client certificates are checked in the handshake;
+//! calls do not see them (tonic's `Request::peer_certs` is empty), which
+//! nothing in sessiond needs.
 //!
 //! The files are read and checked at start-up, so that a wrong path or a
 //! file of the wrong kind stops the server before it listens, naming the
@@ -17,6 +19,8 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
+
+use crate::permissions::warn_if_others_can_read;
 
 /// The only application protocol the port speaks: gRPC clients ask for it.
 const ALPN_H2: &[u8] = b"h2";
@@ -96,6 +100,7 @@ impl TlsFiles {
         let cert_pem = read(cert, "--tls-cert, SESSIOND_TLS_CERT")?;
         let chain = certificates(&cert_pem, cert, "--tls-cert, SESSIOND_TLS_CERT")?;
         let key_pem = read(key, "--tls-key, SESSIOND_TLS_KEY")?;
+        warn_if_others_can_read(key, "the TLS private key (--tls-key)");
         let Ok(key) = PrivateKeyDer::from_pem_slice(&key_pem) else {
             return Err(TlsError::NotPem {
                 path: key.clone(),

@@ -133,7 +133,8 @@ pub struct ServeArgs {
 
     /// How long one session call may take to produce its answer, request
     /// body included; past it the call is answered DEADLINE_EXCEEDED and its
-    /// slot of --max-in-flight is free again. Keep it above --store-timeout.
+    /// slot of --max-in-flight is free again. Keep it above --store-timeout
+    /// (with --cache, above three of them: a write calls both engines).
     #[arg(long, env = "SESSIOND_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT_TEXT, value_parser = parse_request_timeout, value_name = "DURATION")]
     pub request_timeout: Duration,
 
