@@ -190,6 +190,11 @@ async fn replicas(test: &str, cache: &str) -> Option<Replicas> {
     })
 }
 
+/// A patch that puts a cart into Ada's session.
+fn add_cart() -> Patcher {
+    Box::new(|_| Ok(r#"{"user":"ada","cart":[1]}"#.to_owned()))
+}
+
 fn key(text: &str) -> SessionKey {
     SessionKey::parse(text).unwrap()
 }
@@ -202,6 +207,14 @@ fn session(data: &str, now: DateTime<Utc>) -> Record {
 }
 
 impl Replicas {
+    /// Stores `data` under `key` in the database only (a session the cache
+    /// has not seen yet) and returns the record.
+    async fn in_database_only(&self, key: &SessionKey, data: &str) -> Record {
+        let record = session(data, self.now);
+        self.database.insert(key, record.clone()).await.unwrap();
+        record
+    }
+
     /// Starts a load of `key` on the slow replica and returns once it has
     /// read the database; the load goes on when `release` is sent.
     async fn load_stopped_after_reading(
@@ -242,9 +255,7 @@ impl Replicas {
 
 async fn a_delete_during_a_load_is_not_undone_by_its_fill(replicas: Replicas) {
     let key = key("deleted0");
-    let live = session(r#"{"user":"ada"}"#, replicas.now);
-    // Only in the database: the load misses the cache and will fill it.
-    replicas.database.insert(&key, live.clone()).await.unwrap();
+    let live = replicas.in_database_only(&key, r#"{"user":"ada"}"#).await;
 
     let (load, release) = replicas.load_stopped_after_reading(&key).await;
     assert!(replicas.other.delete(&key).await.unwrap());
@@ -258,18 +269,12 @@ async fn a_delete_during_a_load_is_not_undone_by_its_fill(replicas: Replicas) {
 
 async fn a_patch_during_a_load_is_not_undone_by_its_fill(replicas: Replicas) {
     let key = key("patched0");
-    let before = session(r#"{"user":"ada"}"#, replicas.now);
-    replicas
-        .database
-        .insert(&key, before.clone())
-        .await
-        .unwrap();
+    let before = replicas.in_database_only(&key, r#"{"user":"ada"}"#).await;
 
     let (load, release) = replicas.load_stopped_after_reading(&key).await;
-    let cart: Patcher = Box::new(|_| Ok(r#"{"user":"ada","cart":[1]}"#.to_owned()));
     replicas
         .other
-        .patch(&key, cart, before.expire_date, replicas.now)
+        .patch(&key, add_cart(), before.expire_date, replicas.now)
         .await
         .unwrap();
     release.send(()).unwrap();
@@ -282,12 +287,9 @@ async fn a_patch_during_a_load_is_not_undone_by_its_fill(replicas: Replicas) {
 
 async fn a_key_cycled_during_a_load_is_not_brought_back_by_its_fill(replicas: Replicas) {
     let (old_key, new_key) = (key("oldkey00"), key("newkey00"));
-    let live = session(r#"{"user":"ada"}"#, replicas.now);
-    replicas
-        .database
-        .insert(&old_key, live.clone())
-        .await
-        .unwrap();
+    let live = replicas
+        .in_database_only(&old_key, r#"{"user":"ada"}"#)
+        .await;
 
     let (load, release) = replicas.load_stopped_after_reading(&old_key).await;
     replicas
@@ -329,8 +331,7 @@ async fn a_save_overtaken_by_a_delete_does_not_put_the_session_back(replicas: Re
 /// Without a race, a load that misses fills the cache, for both replicas.
 async fn a_load_that_misses_fills_the_cache(replicas: Replicas) {
     let key = key("missed00");
-    let live = session(r#"{"user":"ada"}"#, replicas.now);
-    replicas.database.insert(&key, live.clone()).await.unwrap();
+    let live = replicas.in_database_only(&key, r#"{"user":"ada"}"#).await;
     assert_eq!(
         replicas.slow.load(&key, replicas.now).await.unwrap(),
         Some(live.clone())
@@ -382,12 +383,7 @@ async fn the_cache_is_filled_again_after_a_write(replicas: Replicas) {
 /// older copy served from the cache.
 async fn a_write_cut_off_after_the_database_leaves_no_older_copy(replicas: Replicas) {
     let key = key("cutoff00");
-    let before = session(r#"{"user":"ada"}"#, replicas.now);
-    replicas
-        .database
-        .insert(&key, before.clone())
-        .await
-        .unwrap();
+    let before = replicas.in_database_only(&key, r#"{"user":"ada"}"#).await;
     // Cached, as a session in use is.
     replicas.assert_loads(&key, Some(&before)).await;
     assert_eq!(
@@ -412,16 +408,10 @@ async fn a_write_cut_off_after_the_database_leaves_no_older_copy(replicas: Repli
 /// every request is still read from the cache.
 async fn a_patched_session_stays_cached(replicas: Replicas) {
     let key = key("warmcach");
-    let before = session(r#"{"user":"ada"}"#, replicas.now);
-    replicas
-        .database
-        .insert(&key, before.clone())
-        .await
-        .unwrap();
-    let cart: Patcher = Box::new(|_| Ok(r#"{"user":"ada","cart":[1]}"#.to_owned()));
+    let before = replicas.in_database_only(&key, r#"{"user":"ada"}"#).await;
     let patched = replicas
         .other
-        .patch(&key, cart, before.expire_date, replicas.now)
+        .patch(&key, add_cart(), before.expire_date, replicas.now)
         .await
         .unwrap();
     assert_eq!(
