@@ -142,12 +142,19 @@ pub struct Limits {
     pub request_timeout: Duration,
 }
 
-/// How connections are watched.
+/// How connections are watched, and how many are served.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionSettings {
     /// Zero turns pings off.
     pub keepalive: Duration,
     pub handshake_timeout: Duration,
+    /// Connections open at once; past it a new one is closed as soon as it
+    /// is accepted. `None`: what the open-file limit leaves after the
+    /// files the server and its store need (see
+    /// [`crate::server::connection_cap`]).
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one IP address; zero: no such limit.
+    pub max_connections_per_ip: usize,
 }
 
 /// The background purge of expired sessions.
@@ -225,6 +232,8 @@ impl Default for ConnectionSettings {
         Self {
             keepalive: DEFAULT_KEEPALIVE,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_connections: None,
+            max_connections_per_ip: 0,
         }
     }
 }

@@ -64,6 +64,7 @@ pub mod config;
 pub mod error;
 mod handshake;
 pub mod healthcheck;
+mod log_throttle;
 pub mod method;
 pub mod metrics;
 mod permissions;

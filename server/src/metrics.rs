@@ -3,7 +3,8 @@
 //!
 //! What is counted: every session call by method and status code, with its
 //! duration; calls in flight; engine errors by kind; purges and the rows
-//! they removed; sessions created, cycled and deleted. Labels hold only
+//! they removed; sessions created, cycled and deleted; connections open,
+//! refused and failed accepts. Labels hold only
 //! names from a fixed set (methods, codes, kinds), never keys or data, so
 //! the number of series stays bounded.
 
@@ -50,6 +51,29 @@ struct TriggerLabels {
     trigger: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// Why a connection was closed as soon as it was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `--max-connections` were open.
+    MaxConnections,
+    /// Its address had `--max-connections-per-ip` open.
+    MaxConnectionsPerIp,
+}
+
+impl Refusal {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::MaxConnections => "max_connections",
+            Self::MaxConnectionsPerIp => "max_connections_per_ip",
+        }
+    }
+}
+
 /// Durations from 100 µs (a Load from memory) to 13 s (past any
 /// --store-timeout a caller would wait for), doubling.
 fn call_buckets() -> Histogram {
@@ -84,6 +108,9 @@ struct Inner {
     created: Counter<u64, AtomicU64>,
     cycled: Counter<u64, AtomicU64>,
     deleted: Counter<u64, AtomicU64>,
+    connections_open: Gauge<i64, std::sync::atomic::AtomicI64>,
+    connections_refused: Family<ReasonLabels, Counter>,
+    accept_failures: Counter<u64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -151,6 +178,26 @@ impl Metrics {
             "Sessions removed by Delete",
             deleted.clone(),
         );
+        let connections_open = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        registry.register(
+            "connections_open",
+            "gRPC connections open now, TLS handshakes included",
+            connections_open.clone(),
+        );
+        let connections_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed as soon as accepted, by the limit they were past \
+             (max_connections, max_connections_per_ip)",
+            connections_refused.clone(),
+        );
+        let accept_failures = Counter::default();
+        registry.register(
+            "accept_failures",
+            "Accepts that failed for want of resources (the open-file limit), each \
+             followed by a pause",
+            accept_failures.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -166,6 +213,9 @@ impl Metrics {
                 created,
                 cycled,
                 deleted,
+                connections_open,
+                connections_refused,
+                accept_failures,
             }),
         }
     }
@@ -240,6 +290,27 @@ impl Metrics {
 
     pub fn session_deleted(&self) {
         self.inner.deleted.inc();
+    }
+
+    pub fn connection_opened(&self) {
+        self.inner.connections_open.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.inner.connections_open.dec();
+    }
+
+    pub fn connection_refused(&self, refusal: Refusal) {
+        self.inner
+            .connections_refused
+            .get_or_create(&ReasonLabels {
+                reason: refusal.label(),
+            })
+            .inc();
+    }
+
+    pub fn accept_failed(&self) {
+        self.inner.accept_failures.inc();
     }
 
     /// The OpenMetrics text of every metric.
@@ -360,6 +431,11 @@ mod tests {
         metrics.purged(PurgeTrigger::Background, 7);
         metrics.session_created();
         metrics.session_deleted();
+        metrics.connection_opened();
+        metrics.connection_opened();
+        metrics.connection_closed();
+        metrics.connection_refused(Refusal::MaxConnectionsPerIp);
+        metrics.accept_failed();
         let text = metrics.render();
         for line in [
             "sessiond_calls_total{method=\"Load\",code=\"OK\"} 1",
@@ -372,6 +448,9 @@ mod tests {
             "sessiond_purged_sessions_total{trigger=\"background\"} 7",
             "sessiond_sessions_created_total 1",
             "sessiond_sessions_deleted_total 1",
+            "sessiond_connections_open 1",
+            "sessiond_connections_refused_total{reason=\"max_connections_per_ip\"} 1",
+            "sessiond_accept_failures_total 1",
             "# EOF",
         ] {
             assert!(text.contains(line), "no {line:?} in\n{text}");

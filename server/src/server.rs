@@ -5,6 +5,7 @@
 //! anything is bound or opened, what runs while serving, and the order of
 //! shutdown.
 
+mod admission;
 mod background;
 mod connections;
 mod drain;
@@ -24,6 +25,7 @@ use crate::metrics::{self, Metrics, MetricsBindError};
 use crate::service::{SessionRpc, Settings};
 use crate::store::{OpenError, SessionStore, StoreConfig, StoreError, StoreUrl};
 use crate::tls::{Tls, TlsError};
+use admission::{Admission, ConnectionCap};
 use background::Background;
 use connections::Connections;
 pub use exposure::Unauthenticated;
@@ -188,13 +190,25 @@ impl Server {
             metrics_listener,
             metrics_token,
         );
-        log_serving(&listener, &config, &codec, &tokens, tls.as_ref());
+        let cap = ConnectionCap::resolve(config.connections.max_connections);
+        log_serving(&listener, &config, &codec, &tokens, tls.as_ref(), cap);
 
         let (closing_tx, closing) = tokio::sync::oneshot::channel();
         let close_listener =
             drain::close_listener(shutdown, health, config.shutdown.delay, closing_tx);
         let acceptor = tls.as_ref().map(|tls| tls.acceptor.clone());
-        let connections = Connections::new(listener, config.connections, acceptor);
+        let admission = Admission::new(
+            cap.max,
+            config.connections.max_connections_per_ip,
+            metrics.clone(),
+        );
+        let connections = Connections::new(
+            listener,
+            config.connections,
+            acceptor,
+            admission,
+            metrics.clone(),
+        );
         let serving = router.serve_with_incoming_shutdown(connections, close_listener);
         let drain_timeout = config.shutdown.drain_timeout;
         let served = tokio::select! {
@@ -271,6 +285,7 @@ fn log_serving(
     codec: &Codec,
     tokens: &TokenStore,
     tls: Option<&Tls>,
+    cap: ConnectionCap,
 ) {
     let local_addr = listener
         .local_addr()
@@ -283,6 +298,9 @@ fn log_serving(
         tokens = tokens.enabled(),
         tls = tls.is_some(),
         client_certificates = tls.is_some_and(|tls| tls.client_certificates),
+        max_connections = cap.max,
+        max_connections_per_ip = config.connections.max_connections_per_ip,
+        file_limit = cap.file_limit,
         "sessiond serving"
     );
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
+use common::scrape::{metric, metrics_response, metrics_text};
 use common::{Serving, code, hours_from_now, serve_config};
 use sessiond::cli::ServeArgs;
 use sessiond::{Server, StartError};
@@ -432,34 +433,6 @@ fn lock_writes(db: &Path) -> rusqlite::Connection {
     conn
 }
 
-async fn metrics_text(addr: std::net::SocketAddr) -> String {
-    let response = metrics_response(addr, None).await;
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
-}
-
-/// The whole HTTP response to `GET /metrics`, with `authorization` if given.
-async fn metrics_response(addr: std::net::SocketAddr, authorization: Option<&str>) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let authorization = authorization
-        .map(|value| format!("Authorization: {value}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "GET /metrics HTTP/1.1\r\nHost: sessiond\r\n{authorization}Connection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        stream.read_to_string(&mut response),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    response
-}
-
 /// Metrics beyond loopback need a token, unless explicitly public; with a
 /// token, a scraper without it gets 401.
 #[tokio::test]
@@ -509,12 +482,6 @@ async fn metrics_beyond_loopback_need_a_token_or_an_explicit_public() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("# EOF"), "{response}");
     serving.stop().await;
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test]

@@ -131,6 +131,26 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSIOND_HANDSHAKE_TIMEOUT", default_value = DEFAULT_HANDSHAKE_TIMEOUT_TEXT, value_parser = parse_handshake_timeout, value_name = "DURATION")]
     pub handshake_timeout: Duration,
 
+    /// Connections served at once. Past it a new connection is closed as
+    /// soon as it is accepted, counted in sessiond_connections_refused_total
+    /// and logged at most once a minute. Default: the open-file limit
+    /// (`ulimit -n`, systemd's LimitNOFILE=) less 128 files kept for the
+    /// store, the metrics endpoint and logs; printed at startup.
+    #[arg(long, env = "SESSIOND_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    pub max_connections: Option<u64>,
+
+    /// Connections served at once from one IP address (IPv6: one /64
+    /// network), so that one client, or one attacker, cannot take them
+    /// all; 0 turns the limit off. For a shared service that many clients
+    /// reach directly; behind a proxy every connection has its address.
+    #[arg(
+        long,
+        env = "SESSIOND_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 0,
+        value_name = "N"
+    )]
+    pub max_connections_per_ip: u64,
+
     /// How long one session call may take to produce its answer, request
     /// body included; past it the call is answered DEADLINE_EXCEEDED and its
     /// slot of --max-in-flight is free again. Keep it above --store-timeout
@@ -240,6 +260,11 @@ impl ServeArgs {
             connections: ConnectionSettings {
                 keepalive: self.keepalive,
                 handshake_timeout: self.handshake_timeout,
+                max_connections: self
+                    .max_connections
+                    .map(|max| usize::try_from(max).unwrap_or(usize::MAX)),
+                max_connections_per_ip: usize::try_from(self.max_connections_per_ip)
+                    .unwrap_or(usize::MAX),
             },
             codec: self.codec,
             django: DjangoConfig {

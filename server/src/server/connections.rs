@@ -1,6 +1,7 @@
 //! The stream of accepted connections that the gRPC server serves: TCP
-//! options, TLS (terminated here), one deadline for the whole opening of a
-//! connection, and batched writes.
+//! options, the connection limits, pauses when accepts fail, TLS
+//! (terminated here), one deadline for the whole opening of a connection,
+//! and batched writes.
 //!
 //! The deadline runs from the moment a connection is accepted until its
 //! HTTP/2 preface has arrived, TLS handshake included: a peer that sends
@@ -9,7 +10,13 @@
 //! here rather than by the HTTP/2 server, which would only let the deadline
 //! see encrypted bytes. Handshakes run side by side, each in a task of its
 //! own, so a slow one never holds up the next connection.
+//!
+//! When accept fails for want of resources (the open-file limit, kernel
+//! memory), the listener stays readable: retrying at once would spin a
+//! core until files are free. Accepting pauses instead, from 10 ms doubling
+//! up to a second, and a warning says which limit was hit.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -18,22 +25,37 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::Stream;
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 
+use super::admission::{Admission, Admitted};
 use crate::batched_writes::BatchedWrites;
 use crate::config::ConnectionSettings;
 use crate::handshake::OpeningDeadline;
+use crate::log_throttle::LogThrottle;
+use crate::metrics::Metrics;
+
+/// The first pause after an accept failed for want of resources.
+const FIRST_ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+/// The longest pause: the pause doubles while accepts keep failing.
+const LONGEST_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 
 type Plain = OpeningDeadline<BatchedWrites<TcpStream>>;
 type Encrypted = OpeningDeadline<TlsStream<BatchedWrites<TcpStream>>>;
 
-/// An accepted connection, ready for HTTP/2.
+/// An accepted connection, ready for HTTP/2, holding its place among the
+/// open connections until it is dropped.
 #[derive(Debug)]
-pub(super) enum Connection {
+pub(super) struct Connection {
+    io: Io,
+    _admitted: Admitted,
+}
+
+#[derive(Debug)]
+enum Io {
     Plain(Plain),
     // Boxed: rustls's connection state is large, and most connections of a
     // server either all are TLS or none is.
@@ -44,9 +66,16 @@ pub(super) enum Connection {
 pub(super) struct Connections {
     tcp: TcpIncoming,
     tls: Option<TlsAcceptor>,
+    admission: Admission,
     /// TLS handshakes under way; a failed one yields `None`.
     handshakes: JoinSet<Option<Connection>>,
     opening_timeout: Duration,
+    /// Accepting is paused until this passes.
+    pause: Option<Pin<Box<Sleep>>>,
+    /// The pause after the next failed accept.
+    next_pause: Duration,
+    failed_accepts: LogThrottle,
+    metrics: Metrics,
     /// The listener has ended.
     tcp_done: bool,
 }
@@ -61,12 +90,15 @@ impl std::fmt::Debug for Connections {
 }
 
 impl Connections {
-    /// Accepts on `listener`, without Nagle's delay and with TCP keepalive
-    /// when pings are on, speaking TLS when `tls` is given.
+    /// Accepts on `listener` what `admission` lets in, without Nagle's
+    /// delay and with TCP keepalive when pings are on, speaking TLS when
+    /// `tls` is given.
     pub(super) fn new(
         listener: TcpListener,
         settings: ConnectionSettings,
         tls: Option<TlsAcceptor>,
+        admission: Admission,
+        metrics: Metrics,
     ) -> Self {
         let keepalive = (!settings.keepalive.is_zero()).then_some(settings.keepalive);
         Self {
@@ -74,10 +106,84 @@ impl Connections {
                 .with_nodelay(Some(true))
                 .with_keepalive(keepalive),
             tls,
+            admission,
             handshakes: JoinSet::new(),
             opening_timeout: settings.handshake_timeout,
+            pause: None,
+            next_pause: FIRST_ACCEPT_PAUSE,
+            failed_accepts: LogThrottle::default(),
+            metrics,
             tcp_done: false,
         }
+    }
+
+    /// After a failed accept: on at once when only that connection failed,
+    /// else a pause.
+    fn accept_failed(&mut self, err: &io::Error) {
+        if only_this_connection_failed(err) {
+            tracing::debug!(error = %err, "a connection failed before it was accepted");
+            return;
+        }
+        let pause = self.next_pause;
+        self.next_pause = (pause * 2).min(LONGEST_ACCEPT_PAUSE);
+        self.pause = Some(Box::pin(tokio::time::sleep(pause)));
+        self.metrics.accept_failed();
+        if let Some(held_back) = self.failed_accepts.admit() {
+            warn_accept_failed(err, pause, held_back);
+        }
+    }
+}
+
+/// Errors that accept(2) reports for the connection it was taking, not for
+/// the listener: Linux passes a new connection's pending network errors
+/// on (accept(2), "Error handling"), and a peer may reset before it is
+/// taken. The next accept may well succeed.
+fn only_this_connection_failed(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::ECONNRESET
+                | libc::EPROTO
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+                | libc::ENETDOWN
+                | libc::EPERM
+                | libc::EINTR
+                | libc::EAGAIN
+        )
+    )
+}
+
+/// Says which limit stopped accepts, and how to raise it.
+fn warn_accept_failed(err: &io::Error, pause: Duration, held_back: u64) {
+    let pause_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
+    match err.raw_os_error() {
+        Some(libc::EMFILE) => tracing::warn!(
+            file_limit = ?rlimit::getrlimit(rlimit::Resource::NOFILE).ok().map(|(soft, _)| soft),
+            pause_ms,
+            failed_since_last_warning = held_back,
+            "cannot accept connections: sessiond has as many files open as its open-file \
+             limit allows; accepting pauses until some close. Raise the limit (`ulimit -n`, \
+             systemd's LimitNOFILE=, the container runtime's nofile ulimit) or lower \
+             --max-connections below it"
+        ),
+        Some(libc::ENFILE) => tracing::warn!(
+            pause_ms,
+            failed_since_last_warning = held_back,
+            "cannot accept connections: the system has as many files open as it allows \
+             (sysctl fs.file-max); accepting pauses until some close"
+        ),
+        _ => tracing::warn!(
+            error = %err,
+            pause_ms,
+            failed_since_last_warning = held_back,
+            "cannot accept connections; accepting pauses"
+        ),
     }
 }
 
@@ -105,18 +211,33 @@ impl Stream for Connections {
                     Poll::Pending
                 };
             }
+            if let Some(pause) = &mut this.pause {
+                if pause.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.pause = None;
+            }
             match Pin::new(&mut this.tcp).poll_next(cx) {
                 Poll::Ready(Some(Ok(stream))) => {
+                    this.next_pause = FIRST_ACCEPT_PAUSE;
+                    let ip = stream.peer_addr().ok().map(|addr| addr.ip());
+                    // Refused: dropping the stream closes it.
+                    let Some(admitted) = this.admission.admit(ip) else {
+                        continue;
+                    };
                     let deadline = Instant::now() + this.opening_timeout;
                     let stream = BatchedWrites::new(stream);
                     let Some(acceptor) = &this.tls else {
-                        let plain = OpeningDeadline::new(stream, deadline);
-                        return Poll::Ready(Some(Ok(Connection::Plain(plain))));
+                        let io = Io::Plain(OpeningDeadline::new(stream, deadline));
+                        return Poll::Ready(Some(Ok(Connection {
+                            io,
+                            _admitted: admitted,
+                        })));
                     };
                     this.handshakes
-                        .spawn(handshake(acceptor.clone(), stream, deadline));
+                        .spawn(handshake(acceptor.clone(), stream, deadline, admitted));
                 }
-                Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err))),
+                Poll::Ready(Some(Err(err))) => this.accept_failed(&err),
                 Poll::Ready(None) => this.tcp_done = true,
                 Poll::Pending => return Poll::Pending,
             }
@@ -129,11 +250,13 @@ async fn handshake(
     acceptor: TlsAcceptor,
     stream: BatchedWrites<TcpStream>,
     deadline: Instant,
+    admitted: Admitted,
 ) -> Option<Connection> {
     match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => Some(Connection::Tls(Box::new(OpeningDeadline::new(
-            tls, deadline,
-        )))),
+        Ok(Ok(tls)) => Some(Connection {
+            io: Io::Tls(Box::new(OpeningDeadline::new(tls, deadline))),
+            _admitted: admitted,
+        }),
         Ok(Err(err)) => {
             tracing::debug!(error = %err, "TLS handshake failed");
             None
@@ -149,9 +272,9 @@ impl Connected for Connection {
     type ConnectInfo = TcpConnectInfo;
 
     fn connect_info(&self) -> TcpConnectInfo {
-        match self {
-            Self::Plain(plain) => plain.get_ref().connect_info(),
-            Self::Tls(tls) => tls.get_ref().get_ref().0.connect_info(),
+        match &self.io {
+            Io::Plain(plain) => plain.get_ref().connect_info(),
+            Io::Tls(tls) => tls.get_ref().get_ref().0.connect_info(),
         }
     }
 }
@@ -162,9 +285,9 @@ impl AsyncRead for Connection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(plain) => Pin::new(plain).poll_read(cx, buf),
-            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Plain(plain) => Pin::new(plain).poll_read(cx, buf),
+            Io::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -175,9 +298,9 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(plain) => Pin::new(plain).poll_write(cx, buf),
-            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Plain(plain) => Pin::new(plain).poll_write(cx, buf),
+            Io::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -186,30 +309,30 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(plain) => Pin::new(plain).poll_write_vectored(cx, bufs),
-            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
+        match &mut self.get_mut().io {
+            Io::Plain(plain) => Pin::new(plain).poll_write_vectored(cx, bufs),
+            Io::Tls(tls) => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Plain(plain) => plain.is_write_vectored(),
-            Self::Tls(tls) => tls.is_write_vectored(),
+        match &self.io {
+            Io::Plain(plain) => plain.is_write_vectored(),
+            Io::Tls(tls) => tls.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(plain) => Pin::new(plain).poll_flush(cx),
-            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(plain) => Pin::new(plain).poll_flush(cx),
+            Io::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(plain) => Pin::new(plain).poll_shutdown(cx),
-            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(plain) => Pin::new(plain).poll_shutdown(cx),
+            Io::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -4,8 +4,10 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod flood;
 pub mod process;
 pub mod python;
+pub mod scrape;
 pub mod skip;
 
 pub mod redis_server;

@@ -20,10 +20,22 @@ pub fn sessiond() -> Command {
 /// `sessiond` run under the file-creation mask `umask` (octal, as the
 /// shell's `umask` takes it), as a service manager would start it.
 pub fn sessiond_with_umask(umask: &str) -> Command {
+    sessiond_after(&format!("umask {umask}"))
+}
+
+/// `sessiond` allowed at most `files` open files (`ulimit -n`, as
+/// systemd's LimitNOFILE= sets it).
+pub fn sessiond_with_file_limit(files: u32) -> Command {
+    sessiond_after(&format!("ulimit -n {files}"))
+}
+
+/// `sessiond` started by a shell after `setup`, a shell command that
+/// changes what the process inherits.
+fn sessiond_after(setup: &str) -> Command {
     let mut command = Command::new("sh");
     command
         .arg("-c")
-        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+        .arg(format!("{setup} && exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_sessiond"));
     only_test_settings(command)
 }
@@ -117,6 +129,32 @@ impl Running {
         kib * 1024
     }
 
+    /// CPU time the process has used so far, user and system.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // Fields after the command name, which is in parentheses and may
+        // hold spaces: state is the first, utime and stime the 12th and 13th.
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second())
+    }
+
+    /// The address of the metrics endpoint, from the log line that
+    /// announces it (with `SESSIOND_METRICS_LISTEN`).
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|line| line.contains("serving metrics at /metrics"))
+            .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"));
+        line.split("\"listen\":\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap()
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
@@ -161,6 +199,16 @@ impl Running {
         }
         self.log()
     }
+}
+
+/// The unit of the CPU times in `/proc/PID/stat`.
+fn clock_ticks_per_second() -> f64 {
+    let output = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 impl Drop for Running {
