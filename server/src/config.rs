@@ -151,7 +151,7 @@ pub struct ConnectionSettings {
     /// Connections open at once; past it a new one is closed as soon as it
     /// is accepted. `None`: what the open-file limit leaves after the
     /// files the server and its store need (see
-    /// [`crate::server::connection_cap`]).
+    /// `ConnectionCap::resolve` in `server/admission.rs`).
     pub max_connections: Option<usize>,
     /// Connections open at once from one IP address; zero: no such limit.
     pub max_connections_per_ip: usize,

@@ -18,7 +18,7 @@
 //!     ..ServerConfig::default()
 //! };
 //! let server = Server::open(config).await?;
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let listener = sessiond::bind("127.0.0.1:0".parse()?)?;
 //! // Serves until the future completes (here at once; a real program
 //! // passes a signal), then shuts down in order.
 //! server.serve(listener, async {}).await?;
@@ -79,4 +79,4 @@ pub mod store;
 pub mod tls;
 
 pub use config::ServerConfig;
-pub use server::{ServeError, Server, StartError, Unauthenticated};
+pub use server::{LISTEN_BACKLOG, ServeError, Server, StartError, Unauthenticated, bind};

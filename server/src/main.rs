@@ -90,13 +90,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.into_config();
     let listen = config.listen;
     let server = Server::open(config).await?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {listen} (--listen, SESSIOND_LISTEN); is another server using it?"
-            )
-        })?;
+    let listener = sessiond::bind(listen).with_context(|| {
+        format!(
+            "cannot listen on {listen} (--listen, SESSIOND_LISTEN); is another server using it?"
+        )
+    })?;
     let reloads = tokio::spawn(hangups.reload(server.tokens()));
     let served = server.serve(listener, signals.received()).await;
     reloads.abort();

@@ -224,6 +224,28 @@ impl Server {
     }
 }
 
+/// Connections the kernel may hold completed for sessiond before it accepts
+/// them (capped by `net.core.somaxconn`, 4096 by default on Linux). The
+/// standard library's and tokio's 128 overflow when hundreds of clients
+/// connect at once, as every app replica does after a restart: each
+/// connect dropped then waits a second or more to be retried.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the gRPC address for [`Server::serve`], with room for
+/// [`LISTEN_BACKLOG`] connections waiting to be accepted.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As TcpListener::bind does: a restarted server can bind at once while
+    // connections of the previous one linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// The metrics token, checked; refuses metrics beyond loopback that anyone
 /// could read, unless the operator says they may.
 fn metrics_token(config: &MetricsConfig) -> Result<Option<Tokens>, StartError> {
