@@ -51,6 +51,10 @@ pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test"
 /// The Redis every machine of this project runs (see `.ci/run`).
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 
+/// The name `sessiond healthcheck --tls-name` checks by default: a
+/// certificate for a server on this machine carries it.
+pub const DEFAULT_TLS_NAME: &str = "localhost";
+
 /// Longest measured run or warm-up accepted: a bound on every loop.
 const MAX_PHASE: Duration = Duration::from_secs(3600);
 
@@ -62,13 +66,24 @@ const MAX_PHASE: Duration = Duration::from_secs(3600);
 /// (--store), or against every engine in turn, with a plain Redis as a
 /// reference (--compare). Sessions are created before measuring; every
 /// session it writes expires one hour after the run.
+///
+/// With --idle-connections N it measures what idle connections cost
+/// instead: it starts sessiond (--store), opens N connections that each send
+/// the HTTP/2 preface (inside TLS with --tls-ca) and then nothing, holds
+/// them for --duration and reports how many the server answered, closed or
+/// left waiting, and its memory and CPU before, while holding them and
+/// after they close.
 #[derive(Debug, Parser)]
 #[command(name = "sessiond-bench", version, about, long_about)]
 #[command(group(ArgGroup::new("subject").required(true).args(["target", "store", "compare"])))]
 #[command(after_help = "Examples:\n  \
 sessiond-bench --store sqlite:///tmp/bench.sqlite3 --workload load\n  \
 sessiond-bench --target http://127.0.0.1:50051 --concurrency 16 --duration 30s\n  \
-sessiond-bench --compare --duration 5s --json > figures.json\n\n\
+sessiond-bench --compare --duration 5s --json > figures.json\n  \
+sessiond-bench --store memory:// --idle-connections 10000 --duration 5s\n  \
+sessiond-bench --store memory:// --idle-connections 5000 --server-arg=--max-connections=2000\n  \
+sessiond-bench --store memory:// --idle-connections 1000 --tls-ca cert.pem \\\n      \
+--server-arg=--tls-cert=cert.pem --server-arg=--tls-key=key.pem\n\n\
 Durations take seconds (\"10\") or units (\"500ms\", \"10s\", \"1m\").")]
 pub struct Cli {
     /// A running sessiond to measure, e.g. http://127.0.0.1:50051. Repeat it
@@ -171,6 +186,35 @@ pub struct Cli {
     #[arg(long)]
     pub json: bool,
 
+    /// Instead of a workload: open this many idle connections to the
+    /// sessiond it starts (as an idle gRPC client opens one: the HTTP/2
+    /// preface and an empty SETTINGS frame, then only the acknowledgements
+    /// HTTP/2 asks for), hold them for --duration after --warmup, and report
+    /// the server's memory per connection and CPU while they are held. Needs
+    /// --store; takes --server-arg (e.g. --server-arg=--max-connections=1000).
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000),
+        requires = "store",
+        conflicts_with_all = [
+            "target", "compare", "workload", "load_percent", "payload_bytes",
+            "sessions", "expired", "concurrency", "connections", "timeout",
+        ],
+    )]
+    pub idle_connections: Option<u64>,
+
+    /// With --idle-connections, for a sessiond started with TLS
+    /// (--server-arg=--tls-cert=FILE --server-arg=--tls-key=FILE): open the
+    /// connections and the start-up health check over TLS, trusting the CA
+    /// certificates in this PEM file.
+    #[arg(long, value_name = "PATH", requires = "idle_connections")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// With --tls-ca: the name the server's certificate must carry.
+    #[arg(long, default_value = DEFAULT_TLS_NAME, value_name = "NAME", requires = "tls_ca")]
+    pub tls_name: String,
+
     /// With --compare: the PostgreSQL to measure; a fresh schema is created
     /// in it and dropped afterwards. Skipped when it does not answer.
     #[arg(long, default_value = DEFAULT_POSTGRES_URL, value_name = "URL")]
@@ -230,5 +274,21 @@ mod tests {
         .unwrap();
         assert_eq!(cli.target.len(), 2);
         assert_eq!(cli.workload, Workload::Mixed);
+    }
+
+    #[test]
+    fn idle_connections_need_a_store_and_no_workload() {
+        let idle = |extra: &[&str]| {
+            let args = ["sessiond-bench", "--idle-connections", "10"];
+            Cli::try_parse_from(args.iter().chain(extra))
+        };
+        assert!(idle(&["--store", "memory://"]).is_ok());
+        assert!(idle(&["--compare"]).is_err());
+        assert!(idle(&["--target", "http://127.0.0.1:1"]).is_err());
+        assert!(idle(&["--store", "memory://", "--concurrency", "4"]).is_err());
+        assert!(
+            Cli::try_parse_from(["sessiond-bench", "--store", "m://", "--tls-ca", "ca.pem"])
+                .is_err()
+        );
     }
 }

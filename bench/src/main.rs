@@ -13,14 +13,19 @@
 //! The load generator shares the machine with the server, so figures from
 //! loopback are a ceiling and a comparison, not a capacity plan.
 //!
-//! Out of scope: TLS and tokens, Patch/Exists/Delete workloads, and
-//! open-loop (fixed-rate) load.
+//! With `--idle-connections N` it measures what idle connections cost
+//! instead: the memory per connection of the sessiond it starts, its CPU
+//! while they are held, and how many a `--max-connections` cap lets in.
+//!
+//! Out of scope: TLS (but for idle connections) and tokens,
+//! Patch/Exists/Delete workloads, and open-loop (fixed-rate) load.
 //!
 //! This is a program, not a library: errors are `anyhow` with context,
 //! printed once as a chain.
 
 mod cli;
 mod connection;
+mod idle;
 mod measure;
 mod payload;
 mod plan;
@@ -31,6 +36,7 @@ mod purge;
 mod report;
 mod run;
 mod sessiond_process;
+mod tls;
 mod workload;
 
 use std::process::ExitCode;

@@ -45,8 +45,13 @@ struct Context {
 /// Measures what `cli` asks for and prints the report. Fails when a row
 /// failed (a skipped row is not a failure).
 pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<ExitCode> {
-    check(&cli)?;
     let progress = Progress::stderr();
+    if cli.idle_connections.is_some() {
+        let path = sessiond_process::locate(cli.sessiond.as_deref())?;
+        warn_of_debug_builds(&path, &progress);
+        return crate::idle::run(&cli, &path, progress, cancel).await;
+    }
+    check(&cli)?;
     let plans = plan::plans(&cli).await?;
     let spawns = plans
         .iter()
@@ -230,7 +235,7 @@ async fn measure_subject(
             };
             context.progress.show(&format!("{name}: starting sessiond"));
             let process =
-                SessiondProcess::start(binary, store, cache.as_deref(), &context.server_args)
+                SessiondProcess::start(binary, store, cache.as_deref(), &context.server_args, None)
                     .await?;
             let measured = async {
                 let urls = [process.url().to_owned()];

@@ -18,6 +18,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::proc_stats::ProcStats;
+use crate::tls::TlsClient;
 
 /// How long sessiond may take to migrate and answer health checks as
 /// SERVING: PostgreSQL migrations on a busy machine take a few seconds.
@@ -75,12 +76,14 @@ pub struct SessiondProcess {
 
 impl SessiondProcess {
     /// Starts `binary serve` on `store` (and `cache`) with `extra` flags,
-    /// and waits until its health check answers SERVING.
+    /// and waits until its health check answers SERVING; over `tls` when
+    /// `extra` turns TLS on.
     pub async fn start(
         binary: &Path,
         store: &str,
         cache: Option<&str>,
         extra: &[String],
+        tls: Option<&TlsClient>,
     ) -> anyhow::Result<Self> {
         let mut command = Command::new(binary);
         // Only what the bench sets: an operator's SESSIOND_* must not leak
@@ -130,12 +133,13 @@ impl SessiondProcess {
                 process.log_tail()
             ),
         };
-        process.url = format!("http://{addr}");
-        process.wait_serving(deadline).await?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        process.url = format!("{scheme}://{addr}");
+        process.wait_serving(deadline, tls).await?;
         Ok(process)
     }
 
-    /// The gRPC address, `http://127.0.0.1:PORT`.
+    /// The gRPC address, `http://127.0.0.1:PORT` (`https://` with TLS).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -158,12 +162,21 @@ impl SessiondProcess {
     }
 
     /// Health checks until SERVING, every 50 ms, until `deadline`.
-    async fn wait_serving(&mut self, deadline: Instant) -> anyhow::Result<()> {
-        let channel = tonic::transport::Endpoint::from_shared(self.url.clone())
+    async fn wait_serving(
+        &mut self,
+        deadline: Instant,
+        tls: Option<&TlsClient>,
+    ) -> anyhow::Result<()> {
+        let mut endpoint = tonic::transport::Endpoint::from_shared(self.url.clone())
             .context("sessiond logged a malformed listen address")?
             .connect_timeout(Duration::from_secs(1))
-            .timeout(Duration::from_secs(1))
-            .connect_lazy();
+            .timeout(Duration::from_secs(1));
+        if let Some(tls) = tls {
+            endpoint = endpoint
+                .tls_config(tls.tonic())
+                .context("cannot set up TLS for the health check")?;
+        }
+        let channel = endpoint.connect_lazy();
         let mut health = HealthClient::new(channel);
         loop {
             let answer = health
@@ -176,6 +189,16 @@ impl SessiondProcess {
             {
                 return Ok(());
             }
+            if let Err(status) = &answer
+                && rejected_by_tls(status)
+            {
+                bail!(
+                    "cannot check the health of sessiond at {} over TLS: {}; check --tls-ca and \
+                     --tls-name against the certificate of --tls-cert",
+                    self.url,
+                    status.message()
+                );
+            }
             if let Ok(Some(status)) = self.child.try_wait() {
                 bail!(
                     "sessiond exited before serving ({status}); its log:\n{}",
@@ -183,8 +206,13 @@ impl SessiondProcess {
                 );
             }
             if Instant::now() >= deadline {
+                let last = match answer {
+                    Ok(response) => format!("{:?}", response.get_ref().status()),
+                    Err(status) => status.message().to_owned(),
+                };
                 bail!(
-                    "sessiond at {} did not report SERVING within {START_TIMEOUT:?}; its log:\n{}",
+                    "sessiond at {} did not report SERVING within {START_TIMEOUT:?} \
+                     (the last health check: {last}); its log:\n{}",
                     self.url,
                     self.log_tail()
                 );
@@ -240,6 +268,23 @@ impl Drop for SessiondProcess {
     fn drop(&mut self) {
         self.reader.abort();
     }
+}
+
+/// Whether a health check failed because the TLS handshake did: rustls
+/// reports a certificate it does not trust as invalid data, and no retry
+/// changes that.
+fn rejected_by_tls(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(err) = source {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|err| err.kind() == std::io::ErrorKind::InvalidData)
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Reads sessiond's JSON log lines until the pipe closes: sends the listen

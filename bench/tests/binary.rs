@@ -166,6 +166,66 @@ fn expired_sessions_are_purged_while_measuring_and_counted() {
 }
 
 #[test]
+fn idle_connections_past_max_connections_are_closed_and_the_rest_held() {
+    let sessiond = sessiond();
+    let output = bench(&[
+        "--store",
+        "memory://",
+        "--sessiond",
+        sessiond.to_str().unwrap(),
+        "--idle-connections",
+        "50",
+        "--server-arg=--max-connections=20",
+        "--duration",
+        "1s",
+        // The shortest warm-up is not zero (zero is refused): the start-up
+        // health check's connection closes as soon as sessiond is SERVING,
+        // and sessiond frees its place within milliseconds of that.
+        "--warmup",
+        "200ms",
+        "--json",
+    ]);
+    let report = json_of(&output);
+    assert_eq!(report["mode"], "idle_connections");
+    assert_eq!(report["settings"]["requested"], 50);
+    let connections = &report["connections"];
+    // Exactly the cap: the health check's connection is closed by then, so
+    // every one of the 20 places goes to an idle connection.
+    assert_eq!(connections["answered"], 20, "{report:#}");
+    assert_eq!(connections["closed"], 30, "{report:#}");
+    assert_eq!(connections["silent"], 0, "{report:#}");
+    assert_eq!(connections["failed"], 0, "{report:#}");
+    assert_eq!(connections["closed_while_held"], 0, "{report:#}");
+    assert_eq!(connections["held_at_end"], 20, "{report:#}");
+    let server = &report["server"];
+    for field in [
+        "rss_before_bytes",
+        "rss_holding_bytes",
+        "rss_after_close_bytes",
+        "peak_rss_bytes",
+    ] {
+        assert!(server[field].as_u64().unwrap() > 0, "{field}: {report:#}");
+    }
+    assert!(server["rss_per_connection_bytes"].is_u64(), "{report:#}");
+    assert!(server["cpu_holding_share_of_core"].is_f64(), "{report:#}");
+}
+
+#[test]
+fn idle_connections_measure_no_workload() {
+    let output = bench(&[
+        "--store",
+        "memory://",
+        "--idle-connections",
+        "10",
+        "--workload",
+        "load",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--workload"), "{stderr}");
+}
+
+#[test]
 fn nothing_to_measure_is_a_usage_error() {
     let output = bench(&[]);
     assert_eq!(output.status.code(), Some(2));
