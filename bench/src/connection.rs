@@ -124,10 +124,8 @@ impl Connection {
                     builder.endpoint(target)
                 })
                 .request_timeout(timeout);
-            let client = builder
-                .connect()
-                .await
-                .with_context(|| format!("cannot connect to sessiond at {}", targets.join(", ")))?;
+            // The client's error names the endpoint and the cause.
+            let client = builder.connect().await?;
             connections.push(Self::Sessiond(client.raw()));
         }
         Ok(connections)

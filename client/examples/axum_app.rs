@@ -13,27 +13,18 @@
 
 use axum::Router;
 use axum::extract::Query;
-use axum::http::StatusCode;
 use axum::response::{Html, Redirect};
 use axum::routing::get;
 use sessiond_client::{Backend, Client, Session, SessionError, SessionLayer, Settings};
 
-type Page = Result<Html<String>, (StatusCode, String)>;
+// A `SessionError` is a response: a session deleted meanwhile (a logout in
+// another tab) answers 400, anything else 500, logged with its cause. So
+// handlers use `?` on session calls.
 
-fn fail(err: SessionError) -> (StatusCode, String) {
-    (StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
-}
-
-async fn home(session: Session) -> Page {
-    let visits = session
-        .get::<u64>("visits")
-        .await
-        .map_err(fail)?
-        .unwrap_or(0)
-        + 1;
-    session.insert("visits", visits).await.map_err(fail)?;
-    let user = session.get::<String>("user").await.map_err(fail)?;
-    let greeting = match user {
+async fn home(session: Session) -> Result<Html<String>, SessionError> {
+    let visits = session.get::<u64>("visits").await?.unwrap_or(0) + 1;
+    session.insert("visits", visits).await?;
+    let greeting = match session.get::<String>("user").await? {
         Some(user) => format!("Hello, {user}. <a href=\"/logout\">Log out</a>"),
         None => "Not logged in. <a href=\"/login?user=ada\">Log in as ada</a>".to_owned(),
     };
@@ -47,28 +38,30 @@ struct Login {
     user: String,
 }
 
-async fn login(
-    session: Session,
-    Query(login): Query<Login>,
-) -> Result<Redirect, (StatusCode, String)> {
+async fn login(session: Session, Query(login): Query<Login>) -> Result<Redirect, SessionError> {
     // A new key on login, against session fixation, as Django's login() does.
-    session.cycle_key().await.map_err(fail)?;
-    session.insert("user", login.user).await.map_err(fail)?;
+    session.cycle_key().await?;
+    session.insert("user", login.user).await?;
     Ok(Redirect::to("/"))
 }
 
-async fn logout(session: Session) -> Result<Redirect, (StatusCode, String)> {
-    session.flush().await.map_err(fail)?;
+async fn logout(session: Session) -> Result<Redirect, SessionError> {
+    session.flush().await?;
     Ok(Redirect::to("/"))
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Where a failed session call is reported (RUST_LOG filters).
+    tracing_subscriber::fmt::init();
     let sessiond =
         std::env::var("SESSIOND_URL").unwrap_or_else(|_| "http://127.0.0.1:50051".into());
     let listen = std::env::var("SITE_LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".into());
 
-    let client = Client::connect(sessiond.clone()).await?;
+    // Lazy: the site starts even if sessiond is not up yet (both started
+    // at once, by compose or systemd); pages that use the session answer
+    // 500 until it is.
+    let client = Client::connect_lazy(sessiond.clone())?;
     let app = Router::new()
         .route("/", get(home))
         .route("/login", get(login))

@@ -3,11 +3,19 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, FixedOffset};
-use serde_json::{Map, Value};
+use indexmap::IndexMap;
+use serde_json::value::RawValue;
 use sessiond_signing::{MIN_KEY_LEN, SIGNED_COOKIES_SALT, SessionKey, Signer};
 
 use crate::client::Client;
 use crate::error::{Error, SessionError};
+
+/// A session's data as the store holds it: the keys in insertion order, as
+/// a Python dict keeps them, and each value as its JSON text. A value the
+/// app does not touch goes back byte for byte (every digit of `2**70`, a
+/// float's literal) without serde_json's `arbitrary_precision` and
+/// `preserve_order`, which a library must not switch on for the app.
+pub(crate) type Data = IndexMap<String, Box<RawValue>>;
 
 /// Where sessions are stored.
 #[derive(Debug, Clone)]
@@ -36,6 +44,18 @@ pub struct SignedCookies {
 impl SignedCookies {
     /// Signs with `secret_key` (Django's `SECRET_KEY`), and also accepts
     /// cookies signed with any of `fallback_keys` (`SECRET_KEY_FALLBACKS`).
+    /// An empty secret is refused.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), sessiond_client::SigningConfigError> {
+    /// use sessiond_client::{Backend, SignedCookies};
+    ///
+    /// let secret = std::env::var("SECRET_KEY").unwrap_or_else(|_| "dev only".into());
+    /// // Cookies signed before the secret was rotated still read.
+    /// let backend = Backend::SignedCookies(SignedCookies::new(&secret, ["the old secret"])?);
+    /// # let _ = backend;
+    /// # Ok(()) }
+    /// ```
     pub fn new<I, K>(
         secret_key: &str,
         fallback_keys: I,
@@ -49,8 +69,16 @@ impl SignedCookies {
         Ok(Self { signer })
     }
 
-    fn dumps(&self, data: &Map<String, Value>) -> String {
-        self.signer.dumps(data, unix_now())
+    fn dumps(&self, data: &Data) -> Result<String, SessionError> {
+        // The values came from `loads_json` or from serde, which Django's
+        // JSON can always re-encode; were one not, the save would fail
+        // rather than the cookie lose data.
+        self.signer
+            .dumps_json(&to_text(data), unix_now())
+            .map_err(|source| SessionError::Serialize {
+                key: String::new(),
+                source,
+            })
     }
 }
 
@@ -68,12 +96,19 @@ fn unix_now() -> i64 {
 
 /// Whether `key` could have been issued by sessiond, by the rule of
 /// [`SessionKey`]. Anything else is never sent to the server.
+///
+/// ```
+/// use sessiond_client::is_server_key;
+///
+/// assert!(is_server_key("k5bhu4a3ngm5sbk0nqm79pc6e4mwvt0o"));
+/// assert!(!is_server_key("../../etc/passwd"));
+/// ```
 pub fn is_server_key(key: &str) -> bool {
     SessionKey::is_valid(key)
 }
 
-fn to_text(data: &Map<String, Value>) -> String {
-    // A map of JSON values always serializes.
+fn to_text(data: &Data) -> String {
+    // A map of JSON texts always serializes.
     serde_json::to_string(data).unwrap_or_else(|_| "{}".to_owned())
 }
 
@@ -107,7 +142,7 @@ impl Backend {
         &self,
         key: &str,
         cookie_age: i64,
-    ) -> Result<Option<Map<String, Value>>, SessionError> {
+    ) -> Result<Option<Data>, SessionError> {
         match self {
             Self::Server(client) => Ok(client
                 .load(key)
@@ -117,7 +152,11 @@ impl Backend {
                 let max_age = Duration::from_secs(cookie_age.max(0).unsigned_abs());
                 // A forged, tampered, expired or foreign cookie is an empty
                 // session, as in Django.
-                Ok(cookies.signer.loads(key, Some(max_age), unix_now()).ok())
+                Ok(cookies
+                    .signer
+                    .loads_json(key, Some(max_age), unix_now())
+                    .ok()
+                    .and_then(|json| serde_json::from_str(&json).ok()))
             }
         }
     }
@@ -125,7 +164,7 @@ impl Backend {
     /// Stores `data` under a fresh key; returns the key.
     pub(crate) async fn create(
         &self,
-        data: &Map<String, Value>,
+        data: &Data,
         expire: DateTime<FixedOffset>,
     ) -> Result<String, SessionError> {
         match self {
@@ -133,7 +172,7 @@ impl Backend {
                 .create(&to_text(data), Some(to_system_time(expire)))
                 .await?
                 .session_key),
-            Self::SignedCookies(cookies) => Ok(cookies.dumps(data)),
+            Self::SignedCookies(cookies) => cookies.dumps(data),
         }
     }
 
@@ -141,7 +180,7 @@ impl Backend {
     pub(crate) async fn save(
         &self,
         key: &str,
-        data: &Map<String, Value>,
+        data: &Data,
         expire: DateTime<FixedOffset>,
     ) -> Result<String, SessionError> {
         match self {
@@ -152,7 +191,7 @@ impl Backend {
                     .map_err(interrupted_if_missing)?;
                 Ok(key.to_owned())
             }
-            Self::SignedCookies(cookies) => Ok(cookies.dumps(data)),
+            Self::SignedCookies(cookies) => cookies.dumps(data),
         }
     }
 
@@ -162,8 +201,8 @@ impl Backend {
     pub(crate) async fn patch(
         &self,
         key: &str,
-        data: &Map<String, Value>,
-        set: &Map<String, Value>,
+        data: &Data,
+        set: &Data,
         removed: &[String],
         replace: bool,
         expire: DateTime<FixedOffset>,
@@ -182,7 +221,7 @@ impl Backend {
                 Ok(key.to_owned())
             }
             // The cookie holds the whole session: there is nothing to patch.
-            Self::SignedCookies(cookies) => Ok(cookies.dumps(data)),
+            Self::SignedCookies(cookies) => cookies.dumps(data),
         }
     }
 
@@ -190,7 +229,7 @@ impl Backend {
     pub(crate) async fn cycle_key(
         &self,
         old_key: Option<&str>,
-        data: &Map<String, Value>,
+        data: &Data,
         expire: DateTime<FixedOffset>,
     ) -> Result<String, SessionError> {
         match (self, old_key) {
@@ -199,7 +238,7 @@ impl Backend {
                 .await?
                 .session_key),
             (Self::Server(_), None) => self.create(data, expire).await,
-            (Self::SignedCookies(cookies), _) => Ok(cookies.dumps(data)),
+            (Self::SignedCookies(cookies), _) => cookies.dumps(data),
         }
     }
 

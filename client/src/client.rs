@@ -7,7 +7,7 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::error::Error;
+use crate::error::{ConnectError, Error};
 use crate::proto;
 use crate::proto::session_service_client::SessionServiceClient;
 
@@ -96,6 +96,19 @@ impl std::fmt::Debug for ClientBuilder {
 impl ClientBuilder {
     /// Adds a server address, such as `http://127.0.0.1:50051` (or
     /// `https://…` with TLS). Calls are spread over all added servers.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sessiond_client::Error> {
+    /// use sessiond_client::Client;
+    ///
+    /// let client = Client::builder()
+    ///     .endpoint("http://sessiond-a:50051")
+    ///     .endpoint("http://sessiond-b:50051")
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = client;
+    /// # Ok(()) }
+    /// ```
     pub fn endpoint(mut self, address: impl Into<String>) -> Self {
         self.endpoints.push(address.into());
         self
@@ -103,18 +116,49 @@ impl ClientBuilder {
 
     /// How long to wait for a connection (default
     /// [`DEFAULT_CONNECT_TIMEOUT`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sessiond_client::Client;
+    ///
+    /// let builder = Client::builder()
+    ///     .endpoint("http://127.0.0.1:50051")
+    ///     .connect_timeout(Duration::from_secs(1));
+    /// # let _ = builder;
+    /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
     /// How long one call may take (default [`DEFAULT_REQUEST_TIMEOUT`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sessiond_client::Client;
+    ///
+    /// let builder = Client::builder()
+    ///     .endpoint("http://127.0.0.1:50051")
+    ///     .request_timeout(Duration::from_millis(500));
+    /// # let _ = builder;
+    /// ```
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
     }
 
-    /// Sends `authorization: Bearer TOKEN` with every call.
+    /// Sends `authorization: Bearer TOKEN` with every call (sessiond's
+    /// `--token-file`). The token never shows in `Debug` output.
+    ///
+    /// ```
+    /// use sessiond_client::Client;
+    ///
+    /// let token = std::env::var("SESSIOND_TOKEN").unwrap_or_default();
+    /// let builder = Client::builder()
+    ///     .endpoint("http://127.0.0.1:50051")
+    ///     .bearer_token(token);
+    /// # let _ = builder;
+    /// ```
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
         self
@@ -122,7 +166,21 @@ impl ClientBuilder {
 
     /// Connects with TLS (and a client certificate, if the config has an
     /// identity).
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sessiond_client::Client;
+    /// use tonic::transport::{Certificate, ClientTlsConfig};
+    ///
+    /// let ca = Certificate::from_pem(std::fs::read("/etc/sessiond/ca.pem")?);
+    /// let builder = Client::builder()
+    ///     .endpoint("https://sessiond.internal:50051")
+    ///     .tls(ClientTlsConfig::new().ca_certificate(ca));
+    /// # let _ = builder;
+    /// # Ok(()) }
+    /// ```
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls(mut self, config: tonic::transport::ClientTlsConfig) -> Self {
         self.tls = Some(config);
         self
@@ -130,13 +188,15 @@ impl ClientBuilder {
 
     fn endpoint_settings(&self, address: &str) -> Result<Endpoint, Error> {
         let endpoint = Endpoint::from_shared(address.to_owned())
-            .map_err(Error::Connect)?
+            .map_err(|err| connect_error(address, err))?
             .connect_timeout(self.connect_timeout)
             .timeout(self.request_timeout)
             .tcp_nodelay(true);
         #[cfg(feature = "tls")]
         let endpoint = match &self.tls {
-            Some(tls) => endpoint.tls_config(tls.clone()).map_err(Error::Connect)?,
+            Some(tls) => endpoint
+                .tls_config(tls.clone())
+                .map_err(|err| connect_error(address, err))?,
             None => endpoint,
         };
         Ok(endpoint)
@@ -145,24 +205,61 @@ impl ClientBuilder {
     /// Builds the client. With one endpoint it connects now, so a wrong
     /// address fails here; with several, connections are made as needed and
     /// calls go to the servers that answer.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sessiond_client::Error> {
+    /// use sessiond_client::Client;
+    ///
+    /// let client = Client::builder()
+    ///     .endpoint("http://127.0.0.1:50051")
+    ///     .bearer_token("s3cr3t-t0ken")
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = client;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(self) -> Result<Client, Error> {
-        let token = match &self.token {
-            Some(token) => Some({
-                let mut value = format!("Bearer {token}")
-                    .parse::<MetadataValue<Ascii>>()
-                    .map_err(|_| Error::InvalidToken)?;
-                // Kept out of HTTP/2's header compression table.
-                value.set_sensitive(true);
-                value
-            }),
-            None => None,
-        };
+        let token = self.token_header()?;
         let channel = match self.endpoints.as_slice() {
             [] => return Err(Error::NoEndpoint),
             [one] => {
                 let endpoint = self.endpoint_settings(one)?;
-                endpoint.connect().await.map_err(Error::Connect)?
+                endpoint
+                    .connect()
+                    .await
+                    .map_err(|err| connect_error(one, err))?
             }
+            _ => return self.connect_lazy(),
+        };
+        Ok(Client::new(channel, token))
+    }
+
+    /// Builds the client without connecting: the first call connects, and
+    /// a call while no server answers fails with `UNAVAILABLE`, the next
+    /// one trying again. So an app can start while sessiond is still
+    /// starting (one `docker compose up`, a Kubernetes sidecar). Only a
+    /// malformed address or TLS setting fails here.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime, as tonic's channel starts a task there:
+    /// call it from `async` code, or inside `Runtime::enter`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sessiond_client::Error> {
+    /// use sessiond_client::Client;
+    ///
+    /// // Nothing listens on port 1: the client is made all the same.
+    /// let client = Client::builder().endpoint("http://127.0.0.1:1").connect_lazy()?;
+    /// assert!(client.exists("k5bhu4a3ngm5sbk0nqm79pc6e4mwvt0o").await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn connect_lazy(self) -> Result<Client, Error> {
+        let token = self.token_header()?;
+        let channel = match self.endpoints.as_slice() {
+            [] => return Err(Error::NoEndpoint),
+            [one] => self.endpoint_settings(one)?.connect_lazy(),
             many => {
                 let endpoints = many
                     .iter()
@@ -171,11 +268,20 @@ impl ClientBuilder {
                 Channel::balance_list(endpoints.into_iter())
             }
         };
-        // The server enforces the size of sessions; the client reads back
-        // whatever it was allowed to store.
-        let inner = SessionServiceClient::new(InterceptedService::new(channel, BearerToken(token)))
-            .max_decoding_message_size(usize::MAX);
-        Ok(Client { inner })
+        Ok(Client::new(channel, token))
+    }
+
+    /// The `authorization` value, checked before any connection is made.
+    fn token_header(&self) -> Result<BearerToken, Error> {
+        let Some(token) = &self.token else {
+            return Ok(BearerToken(None));
+        };
+        let mut value = format!("Bearer {token}")
+            .parse::<MetadataValue<Ascii>>()
+            .map_err(|_| Error::InvalidToken)?;
+        // Kept out of HTTP/2's header compression table.
+        value.set_sensitive(true);
+        Ok(BearerToken(Some(value)))
     }
 }
 
@@ -190,7 +296,29 @@ pub struct Client {
 }
 
 impl Client {
+    fn new(channel: Channel, token: BearerToken) -> Self {
+        // The server enforces the size of sessions; the client reads back
+        // whatever it was allowed to store.
+        let inner = SessionServiceClient::new(InterceptedService::new(channel, token))
+            .max_decoding_message_size(usize::MAX);
+        Self { inner }
+    }
+
     /// Settings for a client with several endpoints, TLS or a token.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sessiond_client::Error> {
+    /// use std::time::Duration;
+    /// use sessiond_client::Client;
+    ///
+    /// let client = Client::builder()
+    ///     .endpoint("http://127.0.0.1:50051")
+    ///     .request_timeout(Duration::from_secs(1))
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = client;
+    /// # Ok(()) }
+    /// ```
     pub fn builder() -> ClientBuilder {
         ClientBuilder {
             endpoints: Vec::new(),
@@ -203,12 +331,53 @@ impl Client {
     }
 
     /// Connects to one server, e.g. `http://127.0.0.1:50051`, with the
-    /// default timeouts.
+    /// default timeouts; fails if it does not answer
+    /// ([`connect_lazy`](Self::connect_lazy) does not wait for it).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sessiond_client::Error> {
+    /// use sessiond_client::Client;
+    ///
+    /// let client = Client::connect("http://127.0.0.1:50051").await?;
+    /// # let _ = client;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(endpoint: impl Into<String>) -> Result<Self, Error> {
         Self::builder().endpoint(endpoint).connect().await
     }
 
+    /// A client of one server that connects on its first call, so that an
+    /// app can start before sessiond does; calls made while the server is
+    /// not up yet fail with `UNAVAILABLE`. See
+    /// [`ClientBuilder::connect_lazy`], which also panics outside a Tokio
+    /// runtime.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sessiond_client::{Backend, Client, SessionCookies, Settings};
+    ///
+    /// // At start-up, whether or not sessiond is up yet.
+    /// let client = Client::connect_lazy("http://sessiond:50051")?;
+    /// let cookies = SessionCookies::new(Backend::Server(client), Settings::default());
+    /// # let _ = cookies;
+    /// # Ok(()) }
+    /// ```
+    pub fn connect_lazy(endpoint: impl Into<String>) -> Result<Self, Error> {
+        Self::builder().endpoint(endpoint).connect_lazy()
+    }
+
     /// The generated gRPC client underneath, for raw requests.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = sessiond_client::Client::connect("http://127.0.0.1:50051").await?;
+    /// use sessiond_client::proto::LoadRequest;
+    ///
+    /// let request = LoadRequest { session_key: "k5bhu4a3ngm5sbk0nqm79pc6e4mwvt0o".into() };
+    /// let response = client.raw().load(request).await?.into_inner();
+    /// println!("found: {}", response.found);
+    /// # Ok(()) }
+    /// ```
     pub fn raw(&self) -> SessionServiceClient<Transport> {
         self.inner.clone()
     }
@@ -239,6 +408,16 @@ impl Client {
 
     /// The live session under `session_key`; `None` if it is missing or
     /// expired.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = sessiond_client::Client::connect("http://127.0.0.1:50051").await?;
+    /// if let Some(loaded) = client.load("k5bhu4a3ngm5sbk0nqm79pc6e4mwvt0o").await? {
+    ///     let data: serde_json::Value = serde_json::from_str(&loaded.data)?;
+    ///     println!("{data} until {:?}", loaded.expire_date);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn load(&self, session_key: &str) -> Result<Option<Loaded>, Error> {
         let response = self
             .call(true, |mut raw| async move {
@@ -258,6 +437,14 @@ impl Client {
     }
 
     /// Whether a row exists under `session_key`, expired or not.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = sessiond_client::Client::connect("http://127.0.0.1:50051").await?;
+    /// let exists = client.exists("k5bhu4a3ngm5sbk0nqm79pc6e4mwvt0o").await?;
+    /// # let _ = exists;
+    /// # Ok(()) }
+    /// ```
     pub async fn exists(&self, session_key: &str) -> Result<bool, Error> {
         let response = self
             .call(true, |mut raw| async move {
@@ -272,6 +459,17 @@ impl Client {
 
     /// Stores `data` under a fresh key drawn by the server. `expire_date`
     /// `None` means the server's default session age from now.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = sessiond_client::Client::connect("http://127.0.0.1:50051").await?;
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// let in_an_hour = SystemTime::now() + Duration::from_secs(3600);
+    /// let created = client.create(r#"{"cart":["book"]}"#, Some(in_an_hour)).await?;
+    /// println!("new session {}", created.session_key);
+    /// # Ok(()) }
+    /// ```
     pub async fn create(
         &self,
         data: &str,
@@ -296,6 +494,18 @@ impl Client {
     /// Writes a session: with `must_create`, inserts (`ALREADY_EXISTS` if the
     /// key is taken); otherwise updates (`NOT_FOUND` if it was deleted).
     /// Returns the stored expiry.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = sessiond_client::Client::connect("http://127.0.0.1:50051").await?;
+    /// let key = "k5bhu4a3ngm5sbk0nqm79pc6e4mwvt0o";
+    /// match client.save(key, r#"{"cart":[]}"#, None, false).await {
+    ///     Ok(expires) => println!("saved until {expires:?}"),
+    ///     Err(err) if err.code() == Some(tonic::Code::NotFound) => println!("logged out meanwhile"),
+    ///     Err(err) => return Err(err.into()),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn save(
         &self,
         session_key: &str,
@@ -323,6 +533,15 @@ impl Client {
     /// of a JSON object, or empty), on top of the stored data or of an empty
     /// session when `replace` is true. `NOT_FOUND` if the session was
     /// deleted. Returns the stored expiry.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = sessiond_client::Client::connect("http://127.0.0.1:50051").await?;
+    /// // Set "theme" and remove "cart", leaving every other key as stored.
+    /// let key = "k5bhu4a3ngm5sbk0nqm79pc6e4mwvt0o";
+    /// client.patch(key, r#"{"theme":"dark"}"#, &["cart".to_owned()], false, None).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn patch(
         &self,
         session_key: &str,
@@ -348,6 +567,14 @@ impl Client {
     }
 
     /// Deletes a session; true if there was one.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = sessiond_client::Client::connect("http://127.0.0.1:50051").await?;
+    /// // Log this session out everywhere.
+    /// client.delete("k5bhu4a3ngm5sbk0nqm79pc6e4mwvt0o").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn delete(&self, session_key: &str) -> Result<bool, Error> {
         let response = self
             .call(true, |mut raw| async move {
@@ -362,6 +589,14 @@ impl Client {
 
     /// Moves a session to a fresh key in one transaction. `data` `None` keeps
     /// the stored data (the session must then be live).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = sessiond_client::Client::connect("http://127.0.0.1:50051").await?;
+    /// let moved = client.cycle_key("k5bhu4a3ngm5sbk0nqm79pc6e4mwvt0o", None, None).await?;
+    /// println!("now {}", moved.session_key);
+    /// # Ok(()) }
+    /// ```
     pub async fn cycle_key(
         &self,
         session_key: &str,
@@ -386,6 +621,14 @@ impl Client {
     }
 
     /// Removes every expired session; returns how many.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = sessiond_client::Client::connect("http://127.0.0.1:50051").await?;
+    /// let removed = client.clear_expired().await?;
+    /// println!("{removed} expired sessions removed");
+    /// # Ok(()) }
+    /// ```
     pub async fn clear_expired(&self) -> Result<u64, Error> {
         let response = self
             .call(true, |mut raw| async move {
@@ -394,6 +637,10 @@ impl Client {
             .await?;
         Ok(response.removed)
     }
+}
+
+fn connect_error(address: &str, err: tonic::transport::Error) -> Error {
+    Error::Connect(ConnectError::new(address, err))
 }
 
 /// Tries after a refused connection: enough to get past a dead server or

@@ -8,6 +8,7 @@
 //! counts as no expiry at all, never as a panic or a clamped time.
 
 use std::ops::RangeInclusive;
+use std::time::Duration;
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDateTime, TimeDelta, TimeZone, Utc};
 use serde_json::Value;
@@ -54,6 +55,49 @@ pub enum Expiry {
 }
 
 impl Expiry {
+    /// Expire after `idle` of inactivity: each save moves the expiry on
+    /// ([`Expiry::Seconds`], Django's `set_expiry(seconds)`). Whole seconds,
+    /// as Django stores them; a zero duration means when the browser closes,
+    /// as `set_expiry(0)` does.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use sessiond_client::{Backend, Session, Settings, SignedCookies};
+    /// # let session = Session::new(Backend::SignedCookies(SignedCookies::new("secret", [""; 0])?), Settings::default(), None);
+    /// use std::time::Duration;
+    /// use sessiond_client::Expiry;
+    ///
+    /// session.set_expiry(Expiry::after_inactivity(Duration::from_secs(30 * 60))).await?;
+    /// assert_eq!(session.get_expiry_age().await?, 1800);
+    /// assert_eq!(session.get::<u64>("_session_expiry").await?, Some(1800));
+    /// # Ok(()) }
+    /// ```
+    pub fn after_inactivity(idle: Duration) -> Self {
+        Self::Seconds(i64::try_from(idle.as_secs()).unwrap_or(i64::MAX))
+    }
+
+    /// Expire `delay` from now, however active the session is: stored as
+    /// that time ([`Expiry::In`], Django's `set_expiry(timedelta)`). A time
+    /// past the year 9999 is stored as no expiry, like [`Expiry::Default`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use sessiond_client::{Backend, Session, Settings, SignedCookies};
+    /// # let session = Session::new(Backend::SignedCookies(SignedCookies::new("secret", [""; 0])?), Settings::default(), None);
+    /// use std::time::Duration;
+    /// use sessiond_client::Expiry;
+    ///
+    /// session.set_expiry(Expiry::from_now(Duration::from_secs(3600))).await?;
+    /// let age = session.get_expiry_age().await?;
+    /// assert!((3598..=3600).contains(&age));
+    /// # Ok(()) }
+    /// ```
+    pub fn from_now(delay: Duration) -> Self {
+        Self::In(TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX))
+    }
+
     /// The value to store under `_session_expiry`, with `now` for a
     /// relative time; `None` to store nothing. A time Django could not
     /// parse back is never written, because Django readers of the session

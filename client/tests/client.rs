@@ -82,6 +82,60 @@ async fn idempotent_calls_are_retried_once_when_the_server_is_unavailable() {
     release.await.unwrap();
 }
 
+/// An app that boots while sessiond is still starting: the lazy client is
+/// made with nothing listening, its calls fail until the server is up, then
+/// succeed on the same client.
+#[tokio::test]
+async fn a_lazy_client_made_before_sessiond_starts_works_once_it_has() {
+    // A free port, with nothing listening on it yet.
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{address}");
+    assert!(matches!(
+        Client::connect(url.clone()).await,
+        Err(Error::Connect(_))
+    ));
+    let client = Client::connect_lazy(url.clone()).unwrap();
+    let err = client
+        .exists("abcdefghijklmnopqrstuvwxyz012345")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(tonic::Code::Unavailable), "{err}");
+
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    let server = Sessiond::start_on(listener, &[]).await;
+    let key = client.create(r#"{"a":1}"#, None).await.unwrap().session_key;
+    assert!(server.client.exists(&key).await.unwrap());
+    let loaded = client.load(&key).await.unwrap().unwrap();
+    assert_eq!(loaded.data, r#"{"a":1}"#);
+}
+
+#[tokio::test]
+async fn a_lazy_client_refuses_only_a_malformed_address() {
+    assert!(matches!(
+        Client::connect_lazy("not a url"),
+        Err(Error::Connect(_))
+    ));
+    assert!(matches!(
+        Client::builder().connect_lazy(),
+        Err(Error::NoEndpoint)
+    ));
+    assert!(matches!(
+        Client::builder()
+            .endpoint("http://127.0.0.1:1")
+            .bearer_token("line\nbreak")
+            .connect_lazy(),
+        Err(Error::InvalidToken)
+    ));
+    let several = Client::builder()
+        .endpoint("http://127.0.0.1:1")
+        .endpoint("http://127.0.0.1:2")
+        .connect_lazy();
+    assert!(several.is_ok());
+}
+
 #[tokio::test]
 async fn a_wrong_address_fails_at_connect() {
     // A port that was just free: nothing listens there.
@@ -97,6 +151,37 @@ async fn a_wrong_address_fails_at_connect() {
     assert!(matches!(err, Error::Connect(_)), "{err:?}");
     let err = Client::builder().connect().await.unwrap_err();
     assert!(matches!(err, Error::NoEndpoint), "{err:?}");
+}
+
+#[tokio::test]
+async fn errors_say_which_endpoint_and_why_once() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let err = Client::connect(format!("http://{closed}"))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("cannot connect to sessiond at http://{closed}: ")),
+        "{text}"
+    );
+    assert!(text.to_lowercase().contains("connection refused"), "{text}");
+    // The cause is in the message, so chain printers must not find it again.
+    assert!(std::error::Error::source(&err).is_none(), "{err:?}");
+    let Error::Connect(connect) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(connect.endpoint(), format!("http://{closed}"));
+    assert!(std::error::Error::source(connect.transport_error()).is_some());
+
+    let server = Sessiond::start().await;
+    let err = server.client.load("short").await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "sessiond answered INVALID_ARGUMENT: session_key: must be 8 to 40 characters long, got 5 characters"
+    );
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ mod common;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Datelike, FixedOffset, TimeDelta, Utc};
 use common::Sessiond;
@@ -162,6 +162,56 @@ async fn set_expiry_out_of_range_stores_no_expiry() {
         session.get_expiry_date().await.unwrap(),
         Utc::now() + TimeDelta::seconds(DEFAULT_COOKIE_AGE)
     ));
+}
+
+#[tokio::test]
+async fn expiries_from_durations_are_stored_as_django_stores_them() {
+    let session = session(Settings::default());
+    session
+        .set_expiry(Expiry::after_inactivity(Duration::from_millis(1_800_900)))
+        .await
+        .unwrap();
+    assert_eq!(
+        session.get_value(EXPIRY_KEY).await.unwrap(),
+        Some(json!(1800))
+    );
+    assert_eq!(session.get_expiry_age().await.unwrap(), 1800);
+
+    session
+        .set_expiry(Expiry::from_now(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    let stored = session.get::<String>(EXPIRY_KEY).await.unwrap().unwrap();
+    let at = DateTime::parse_from_rfc3339(&stored).unwrap();
+    assert!(close_to(at, Utc::now() + TimeDelta::hours(1)), "{stored}");
+    assert!((3598..=3600).contains(&session.get_expiry_age().await.unwrap()));
+
+    // Zero seconds is Django's "when the browser closes".
+    session
+        .set_expiry(Expiry::after_inactivity(Duration::ZERO))
+        .await
+        .unwrap();
+    assert!(session.get_expire_at_browser_close().await.unwrap());
+
+    // Past the year 9999: no expiry, as for any other time out of range.
+    for expiry in [
+        Expiry::from_now(Duration::MAX),
+        Expiry::from_now(Duration::from_secs(400 * 366 * 86_400 * 25)),
+    ] {
+        session.set_expiry(expiry).await.unwrap();
+        assert_eq!(session.get_value(EXPIRY_KEY).await.unwrap(), None);
+        assert_eq!(session.get_expiry_age().await.unwrap(), DEFAULT_COOKIE_AGE);
+    }
+    // So are seconds no i64 holds, stored as the largest and read as none.
+    session
+        .set_expiry(Expiry::after_inactivity(Duration::MAX))
+        .await
+        .unwrap();
+    assert_eq!(
+        session.get_value(EXPIRY_KEY).await.unwrap(),
+        Some(json!(i64::MAX))
+    );
+    assert_eq!(session.get_expiry_age().await.unwrap(), DEFAULT_COOKIE_AGE);
 }
 
 /// The `expire_date` the server stored for `key`, as seconds from now.

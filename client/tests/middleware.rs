@@ -12,8 +12,9 @@ use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::routing::get;
 use common::Sessiond;
-use reqwest::header::{COOKIE, SET_COOKIE, VARY};
-use sessiond_client::{Expiry, SameSite, Session, SessionLayer, Settings};
+use common::logs::Logs;
+use reqwest::header::{COOKIE, HOST, SET_COOKIE, VARY};
+use sessiond_client::{Expiry, SameSite, Session, SessionError, SessionLayer, Settings};
 
 type Reply = Result<String, (StatusCode, String)>;
 
@@ -90,6 +91,26 @@ async fn untouched() -> &'static str {
     "nothing"
 }
 
+/// `/increment` with `?`: a `SessionError` is a response.
+async fn increment_with_question_mark(session: Session) -> Result<String, SessionError> {
+    let count = session.get::<i64>("count").await?.unwrap_or(0) + 1;
+    session.insert("count", count).await?;
+    Ok(count.to_string())
+}
+
+/// `/set` that saves by itself, so that the handler meets a logout that
+/// happened meanwhile.
+async fn save_slowly(
+    session: Session,
+    Query(params): Query<SetParams>,
+) -> Result<&'static str, SessionError> {
+    session.keys().await?;
+    tokio::time::sleep(Duration::from_millis(params.delay_ms)).await;
+    session.insert(&params.key, params.value).await?;
+    session.save().await?;
+    Ok("saved")
+}
+
 /// An axum site with sessions on `sessiond`, served on 127.0.0.1:0.
 async fn site(sessiond: &Sessiond, settings: Settings) -> String {
     let app = Router::new()
@@ -101,6 +122,11 @@ async fn site(sessiond: &Sessiond, settings: Settings) -> String {
         .route("/browser-close", get(browser_close))
         .route("/broken", get(broken))
         .route("/untouched", get(untouched))
+        .route(
+            "/question-mark/increment",
+            get(increment_with_question_mark),
+        )
+        .route("/question-mark/set", get(save_slowly))
         .layer(SessionLayer::new(sessiond.backend(), settings));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -148,6 +174,18 @@ async fn fetch(url: &str, cookie: Option<&str>) -> Answer {
         vary,
         body,
     }
+}
+
+/// The status of a GET of `url` sent with `Host: host`, as a browser
+/// reaching the site under that name would send it.
+async fn fetch_as(url: &str, host: &str) -> StatusCode {
+    let response = reqwest::Client::new()
+        .get(url)
+        .header(HOST, host)
+        .send()
+        .await
+        .unwrap();
+    StatusCode::from_u16(response.status().as_u16()).unwrap()
 }
 
 #[tokio::test]
@@ -425,4 +463,133 @@ async fn two_concurrent_requests_changing_different_keys_both_survive() {
     assert_eq!(data["cart"], "book", "{}", loaded.data);
     assert_eq!(data["theme"], "dark", "{}", loaded.data);
     assert_eq!(data["count"], 1, "{}", loaded.data);
+}
+
+/// A handler's failed session call answers 500 through `?`, logged once
+/// with its cause and without the session key; nothing leaks to the client.
+#[tokio::test(flavor = "current_thread")]
+async fn a_handler_using_question_mark_answers_500_when_sessiond_is_down() {
+    let (logs, _guard) = Logs::capture("sessiond_client=error");
+    let sessiond = Sessiond::start().await;
+    let url = site(&sessiond, Settings::default()).await;
+    let key = fetch(&format!("{url}/question-mark/increment"), None)
+        .await
+        .key();
+    sessiond.stop().await;
+
+    let answer = fetch(
+        &format!("{url}/question-mark/increment"),
+        Some(&format!("sessionid={key}")),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(answer.body, "Internal Server Error");
+    assert!(answer.set_cookie.is_empty());
+    assert_eq!(answer.vary.as_deref(), Some("Cookie"));
+
+    let logged = logs.text();
+    assert_eq!(
+        logged.matches(" ERROR ").count(),
+        1,
+        "logged once:\n{logged}"
+    );
+    assert!(
+        logged.contains("a request failed on its session"),
+        "{logged}"
+    );
+    // The cause, down to the transport (a refused or a closed connection).
+    assert!(
+        logged.contains("error=the session store failed: call to sessiond failed: "),
+        "{logged}"
+    );
+    assert!(logged.contains(": transport error: "), "{logged}");
+    assert!(!logged.contains(&key), "the key was logged:\n{logged}");
+}
+
+/// A failure of the final save, in the layer, is logged once too.
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_final_save_answers_500_and_is_logged_once() {
+    let (logs, _guard) = Logs::capture("sessiond_client=error");
+    let sessiond = Sessiond::start().await;
+    let url = site(&sessiond, Settings::default()).await;
+    sessiond.stop().await;
+
+    // No cookie: the handler never calls the store; the save does.
+    let answer = fetch(&format!("{url}/question-mark/increment"), None).await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(answer.set_cookie.is_empty());
+    let logged = logs.text();
+    assert_eq!(
+        logged.matches(" ERROR ").count(),
+        1,
+        "logged once:\n{logged}"
+    );
+    assert!(logged.contains("cannot save the session"), "{logged}");
+    assert!(
+        logged.contains("error=the session store failed: call to sessiond failed: "),
+        "{logged}"
+    );
+    assert!(logged.contains(": transport error: "), "{logged}");
+}
+
+#[tokio::test]
+async fn a_handler_using_question_mark_answers_400_after_a_concurrent_logout() {
+    let sessiond = Sessiond::start().await;
+    let url = site(&sessiond, Settings::default()).await;
+    let key = fetch(&format!("{url}/increment"), None).await.key();
+    let answer = {
+        let slow_url = format!("{url}/question-mark/set?key=a&value=b&delay_ms=300");
+        let cookie = format!("sessionid={key}");
+        let slow = fetch(&slow_url, Some(&cookie));
+        let logout = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            sessiond.client.delete(&key).await.unwrap();
+        };
+        let (answer, ()) = tokio::join!(slow, logout);
+        answer
+    };
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.set_cookie.is_empty());
+    assert!(
+        !sessiond.client.exists(&key).await.unwrap(),
+        "the deleted session came back"
+    );
+}
+
+/// A cookie without `Secure` on a site reached under a public name warns
+/// once per layer; loopback names and `Secure` cookies never warn.
+#[tokio::test(flavor = "current_thread")]
+async fn a_cookie_without_secure_on_a_public_host_warns_once() {
+    let (logs, _guard) = Logs::capture("sessiond_client=warn");
+    let sessiond = Sessiond::start().await;
+    let url = site(&sessiond, Settings::default()).await;
+    let warnings = || logs.text().matches(" WARN ").count();
+
+    for host in ["127.0.0.1", "localhost:3000", "[::1]:3000", "127.0.0.2"] {
+        assert_eq!(
+            fetch_as(&format!("{url}/increment"), host).await,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(warnings(), 0, "{}", logs.text());
+
+    for _ in 0..3 {
+        assert_eq!(
+            fetch_as(&format!("{url}/increment"), "shop.example.com").await,
+            StatusCode::OK
+        );
+    }
+    let logged = logs.text();
+    assert_eq!(warnings(), 1, "warned once:\n{logged}");
+    assert!(logged.contains("without Secure"), "{logged}");
+    assert!(logged.contains("host=shop.example.com"), "{logged}");
+
+    let secure = site(&sessiond, Settings::builder().secure(true).build()).await;
+    fetch_as(&format!("{secure}/increment"), "shop.example.com").await;
+    assert_eq!(warnings(), 1, "{}", logs.text());
+
+    // Another layer warns on its own.
+    let other = site(&sessiond, Settings::default()).await;
+    fetch_as(&format!("{other}/untouched"), "10.0.0.7:8000").await;
+    assert_eq!(warnings(), 2, "{}", logs.text());
 }

@@ -139,14 +139,57 @@ async fn reading_marks_accessed_but_not_modified() {
 }
 
 #[tokio::test]
-async fn remove_of_a_missing_key_is_an_error_and_changes_nothing() {
+async fn remove_of_a_missing_key_is_none_and_changes_nothing() {
     let server = Sessiond::start().await;
     let session = server.session(None);
+    assert_eq!(session.remove::<String>("nope").await.unwrap(), None);
+    assert!(session.accessed());
+    assert!(!session.modified());
+    // Django's KeyError stays with pop.
     assert!(matches!(
-        session.remove("nope").await,
+        session.pop::<Value>("nope").await,
         Err(SessionError::KeyNotFound(_))
     ));
     assert!(!session.modified());
+}
+
+#[tokio::test]
+async fn remove_returns_the_typed_value_and_the_save_removes_it() {
+    let server = Sessiond::start().await;
+    let writer = server.session(None);
+    writer.insert("cart", ["book", "lamp"]).await.unwrap();
+    writer.insert("visits", 3).await.unwrap();
+    writer.save().await.unwrap();
+    let key = writer.session_key().unwrap();
+
+    let session = server.session(Some(&key));
+    let cart: Option<Vec<String>> = session.remove("cart").await.unwrap();
+    assert_eq!(cart, Some(vec!["book".to_owned(), "lamp".to_owned()]));
+    assert!(session.modified());
+    assert_eq!(session.remove::<Vec<String>>("cart").await.unwrap(), None);
+    session.save().await.unwrap();
+
+    let reread = server.session(Some(&key));
+    assert_eq!(reread.keys().await.unwrap(), ["visits"]);
+}
+
+#[tokio::test]
+async fn remove_or_pop_as_the_wrong_type_fails_and_keeps_the_value() {
+    let server = Sessiond::start().await;
+    let session = server.session(None);
+    session.insert("visits", 3).await.unwrap();
+    session.save().await.unwrap();
+    let session = server.session(session.session_key().as_deref());
+    assert!(matches!(
+        session.remove::<String>("visits").await,
+        Err(SessionError::Deserialize { ref key, .. }) if key == "visits"
+    ));
+    assert!(matches!(
+        session.pop::<String>("visits").await,
+        Err(SessionError::Deserialize { .. })
+    ));
+    assert!(!session.modified());
+    assert_eq!(session.remove::<u64>("visits").await.unwrap(), Some(3));
 }
 
 #[tokio::test]
@@ -316,7 +359,7 @@ async fn concurrent_sessions_changing_different_keys_both_keep_their_changes() {
     tab_b.keys().await.unwrap();
     tab_a.insert("cart", json!([1, 2])).await.unwrap();
     tab_b.insert("theme", "dark").await.unwrap();
-    tab_b.remove("base").await.unwrap();
+    tab_b.remove::<i64>("base").await.unwrap();
     tab_a.save().await.unwrap();
     tab_b.save().await.unwrap();
 
@@ -578,4 +621,51 @@ async fn big_integers_and_key_order_survive_a_round_trip() {
     let reread = server.session(session.session_key().as_deref());
     assert_eq!(reread.keys().await.unwrap(), vec!["z", "big", "a"]);
     assert_eq!(reread.get_value("big").await.unwrap(), Some(big));
+}
+
+// Another writer's literals (an integer past u64, a float written `1e16`)
+// and key order come back byte for byte from a whole save, since values the
+// request did not touch are sent as the text the store held; `keys()` and a
+// patch's new keys keep insertion order.
+#[tokio::test]
+async fn untouched_values_are_saved_back_as_the_store_held_them() {
+    let server = Sessiond::start().await;
+    let stored = r#"{"z":1,"big":1180591620717411303424,"f":1e16,"name":"Zo\u00eb","a":[1.50,{"y":2,"x":3}]}"#;
+    let key = server
+        .client
+        .create(stored, None)
+        .await
+        .unwrap()
+        .session_key;
+    let whole = Settings {
+        save_mode: SaveMode::Whole,
+        ..Settings::default()
+    };
+    let session = server.session_with(whole, Some(&key));
+    assert_eq!(
+        session.keys().await.unwrap(),
+        ["z", "big", "f", "name", "a"]
+    );
+    session.insert("added", true).await.unwrap();
+    session.save().await.unwrap();
+    let saved = server.client.load(&key).await.unwrap().unwrap().data;
+    assert_eq!(
+        saved,
+        format!("{}{}", &stored[..stored.len() - 1], r#","added":true}"#)
+    );
+
+    let session = server.session(Some(&key));
+    session.insert("m", 1).await.unwrap();
+    session.insert("b", 2).await.unwrap();
+    session.remove::<Value>("z").await.unwrap();
+    session.save().await.unwrap();
+    let reread = server.session(Some(&key));
+    assert_eq!(
+        reread.keys().await.unwrap(),
+        ["big", "f", "name", "a", "added", "m", "b"]
+    );
+    assert_eq!(
+        reread.get::<u128>("big").await.unwrap(),
+        Some(1_180_591_620_717_411_303_424)
+    );
 }

@@ -82,6 +82,50 @@ async fn a_cookie_signed_with_a_fallback_key_is_read_and_resigned_with_the_prima
     );
 }
 
+/// A session Django 5.2 wrote (signed_cookies, same secret, at
+/// 2026-01-01T00:00:00Z): `{"z": 1, "big": 2**70, "f": 1e16, "name": "Zoë",
+/// "nested": {"y": [1.5, 2, 1e-05], "x": None}, "a": True}`, in that order.
+const DJANGO_SESSION: &str = ".eJwNydEKgkAQheF3ObeNMWfd1ZpHKbtQmiIwA3OhEt-9vfrh-1f8YBQMj3spD5qObIK2bCNZax1DFNzK8h0bwdQ_HYbTq8uqPqCIvxe_wlZ8YWfukwShV5ougg9syuO4CXrYMmff_hBfHa4:1vb66i:M4l2m_XO-Bk7FCMty2NEUWVtVHSPJdwlNeO_uoyTEzk";
+
+/// What Django 5.2 signed after `session["added"] = "new"` on it.
+const DJANGO_RESAVED: &str = ".eJwVi8EOgkAMRP9lrlbTLrug_RTRA2SrMUFMlI0o4d-tp5m8ebPgCxVCf7t6yp7TQerAjTRRpOIqhki4-GQbqQljdzcojo9TYbYeTuw1WYYu-EBb2SUKJLbldCbM0LEMw0rooNOzmJec_7bf3lh_y8Ah2A:1vb66i:YfiJlyvcQeFrwiDqh3sN9XopItH9HNFj4pKu1HTGua4";
+
+/// The compressed, base64-encoded JSON of a signed cookie, without the
+/// timestamp and signature (which depend on when it was signed).
+fn payload(cookie: &str) -> &str {
+    cookie.split(':').next().unwrap()
+}
+
+#[tokio::test]
+async fn what_the_app_does_not_touch_is_signed_again_byte_for_byte() {
+    let session = session(backend(SECRET), TEN_YEARS, Some(DJANGO_SESSION));
+    assert_eq!(
+        session.keys().await.unwrap(),
+        ["z", "big", "f", "name", "nested", "a"]
+    );
+    session.insert("added", "new").await.unwrap();
+    session.save().await.unwrap();
+    let cookie = session.session_key().unwrap();
+    // The whole session is re-encoded, and Django's bytes come out: 2**70
+    // to the digit, 1e+16 and 1e-05 as Python writes them, keys in order.
+    assert_eq!(payload(&cookie), payload(DJANGO_RESAVED));
+    assert_eq!(
+        session.keys().await.unwrap(),
+        ["z", "big", "f", "name", "nested", "a", "added"]
+    );
+
+    let reread = self::session(backend(SECRET), TEN_YEARS, Some(&cookie));
+    assert_eq!(
+        reread.get::<u128>("big").await.unwrap(),
+        Some(1_180_591_620_717_411_303_424)
+    );
+    assert_eq!(reread.get::<f64>("f").await.unwrap(), Some(1e16));
+    assert_eq!(
+        reread.get::<String>("added").await.unwrap().as_deref(),
+        Some("new")
+    );
+}
+
 #[tokio::test]
 async fn an_empty_secret_is_refused() {
     assert!(SignedCookies::new("", Vec::<String>::new()).is_err());

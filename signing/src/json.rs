@@ -5,22 +5,32 @@
 //! Byte-identity matters because the JSON is what gets compressed and signed:
 //! a different but equivalent text still decodes in Django, yet no longer
 //! matches Django's own `session_data` for the same session.
+//!
+//! Two ways in: [`django_json_from_str`] reads JSON text and keeps its key
+//! order and number literals whatever serde_json's features are, which is
+//! what a library needs; [`django_json`] writes a `serde_json::Map`, which
+//! holds the order and the digits only with serde_json's `preserve_order`
+//! and `arbitrary_precision` (the `exact-json` feature).
 
-use serde_json::{Map, Number, Value};
+use indexmap::IndexMap;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Writes `object` exactly as Django's `JSONSerializer` does (Python's
 /// `json.dumps(object, separators=(",", ":"))`).
 ///
-/// - No whitespace; keys in the map's order (the workspace enables
-///   `serde_json/preserve_order`, so that is insertion order, as in Python).
+/// - No whitespace; keys in the map's order, which is insertion order, as
+///   in Python, only with `serde_json/preserve_order` (feature
+///   `exact-json`); without it the map sorts its keys.
 /// - `ensure_ascii`: `"` `\` and `\n` `\r` `\t` `\b` `\f` get their short
 ///   escapes; every other character outside `0x20..=0x7e` (controls, DEL
 ///   `0x7f`, all non-ASCII) becomes `\uXXXX` in lowercase hex, characters
 ///   above U+FFFF as a UTF-16 surrogate pair. `/` is not escaped.
-/// - Integers are written digit for digit (with `arbitrary_precision`,
-///   `9007199254740993` stays exact); `-0` becomes `0`, as a Python int.
+/// - Integers are written digit for digit as the map holds them (with
+///   `arbitrary_precision`, feature `exact-json`, `9007199254740993` stays
+///   exact); `-0` becomes `0`, as a Python int.
 /// - Other numbers are floats in Python: they are written as Python's
 ///   `repr(float)` (`1.5`, `1e+16`, `1e-05`, `1000000000000000.0`), which
 ///   can differ from the literal held by `serde_json` (`1e16`, `1.50`).
@@ -28,6 +38,9 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 ///   as `1e400`, is `Infinity` in Python, which is not JSON; it is written
 ///   as `serde_json` holds it (`1e+400`), which Django reads back as the
 ///   same infinity.
+///
+/// To write JSON text without going through a map, see
+/// [`django_json_from_str`].
 ///
 /// ```
 /// let object = serde_json::json!({"name": "Zoë 🎉", "n": [1, 1.5, null]});
@@ -43,12 +56,81 @@ pub fn django_json(object: &Map<String, Value>) -> String {
     out
 }
 
+/// What Django writes for a value it read from `json`: Python's
+/// `json.dumps(json.loads(json), separators=(",", ":"))`, with the rules of
+/// [`django_json`]. An error if `json` is not JSON, or holds a lone UTF-16
+/// surrogate escape (`"\ud800"`), which a Rust string cannot hold.
+///
+/// Unlike [`django_json`], this needs none of serde_json's global features:
+/// keys keep the order of the text, integers their digits (`2**70` stays
+/// `1180591620717411303424`), and a float literal becomes Python's `repr`
+/// of it (`1e16` becomes `1e+16`), as when Django reads and writes it back.
+/// A key given twice keeps its first place and its last value, as in a
+/// Python dict. Text Django wrote comes back unchanged.
+///
+/// ```
+/// assert_eq!(
+///     sessiond_signing::django_json_from_str(r#"{ "z": 1180591620717411303424, "a": [1e16, "Zoë"] }"#)?,
+///     r#"{"z":1180591620717411303424,"a":[1e+16,"Zo\u00eb"]}"#
+/// );
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+pub fn django_json_from_str(json: &str) -> Result<String, serde_json::Error> {
+    let value: &RawValue = serde_json::from_str(json)?;
+    let mut out = String::with_capacity(json.len());
+    write_raw(&mut out, value)?;
+    Ok(out)
+}
+
+/// Writes one value of the text. Objects and arrays are split into their
+/// members' raw text and each member written in turn, which reads nested
+/// text once per level: a session is a few levels deep at most, and
+/// serde_json's recursion limit bounds the depth.
+fn write_raw(out: &mut String, value: &RawValue) -> Result<(), serde_json::Error> {
+    let text = value.get();
+    match text.as_bytes().first() {
+        Some(b'{') => {
+            // `IndexMap` keeps a repeated key where it first came, with its
+            // last value, as a Python dict does.
+            let members: IndexMap<String, &RawValue> = serde_json::from_str(text)?;
+            out.push('{');
+            for (i, (key, value)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(out, &key);
+                out.push(':');
+                write_raw(out, value)?;
+            }
+            out.push('}');
+        }
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(text)?;
+            out.push('[');
+            for (i, item) in items.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_raw(out, item)?;
+            }
+            out.push(']');
+        }
+        Some(b'"') => write_string(out, &serde_json::from_str::<String>(text)?),
+        Some(b'-' | b'0'..=b'9') => write_number(out, text),
+        // `true`, `false` and `null`, which the parse above has checked.
+        _ => out.push_str(text),
+    }
+    Ok(())
+}
+
 fn write_value(out: &mut String, value: &Value) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(true) => out.push_str("true"),
         Value::Bool(false) => out.push_str("false"),
-        Value::Number(n) => write_number(out, n),
+        // With `arbitrary_precision` this is the literal as parsed; without
+        // it, the i64/u64/f64 the number holds.
+        Value::Number(n) => write_number(out, &n.to_string()),
         Value::String(s) => write_string(out, s),
         Value::Array(items) => {
             out.push('[');
@@ -104,22 +186,39 @@ fn write_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn write_number(out: &mut String, n: &Number) {
-    // With `arbitrary_precision` this is the literal as parsed; without it,
-    // the i64/u64/f64 the number holds. Python's JSON grammar makes a number
-    // a float exactly when it has a fraction or an exponent.
-    let literal = n.to_string();
+/// Writes the JSON number `literal` as Python writes the int or float it
+/// reads it as.
+fn write_number(out: &mut String, literal: &str) {
+    // Python's JSON grammar makes a number a float exactly when it has a
+    // fraction or an exponent.
     if !literal.contains(['.', 'e', 'E']) {
         if literal.bytes().all(|b| b == b'-' || b == b'0') {
             out.push('0');
         } else {
-            out.push_str(&literal);
+            out.push_str(literal);
         }
         return;
     }
     match literal.parse::<f64>() {
         Ok(f) if f.is_finite() => write_python_float(out, f),
-        _ => out.push_str(&literal),
+        _ => write_overflowing_literal(out, literal),
+    }
+}
+
+/// A float literal too large for a double, with its exponent written as
+/// serde_json's `arbitrary_precision` writes it (`1E400` as `1e+400`), so
+/// that text and map give the same bytes.
+fn write_overflowing_literal(out: &mut String, literal: &str) {
+    match literal.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => {
+            out.push_str(mantissa);
+            out.push('e');
+            if !exponent.starts_with(['+', '-']) {
+                out.push('+');
+            }
+            out.push_str(exponent);
+        }
+        None => out.push_str(literal),
     }
 }
 
@@ -241,8 +340,13 @@ mod tests {
         text["{\"v\":".len()..text.len() - 1].to_owned()
     }
 
+    /// The number `literal` written from a map and from text, which must
+    /// agree.
     fn float_literal(literal: &str) -> String {
-        dump(serde_json::from_str(literal).unwrap())
+        let from_map = dump(serde_json::from_str(literal).unwrap());
+        let from_text = django_json_from_str(literal).unwrap();
+        assert_eq!(from_map, from_text, "{literal}");
+        from_text
     }
 
     #[test]
@@ -263,6 +367,61 @@ mod tests {
             r#""\ud800\udc00\udbff\udfff""#
         );
         assert_eq!(dump(json!("\u{1F389}")), r#""\ud83c\udf89""#);
+    }
+
+    #[test]
+    fn text_and_map_give_the_same_bytes() {
+        let object = json!({
+            "name": "Zo\u{eb} \u{1F389}",
+            "escapes": "\u{7f}\u{0}\u{1f}\u{2028}/\u{8}\u{c}q\"uote\\\n\r\t",
+            "é\"": {"z": [1, 1.5, -0.0, 1e16, null, true, false], "a": {}},
+            "big": 123456789012345678901234567890_u128,
+        });
+        let Value::Object(map) = object else {
+            unreachable!()
+        };
+        let text = serde_json::to_string(&map).unwrap();
+        assert_eq!(django_json_from_str(&text).unwrap(), django_json(&map));
+    }
+
+    #[test]
+    fn text_keeps_its_key_order_and_digits() {
+        assert_eq!(
+            django_json_from_str(
+                r#" { "z" : 1180591620717411303424 , "a" : [ 1e16 , 1.50, -0, "\u00E9\/" ] , "m" : { } } "#
+            )
+            .unwrap(),
+            r#"{"z":1180591620717411303424,"a":[1e+16,1.5,0,"\u00e9/"],"m":{}}"#
+        );
+    }
+
+    #[test]
+    fn text_keeps_a_repeated_key_first_with_its_last_value() {
+        // Python: json.dumps(json.loads('{"a":1,"b":2,"a":3}'))
+        assert_eq!(
+            django_json_from_str(r#"{"a":1,"b":2,"a":3}"#).unwrap(),
+            r#"{"a":3,"b":2}"#
+        );
+    }
+
+    #[test]
+    fn text_django_wrote_comes_back_unchanged() {
+        let django = r#"{"z":1,"big":1180591620717411303424,"f":1e+16,"name":"Zo\u00eb","nested":{"y":[1.5,2,1e-05],"x":null},"a":true}"#;
+        assert_eq!(django_json_from_str(django).unwrap(), django);
+    }
+
+    #[test]
+    fn text_that_is_not_json_or_has_a_lone_surrogate_is_an_error() {
+        for text in [
+            "",
+            "{",
+            r#"{"a":1}x"#,
+            "NaN",
+            r#"{"a":"\ud800"}"#,
+            r#"{"\udc00":1}"#,
+        ] {
+            assert!(django_json_from_str(text).is_err(), "{text}");
+        }
     }
 
     #[test]

@@ -14,11 +14,15 @@
 //!
 //! - [`Signer`] holds `SECRET_KEY`, `SECRET_KEY_FALLBACKS` and the store's
 //!   salt ([`DEFAULT_SALT`] for the db, cached_db, cache and file stores,
-//!   [`SIGNED_COOKIES_SALT`] for the cookie engine). [`Signer::dumps`] is
-//!   byte-identical to Django, compressed payloads included;
-//!   [`Signer::loads`] verifies in constant time, then decodes.
-//! - [`django_json`] is Python's `json.dumps(…, separators=(",", ":"))`
-//!   with `ensure_ascii`, the text that is compressed and signed.
+//!   [`SIGNED_COOKIES_SALT`] for the cookie engine). [`Signer::dumps_json`]
+//!   is byte-identical to Django, compressed payloads included;
+//!   [`Signer::loads_json`] verifies in constant time, then decodes. Both
+//!   take and give the session dictionary as JSON text;
+//!   [`Signer::dumps`] and [`Signer::loads`] do the same with a
+//!   `serde_json::Map`.
+//! - [`django_json_from_str`] and [`django_json`] are Python's
+//!   `json.dumps(…, separators=(",", ":"))` with `ensure_ascii`, the text
+//!   that is compressed and signed.
 //! - [`base62_encode`] and [`base62_decode`] are Django's `b62_encode` and
 //!   `b62_decode`.
 //! - [`SessionKey`] is a key checked once against the rule every part of
@@ -32,6 +36,15 @@
 //! that a `serde_json` map cannot represent (a JSON list at the top level,
 //! `NaN`, lone surrogates), [`Signer::loads`] returns an error instead; see
 //! its documentation.
+//!
+//! Byte-identity also needs the key order and the digits of the session's
+//! numbers as they were written (`2**70`, insertion order). The JSON-text
+//! functions keep them with any serde_json. A `serde_json::Map` keeps them
+//! only with serde_json's `preserve_order` and `arbitrary_precision`
+//! features, which change how the whole program parses JSON: the
+//! `exact-json` feature turns them on, for applications that want them;
+//! this crate does not by default, so that a library depending on it (such
+//! as sessiond-client) does not force them on its app.
 //!
 //! Pure functions only, but for drawing a fresh key from the operating
 //! system's random source: time is an argument (`now_unix_seconds`), and
@@ -50,7 +63,7 @@ mod signer;
 
 pub use base62::{Base62Error, base62_decode, base62_encode};
 pub use compression::InflateError;
-pub use json::django_json;
+pub use json::{django_json, django_json_from_str};
 pub use session_key::{
     GENERATED_KEY_LEN, KEY_ALPHABET, MAX_KEY_LEN, MIN_KEY_LEN, SessionKey, SessionKeyError,
 };

@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 
 use crate::base62::{Base62Error, base62_decode, base62_encode};
 use crate::compression::{self, InflateError};
-use crate::json::django_json;
+use crate::json::{django_json, django_json_from_str};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -74,8 +74,8 @@ pub enum ConfigError {
     EmptySalt,
 }
 
-/// Why [`Signer::loads`] refused a value. Messages never contain the key,
-/// the signed value or the session data.
+/// Why [`Signer::loads`] or [`Signer::loads_json`] refused a value.
+/// Messages never contain the key, the signed value or the session data.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SigningError {
@@ -153,9 +153,12 @@ impl From<MalformedError> for SigningError {
 /// use sessiond_signing::{DEFAULT_SALT, Signer};
 ///
 /// let signer = Signer::new("sessiond-test-secret", DEFAULT_SALT)?;
-/// let serde_json::Value::Object(data) = serde_json::json!({"a": 1}) else { unreachable!() };
-/// let session_data = signer.dumps(&data, 1_767_225_600);
+/// let session_data = signer.dumps_json(r#"{"a": 1}"#, 1_767_225_600)?;
 /// assert_eq!(session_data, "eyJhIjoxfQ:1vb66i:yKlbcqlZEw966dn0fIruQmeVMxnnx8mwkT7_wP7Aq5M");
+/// assert_eq!(signer.loads_json(&session_data, None, 1_767_225_600)?, r#"{"a":1}"#);
+///
+/// let serde_json::Value::Object(data) = serde_json::json!({"a": 1}) else { unreachable!() };
+/// assert_eq!(signer.dumps(&data, 1_767_225_600), session_data);
 /// assert_eq!(signer.loads(&session_data, None, 1_767_225_600)?, data);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -229,8 +232,29 @@ impl Signer {
     /// [`django_json`] (zlib-compressed and flagged with `.` only when that
     /// saves at least two bytes), in URL-safe base64 without padding, and the
     /// timestamp is base62.
+    ///
+    /// Byte-identical to Django only where the map keeps insertion order and
+    /// number literals, that is with serde_json's `preserve_order` and
+    /// `arbitrary_precision` (feature `exact-json`); [`Signer::dumps_json`]
+    /// needs neither.
     pub fn dumps(&self, object: &Map<String, Value>, now_unix_seconds: i64) -> String {
-        let json = django_json(object);
+        self.sign_payload(&django_json(object), now_unix_seconds)
+    }
+
+    /// [`Signer::dumps`] for the JSON text of the session dictionary: the
+    /// payload is [`django_json_from_str`]`(json)`, so keys keep the order
+    /// of the text and integers their digits whatever serde_json's features
+    /// are. An error if `json` is not JSON (or holds a lone surrogate escape,
+    /// which Django could sign but serde_json cannot read).
+    pub fn dumps_json(
+        &self,
+        json: &str,
+        now_unix_seconds: i64,
+    ) -> Result<String, serde_json::Error> {
+        Ok(self.sign_payload(&django_json_from_str(json)?, now_unix_seconds))
+    }
+
+    fn sign_payload(&self, json: &str, now_unix_seconds: i64) -> String {
         let mut signed = String::with_capacity(json.len() * 4 / 3 + 64);
         match compression::compress(json.as_bytes()) {
             // Django: `if len(compressed) < (len(data) - 1)`.
@@ -264,12 +288,52 @@ impl Signer {
     /// at [`MAX_DECOMPRESSED_LEN`]; the payload must use the URL-safe base64
     /// alphabet only. JSON bytes are read as Latin-1, as Django does, so raw
     /// UTF-8 from a foreign writer decodes to the same mojibake as in Django.
+    ///
+    /// The map keeps the payload's key order and number literals only with
+    /// serde_json's `preserve_order` and `arbitrary_precision` (feature
+    /// `exact-json`); [`Signer::loads_json`] needs neither.
     pub fn loads(
         &self,
         signed: &str,
         max_age: Option<Duration>,
         now_unix_seconds: i64,
     ) -> Result<Map<String, Value>, SigningError> {
+        let text = self.verified_payload(signed, max_age, now_unix_seconds)?;
+        match serde_json::from_str(&text).map_err(MalformedError::Json)? {
+            Value::Object(object) => Ok(object),
+            other => Err(SigningError::NotAnObject {
+                found: json_kind(&other),
+            }),
+        }
+    }
+
+    /// [`Signer::loads`] returning the session dictionary as JSON text, the
+    /// text Django would write for it ([`django_json_from_str`] of the
+    /// payload): exactly the payload for a value Django signed, with its key
+    /// order and every digit, whatever serde_json's features are; and text
+    /// that [`Signer::dumps_json`] signs back to the same payload.
+    pub fn loads_json(
+        &self,
+        signed: &str,
+        max_age: Option<Duration>,
+        now_unix_seconds: i64,
+    ) -> Result<String, SigningError> {
+        let text = self.verified_payload(signed, max_age, now_unix_seconds)?;
+        let json = django_json_from_str(&text).map_err(MalformedError::Json)?;
+        match text_kind(&json) {
+            "object" => Ok(json),
+            found => Err(SigningError::NotAnObject { found }),
+        }
+    }
+
+    /// The JSON text of a signed value, after the checks of
+    /// [`Signer::loads`] that come before the JSON.
+    fn verified_payload(
+        &self,
+        signed: &str,
+        max_age: Option<Duration>,
+        now_unix_seconds: i64,
+    ) -> Result<String, SigningError> {
         let (value, signature) = signed.rsplit_once(':').ok_or(SigningError::BadSignature)?;
         let trusted = std::iter::once(&self.primary)
             .chain(&self.fallbacks)
@@ -301,13 +365,7 @@ impl Signer {
                 .map_err(MalformedError::Compression)?;
         }
         // Django decodes the JSON bytes as Latin-1: one char per byte.
-        let text: String = bytes.iter().map(|&b| char::from(b)).collect();
-        match serde_json::from_str(&text).map_err(MalformedError::Json)? {
-            Value::Object(object) => Ok(object),
-            other => Err(SigningError::NotAnObject {
-                found: json_kind(&other),
-            }),
-        }
+        Ok(bytes.iter().map(|&b| char::from(b)).collect())
     }
 }
 
@@ -336,6 +394,19 @@ fn check_age(now: i64, timestamp: i64, max_age: Duration) -> Result<(), SigningE
         });
     }
     Ok(())
+}
+
+/// The kind of JSON value `json` is, from its first character: `json` is
+/// what [`django_json_from_str`] wrote, so it has no leading whitespace.
+fn text_kind(json: &str) -> &'static str {
+    match json.as_bytes().first() {
+        Some(b'{') => "object",
+        Some(b'[') => "array",
+        Some(b'"') => "string",
+        Some(b't' | b'f') => "boolean",
+        Some(b'n') => "null",
+        _ => "number",
+    }
 }
 
 fn json_kind(value: &Value) -> &'static str {
@@ -421,6 +492,36 @@ mod tests {
     }
 
     #[test]
+    fn json_text_signs_and_loads_as_the_map_does() {
+        for value in [
+            json!({}),
+            json!({"z": 1, "a": [1.5, "Zo\u{eb}"], "big": 123456789012345678901234567890_u128}),
+            json!({"app": "x".repeat(200)}),
+        ] {
+            let map = object(value);
+            let text = serde_json::to_string(&map).unwrap();
+            let signed = signer().dumps(&map, TS);
+            assert_eq!(signer().dumps_json(&text, TS).unwrap(), signed);
+            assert_eq!(
+                signer().loads_json(&signed, None, TS).unwrap(),
+                django_json(&map)
+            );
+        }
+        assert!(signer().dumps_json("{", TS).is_err());
+    }
+
+    #[test]
+    fn loads_json_gives_back_the_payload_django_wrote() {
+        // Written by Django 5.2 (signed_cookies, SECRET_KEY
+        // sessiond-test-secret, at 2026-01-01T00:00:00Z).
+        let cookie = ".eJwNydEKgkAQheF3ObeNMWfd1ZpHKbtQmiIwA3OhEt-9vfrh-1f8YBQMj3spD5qObIK2bCNZax1DFNzK8h0bwdQ_HYbTq8uqPqCIvxe_wlZ8YWfukwShV5ougg9syuO4CXrYMmff_hBfHa4:1vb66i:M4l2m_XO-Bk7FCMty2NEUWVtVHSPJdwlNeO_uoyTEzk";
+        let json = r#"{"z":1,"big":1180591620717411303424,"f":1e+16,"name":"Zo\u00eb","nested":{"y":[1.5,2,1e-05],"x":null},"a":true}"#;
+        let signer = Signer::new(SECRET, SIGNED_COOKIES_SALT).unwrap();
+        assert_eq!(signer.loads_json(cookie, None, TS).unwrap(), json);
+        assert_eq!(signer.dumps_json(json, TS).unwrap(), cookie);
+    }
+
+    #[test]
     fn max_age_is_strictly_greater() {
         let signed = signer().dumps(&object(json!({"a": 1})), TS);
         let day = Duration::from_secs(86_400);
@@ -486,8 +587,13 @@ mod tests {
             (sign_raw(&s, "", "1vb66i"), "json"),
             (sign_raw(&s, "WzEsMl0", "1vb66i"), "not an object"),
         ];
-        for (signed, why) in cases {
-            let err = s.loads(&signed, None, TS).unwrap_err();
+        let both = cases.into_iter().flat_map(|(signed, why)| {
+            [
+                (s.loads(&signed, None, TS).unwrap_err(), why),
+                (s.loads_json(&signed, None, TS).unwrap_err(), why),
+            ]
+        });
+        for (err, why) in both {
             let ok = match why {
                 "timestamp" => matches!(err, SigningError::Malformed(MalformedError::Timestamp(_))),
                 "missing timestamp" => matches!(
@@ -515,14 +621,16 @@ mod tests {
             r#"{"a":"\ud800"}"#,
             r#"{"a":"\udc00x"}"#,
         ] {
-            let payload = URL_SAFE_NO_PAD.encode(json);
-            let err = s
-                .loads(&sign_raw(&s, &payload, "1vb66i"), None, TS)
-                .unwrap_err();
-            assert!(
-                matches!(err, SigningError::Malformed(MalformedError::Json(_))),
-                "{json}: {err:?}"
-            );
+            let signed = sign_raw(&s, &URL_SAFE_NO_PAD.encode(json), "1vb66i");
+            for err in [
+                s.loads(&signed, None, TS).unwrap_err(),
+                s.loads_json(&signed, None, TS).unwrap_err(),
+            ] {
+                assert!(
+                    matches!(err, SigningError::Malformed(MalformedError::Json(_))),
+                    "{json}: {err:?}"
+                );
+            }
         }
         // A well-formed pair combines.
         let payload = URL_SAFE_NO_PAD.encode(r#"{"a":"\ud83c\udf89"}"#);

@@ -17,7 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 use sessiond_signing::{
     DEFAULT_SALT, MalformedError, SIGNED_COOKIES_SALT, Signer, SigningError, base62_decode,
-    base62_encode, derive_key, django_json,
+    base62_encode, derive_key, django_json, django_json_from_str,
 };
 
 const FIXTURE: &str = include_str!("fixtures/django-vectors.json");
@@ -135,6 +135,10 @@ fn db_encode_vectors_are_byte_identical() {
 
         let json = django_json(input);
         assert_eq!(json, str_of(case, "json"), "{name}: json");
+        // The same bytes from the input's JSON text, as a library that
+        // keeps session values as text (sessiond-client) passes them.
+        let text = serde_json::to_string(input).unwrap();
+        assert_eq!(django_json_from_str(&text).unwrap(), json, "{name}: text");
         assert_eq!(
             json.len() as u64,
             case["json_len"].as_u64().unwrap(),
@@ -172,6 +176,16 @@ fn db_encode_vectors_are_byte_identical() {
 
         let session_data = signer.dumps(input, ts);
         assert_eq!(session_data, str_of(case, "session_data"), "{name}");
+        assert_eq!(
+            signer.dumps_json(&text, ts).unwrap(),
+            session_data,
+            "{name}: dumps_json"
+        );
+        assert_eq!(
+            signer.loads_json(&session_data, None, ts).unwrap(),
+            json,
+            "{name}: loads_json"
+        );
         assert_eq!(
             session_data,
             format!("{signed_value}:{signature}"),
@@ -219,6 +233,11 @@ fn per_backend_session_data() {
         let session_data = str_of(case, "session_data");
         assert_eq!(signer.dumps(&a1, ts), session_data, "{backend}");
         assert_eq!(signer.loads(session_data, None, ts).unwrap(), a1);
+        assert_eq!(signer.dumps_json(r#"{"a":1}"#, ts).unwrap(), session_data);
+        assert_eq!(
+            signer.loads_json(session_data, None, ts).unwrap(),
+            r#"{"a":1}"#
+        );
         // Another salt never verifies it.
         let other = if signer.salt() == DEFAULT_SALT {
             SIGNED_COOKIES_SALT
@@ -425,6 +444,9 @@ fn stored_rows_decode_and_reencode() {
         let session_data = session_data.as_str().unwrap();
         assert_eq!(&signer.loads(session_data, None, ts).unwrap(), loaded);
         assert_eq!(signer.dumps(loaded, ts), session_data);
+        let json = signer.loads_json(session_data, None, ts).unwrap();
+        assert_eq!(json, django_json(loaded));
+        assert_eq!(signer.dumps_json(&json, ts).unwrap(), session_data);
     }
 }
 

@@ -2,6 +2,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod logs;
+
 use std::sync::Arc;
 
 use clap::Parser;
@@ -25,6 +27,12 @@ impl Sessiond {
 
     /// Starts with extra `sessiond serve` flags.
     pub async fn start_with(args: &[&str]) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, args).await
+    }
+
+    /// Starts on `listener`, with extra `sessiond serve` flags.
+    pub async fn start_on(listener: tokio::net::TcpListener, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db_path = dir.path().join("sessions.sqlite3");
         let store = format!("sqlite://{}", db_path.display());
@@ -32,7 +40,6 @@ impl Sessiond {
         argv.extend_from_slice(args);
         let config = ServeArgs::try_parse_from(argv).unwrap().into_config();
         let server = sessiond::Server::open(config).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(server.serve(listener, async {
@@ -46,6 +53,19 @@ impl Sessiond {
             _dir: dir,
             _stop: stop,
         }
+    }
+
+    /// Stops the server and waits until its port refuses connections.
+    pub async fn stop(self) {
+        let address = self.url.trim_start_matches("http://").to_owned();
+        drop(self);
+        for _ in 0..250 {
+            if tokio::net::TcpStream::connect(&address).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("sessiond still accepts connections on {address}");
     }
 
     pub fn backend(&self) -> Backend {
