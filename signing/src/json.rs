@@ -76,6 +76,11 @@ pub fn django_json(object: &Map<String, Value>) -> String {
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 pub fn django_json_from_str(json: &str) -> Result<String, serde_json::Error> {
+    // Parsed whole first for serde_json's nesting limit (128 levels):
+    // splitting into raw members skips nested text without one, and
+    // `write_raw` recurses once per level, so text nested without bound
+    // would overflow the stack.
+    serde_json::from_str::<Value>(json)?;
     let value: &RawValue = serde_json::from_str(json)?;
     let mut out = String::with_capacity(json.len());
     write_raw(&mut out, value)?;
@@ -84,8 +89,8 @@ pub fn django_json_from_str(json: &str) -> Result<String, serde_json::Error> {
 
 /// Writes one value of the text. Objects and arrays are split into their
 /// members' raw text and each member written in turn, which reads nested
-/// text once per level: a session is a few levels deep at most, and
-/// serde_json's recursion limit bounds the depth.
+/// text once per level: a session is a few levels deep at most, and the
+/// caller has checked the depth against serde_json's nesting limit.
 fn write_raw(out: &mut String, value: &RawValue) -> Result<(), serde_json::Error> {
     let text = value.get();
     match text.as_bytes().first() {
@@ -422,6 +427,15 @@ mod tests {
         ] {
             assert!(django_json_from_str(text).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn nesting_is_bounded_by_serde_jsons_limit() {
+        let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        assert_eq!(django_json_from_str(&nested(100)).unwrap(), nested(100));
+        // Without the check, a million levels overflow the stack and abort.
+        let err = django_json_from_str(&nested(1_000_000)).unwrap_err();
+        assert!(err.to_string().contains("recursion limit"), "{err}");
     }
 
     #[test]
