@@ -20,12 +20,15 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::web::{self, Data, Query, ReqData};
 use actix_web::{App, HttpMessage, HttpResponse, HttpServer, ResponseError};
-use sessiond_client::{Backend, Client, Session, SessionCookies, SessionError, Settings};
+use sessiond_client::{
+    Backend, Client, INTERRUPTED_BODY, Session, SessionCookies, SessionError, Settings,
+};
 
 /// Django's `SessionMiddleware` for actix-web: puts the request's
 /// [`Session`] into its extensions (handlers take `ReqData<Session>`), and
 /// saves it and sets its cookie on the way out. Needs a
-/// `Data<SessionCookies>` in the app data.
+/// `Data<SessionCookies>` in the app data. Warns, once, when the cookie
+/// goes out without `Secure` to a host that is not this machine.
 pub async fn sessions(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -35,6 +38,13 @@ pub async fn sessions(
             "no session settings: add App::app_data(Data::new(SessionCookies::new(…)))",
         ));
     };
+    let host = request
+        .uri()
+        .host()
+        .or_else(|| request.headers().get(header::HOST)?.to_str().ok());
+    if let Some(host) = host {
+        cookies.check_host(host);
+    }
     let cookie_headers = request
         .headers()
         .get_all(header::COOKIE)
@@ -72,8 +82,17 @@ pub async fn sessions(
 /// A failed session call, as a handler's error, so that handlers can use
 /// `?` (actix-web's `ResponseError` and `SessionError` are both foreign
 /// here, hence the wrapper).
-#[derive(Debug)]
 pub struct SessionFailure(SessionError);
+
+/// The message only, as `Display` shows it: actix-web's `Logger` prints a
+/// failed response's error with `{:?}`, and the derived form would show
+/// serde's error inside `SessionError::Deserialize`, which can quote
+/// session data.
+impl std::fmt::Debug for SessionFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
 
 impl From<SessionError> for SessionFailure {
     fn from(err: SessionError) -> Self {
@@ -92,17 +111,20 @@ impl ResponseError for SessionFailure {
         StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
-    /// 400 for a session deleted meanwhile; 500, logged with its cause
-    /// (which never holds the session key or data), for anything else. The
-    /// body never carries the details.
+    /// 400 for a session deleted meanwhile, saying what to do; 500, logged
+    /// with its cause (which never holds the session key or data), for
+    /// anything else. The body never carries the details.
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        if status.is_server_error() {
+        let body = if let SessionError::Interrupted = self.0 {
+            INTERRUPTED_BODY
+        } else {
             tracing::error!(error = %self.0, "a request failed on its session");
-        }
+            status.canonical_reason().unwrap_or_default()
+        };
         HttpResponse::build(status)
             .content_type("text/plain; charset=utf-8")
-            .body(status.canonical_reason().unwrap_or_default())
+            .body(body)
     }
 }
 
@@ -112,7 +134,10 @@ async fn home(session: ReqData<Session>) -> Page {
     let visits = session.get::<u64>("visits").await?.unwrap_or(0) + 1;
     session.insert("visits", visits).await?;
     let greeting = match session.get::<String>("user").await? {
-        Some(user) => format!("Hello, {user}. <a href=\"/logout\">Log out</a>"),
+        Some(user) => format!(
+            "Hello, {}. <a href=\"/logout\">Log out</a>",
+            html_escape::encode_text(&user)
+        ),
         None => "Not logged in. <a href=\"/login?user=ada\">Log in as ada</a>".to_owned(),
     };
     Ok(HttpResponse::Ok()

@@ -25,7 +25,10 @@ async fn home(session: Session) -> Result<Html<String>, SessionError> {
     let visits = session.get::<u64>("visits").await?.unwrap_or(0) + 1;
     session.insert("visits", visits).await?;
     let greeting = match session.get::<String>("user").await? {
-        Some(user) => format!("Hello, {user}. <a href=\"/logout\">Log out</a>"),
+        Some(user) => format!(
+            "Hello, {}. <a href=\"/logout\">Log out</a>",
+            html_escape::encode_text(&user)
+        ),
         None => "Not logged in. <a href=\"/login?user=ada\">Log in as ada</a>".to_owned(),
     };
     Ok(Html(format!(

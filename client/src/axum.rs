@@ -7,7 +7,9 @@ use axum_core::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 
+use crate::cookies::INTERRUPTED_BODY;
 use crate::error::SessionError;
+use crate::layer::FAILED_BODY;
 use crate::session::Session;
 
 /// A handler behind a [`SessionLayer`](crate::SessionLayer) takes the
@@ -34,19 +36,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
     }
 }
 
-/// The body of the 400 answer: what the user can do about it.
-const INTERRUPTED_BODY: &str = "Your session ended while this request was running (did you log out in another tab?). Please reload the page.";
-
-/// The body of the 500 answer; the details go to the log, never to the
-/// client.
-const FAILED_BODY: &str = "Internal Server Error";
-
 /// A handler that returns `Result<_, SessionError>` can use `?` on session
 /// calls.
 ///
 /// [`SessionError::Interrupted`] (the session was deleted meanwhile, e.g. by
-/// a logout in another tab) answers 400, as the session layer does, and is
-/// not logged: it is the user's doing, not a fault. Anything else answers
+/// a logout in another tab) answers 400 with
+/// [`INTERRUPTED_BODY`](crate::INTERRUPTED_BODY), as the session layer
+/// does, and is not logged: it is the user's doing, not a fault. Anything else answers
 /// 500 with a fixed body, and is logged here, once, with
 /// `tracing::error!` and the whole cause (which never holds the session key
 /// or data). A handler that handles a session error itself, rather than

@@ -252,7 +252,10 @@ impl ClientBuilder {
     ///
     /// // Nothing listens on port 1: the client is made all the same.
     /// let client = Client::builder().endpoint("http://127.0.0.1:1").connect_lazy()?;
-    /// assert!(client.exists("k5bhu4a3ngm5sbk0nqm79pc6e4mwvt0o").await.is_err());
+    /// let err = client.exists("k5bhu4a3ngm5sbk0nqm79pc6e4mwvt0o").await.unwrap_err();
+    /// // "sessiond Exists failed (UNAVAILABLE: transport error: tcp connect
+    /// // error: Connection refused (os error 111))"
+    /// assert!(err.to_string().starts_with("sessiond Exists failed (UNAVAILABLE: "));
     /// # Ok(()) }
     /// ```
     pub fn connect_lazy(self) -> Result<Client, Error> {
@@ -382,10 +385,16 @@ impl Client {
         self.inner.clone()
     }
 
-    /// Runs a call. A call whose connection was refused never reached a
-    /// server and goes to another one (a few times at most); an idempotent
-    /// call also gets one more try after any `UNAVAILABLE`.
-    async fn call<T, F, Fut>(&self, idempotent: bool, call: F) -> Result<T, Error>
+    /// Runs a call of `rpc` (its name in the proto, which failures carry).
+    /// A call whose connection was refused never reached a server and goes
+    /// to another one (a few times at most); an idempotent call also gets
+    /// one more try after any `UNAVAILABLE`.
+    async fn call<T, F, Fut>(
+        &self,
+        rpc: &'static str,
+        idempotent: bool,
+        call: F,
+    ) -> Result<T, Error>
     where
         F: Fn(SessionServiceClient<Transport>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -401,7 +410,7 @@ impl Client {
                 Err(status) if unavailable_retry && status.code() == tonic::Code::Unavailable => {
                     unavailable_retry = false;
                 }
-                Err(status) => return Err(status.into()),
+                Err(status) => return Err(Error::status(rpc, status)),
             }
         }
     }
@@ -420,7 +429,7 @@ impl Client {
     /// ```
     pub async fn load(&self, session_key: &str) -> Result<Option<Loaded>, Error> {
         let response = self
-            .call(true, |mut raw| async move {
+            .call("Load", true, |mut raw| async move {
                 raw.load(proto::LoadRequest {
                     session_key: session_key.to_owned(),
                 })
@@ -447,7 +456,7 @@ impl Client {
     /// ```
     pub async fn exists(&self, session_key: &str) -> Result<bool, Error> {
         let response = self
-            .call(true, |mut raw| async move {
+            .call("Exists", true, |mut raw| async move {
                 raw.exists(proto::ExistsRequest {
                     session_key: session_key.to_owned(),
                 })
@@ -477,7 +486,7 @@ impl Client {
     ) -> Result<Created, Error> {
         let expire_date = expire_date.map(to_timestamp).transpose()?;
         let response = self
-            .call(false, |mut raw| async move {
+            .call("Create", false, |mut raw| async move {
                 raw.create(proto::CreateRequest {
                     data: data.to_owned(),
                     expire_date,
@@ -515,7 +524,7 @@ impl Client {
     ) -> Result<SystemTime, Error> {
         let expire_date = expire_date.map(to_timestamp).transpose()?;
         let response = self
-            .call(false, |mut raw| async move {
+            .call("Save", false, |mut raw| async move {
                 raw.save(proto::SaveRequest {
                     session_key: session_key.to_owned(),
                     data: data.to_owned(),
@@ -552,7 +561,7 @@ impl Client {
     ) -> Result<SystemTime, Error> {
         let expire_date = expire_date.map(to_timestamp).transpose()?;
         let response = self
-            .call(false, |mut raw| async move {
+            .call("Patch", false, |mut raw| async move {
                 raw.patch(proto::PatchRequest {
                     session_key: session_key.to_owned(),
                     set: set.to_owned(),
@@ -577,7 +586,7 @@ impl Client {
     /// ```
     pub async fn delete(&self, session_key: &str) -> Result<bool, Error> {
         let response = self
-            .call(true, |mut raw| async move {
+            .call("Delete", true, |mut raw| async move {
                 raw.delete(proto::DeleteRequest {
                     session_key: session_key.to_owned(),
                 })
@@ -605,7 +614,7 @@ impl Client {
     ) -> Result<Created, Error> {
         let expire_date = expire_date.map(to_timestamp).transpose()?;
         let response = self
-            .call(false, |mut raw| async move {
+            .call("CycleKey", false, |mut raw| async move {
                 raw.cycle_key(proto::CycleKeyRequest {
                     session_key: session_key.to_owned(),
                     data: data.map(str::to_owned),
@@ -631,7 +640,7 @@ impl Client {
     /// ```
     pub async fn clear_expired(&self) -> Result<u64, Error> {
         let response = self
-            .call(true, |mut raw| async move {
+            .call("ClearExpired", true, |mut raw| async move {
                 raw.clear_expired(proto::ClearExpiredRequest {}).await
             })
             .await?;

@@ -10,19 +10,34 @@
 //!    when the session was used, delete the cookie of a session that was
 //!    emptied, save a modified (or, if configured, any) non-empty session
 //!    and set its cookie, never save on a 5xx response, and fail with
-//!    [`SessionError::Interrupted`] (answer 400) when the session was
-//!    deleted meanwhile.
+//!    [`SessionError::Interrupted`] (answer 400, with
+//!    [`INTERRUPTED_BODY`]) when the session was deleted meanwhile.
 //!
-//! [`SessionLayer`](crate::SessionLayer) (feature `tower`) is these two
-//! steps around a tower service.
+//! [`SessionCookies::check_host`] warns, once, when the cookie goes out
+//! without `Secure` to a site that is not on the machine itself.
+//!
+//! [`SessionLayer`](crate::SessionLayer) (feature `tower`) is these steps
+//! around a tower service.
 
+use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sessiond_signing::SessionKey;
 
 use crate::backend::Backend;
 use crate::error::SessionError;
 use crate::session::Session;
 use crate::settings::{SameSite, Settings};
+
+/// The body of the 400 answer to [`SessionError::Interrupted`] (the
+/// session was deleted while the request ran): what the user can do about
+/// it. [`SessionLayer`](crate::SessionLayer) and the axum response of
+/// [`SessionError`] answer with it; so should a middleware of another
+/// framework, as plain text.
+pub const INTERRUPTED_BODY: &str = "Your session ended while this request was running (did you log out in another tab?). Please reload the page.";
 
 /// Where sessions are kept and how their cookie looks: what a web app sets
 /// up once and then uses for every request.
@@ -55,6 +70,9 @@ use crate::settings::{SameSite, Settings};
 pub struct SessionCookies {
     backend: Backend,
     settings: Arc<Settings>,
+    /// Whether [`check_host`](Self::check_host) has warned, for these
+    /// cookies and their clones.
+    insecure_warned: Arc<AtomicBool>,
 }
 
 impl SessionCookies {
@@ -74,7 +92,47 @@ impl SessionCookies {
         Self {
             backend,
             settings: Arc::new(settings.into()),
+            insecure_warned: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Warns when the cookie goes out without `Secure` to `host`, the host
+    /// a request was sent to (its `Host` header, or the URI's authority;
+    /// with or without a port). Call it before
+    /// [`request_session`](Self::request_session);
+    /// [`SessionLayer`](crate::SessionLayer) does.
+    ///
+    /// With [`Settings::cookie_secure`] off (Django's default, for
+    /// development over plain HTTP), the first host that is not loopback
+    /// (`localhost`, `127.0.0.0/8`, `::1`) logs one warning through
+    /// `tracing`: such a site is most likely served over HTTPS, where the
+    /// cookie should be `Secure`. One warning for these cookies and their
+    /// clones, never one per request.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use sessiond_client::{Backend, SessionCookies, Settings, SignedCookies};
+    /// # let backend = Backend::SignedCookies(SignedCookies::new("a secret", [""; 0])?);
+    /// let cookies = SessionCookies::new(backend, Settings::default());
+    /// cookies.check_host("localhost:3000"); // development: no warning
+    /// cookies.check_host("shop.example.com"); // warns, once
+    /// # Ok(()) }
+    /// ```
+    pub fn check_host(&self, host: &str) {
+        if self.settings.cookie_secure
+            || host.is_empty()
+            || self.insecure_warned.load(Ordering::Relaxed)
+            || is_loopback(host)
+            || self.insecure_warned.swap(true, Ordering::Relaxed)
+        {
+            return;
+        }
+        tracing::warn!(
+            host = %host,
+            "the session cookie is sent without Secure to a host that is not loopback; \
+             if the site is served over HTTPS, turn on Settings::cookie_secure \
+             (SESSION_COOKIE_SECURE) so that the cookie never travels in clear text"
+        );
     }
 
     /// The settings sessions and cookies follow.
@@ -155,9 +213,12 @@ impl RequestSession {
     /// response.
     ///
     /// On an error, answer [`SessionError::http_status`] instead of the
-    /// handler's response (400 for [`SessionError::Interrupted`]: the
-    /// session was deleted meanwhile, typically by a logout in another tab,
-    /// and is not brought back; 500 otherwise, and log the error).
+    /// handler's response (400 with [`INTERRUPTED_BODY`] for
+    /// [`SessionError::Interrupted`]: the session was deleted meanwhile,
+    /// typically by a logout in another tab, and is not brought back; 500
+    /// otherwise, and log the error). When the handler's own save already
+    /// met the deletion, that is the answer at once, with no second call to
+    /// the store (Django's middleware would try once more, and fail alike).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -194,6 +255,9 @@ impl RequestSession {
         if !(modified || settings.save_every_request) || empty || server_error {
             return Ok(unchanged);
         }
+        if session.interrupted() {
+            return Err(SessionError::Interrupted);
+        }
         let max_age = if session.get_expire_at_browser_close().await? {
             None
         } else {
@@ -226,7 +290,11 @@ impl RequestSession {
 /// }
 /// # Ok::<(), http::header::InvalidHeaderValue>(())
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Its `Debug` form shows the cookie's name and attributes, never its value
+/// (the session key, or with signed cookies the session itself): a key
+/// shows as its [fingerprint](SessionKey::fingerprint).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct SessionHeaders {
     /// A `Set-Cookie` header value to append: the session's cookie after a
     /// save, or the deletion of the cookie of a session that was emptied.
@@ -265,6 +333,51 @@ impl SessionHeaders {
             });
         (self.vary_cookie && !present).then_some("Cookie")
     }
+}
+
+impl fmt::Debug for SessionHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionHeaders")
+            .field("set_cookie", &self.set_cookie.as_deref().map(redacted))
+            .field("vary_cookie", &self.vary_cookie)
+            .finish()
+    }
+}
+
+/// A `Set-Cookie` value for logs: `sessionid=SessionKey(1a2b3c4d); Path=/`,
+/// the value replaced by the key's fingerprint, or by `<redacted>` when it
+/// is not a key (a signed session); the deletion's `""` stays.
+fn redacted(cookie: &str) -> String {
+    let (pair, attributes) = match cookie.split_once(';') {
+        Some((pair, rest)) => (pair, Some(rest)),
+        None => (cookie, None),
+    };
+    let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+    let value = match SessionKey::parse(value) {
+        Ok(key) => format!("{key:?}"),
+        Err(_) if value.is_empty() || value == "\"\"" => value.to_owned(),
+        Err(_) => "<redacted>".to_owned(),
+    };
+    match attributes {
+        Some(attributes) => format!("{name}={value};{attributes}"),
+        None => format!("{name}={value}"),
+    }
+}
+
+/// Whether `host` (with or without a port; an IPv6 address in brackets)
+/// names this machine: `localhost` and its subdomains (RFC 6761), an
+/// address in `127.0.0.0/8`, or `::1`.
+fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(bracketed),
+        None => host.split(':').next().unwrap_or(host),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// The value of the cookie named `name`; the last one wins, as in Django.
@@ -415,6 +528,72 @@ mod tests {
             deletion_cookie(&custom),
             "sessionid=\"\"; Domain=.example.com; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/app/; SameSite=None; Secure"
         );
+    }
+
+    #[test]
+    fn loopback_hosts_are_told_apart() {
+        for host in [
+            "localhost",
+            "LOCALHOST:3000",
+            "app.localhost",
+            "localhost.",
+            "127.0.0.1",
+            "127.1.2.3:8080",
+            "[::1]",
+            "[::1]:3000",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "example.com",
+            "example.com:443",
+            "localhost.example.com",
+            "10.0.0.1",
+            "192.168.1.2:3000",
+            "[2001:db8::1]:443",
+            "[::]",
+            "0.0.0.0",
+            "",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_cookie_value() {
+        let key = SessionKey::generate();
+        let settings = Settings::default();
+        let headers = SessionHeaders {
+            set_cookie: Some(session_cookie(&settings, key.as_str(), None)),
+            vary_cookie: true,
+        };
+        let shown = format!("{headers:?}");
+        assert!(!shown.contains(key.as_str()), "{shown}");
+        assert_eq!(
+            shown,
+            format!(
+                "SessionHeaders {{ set_cookie: Some(\"sessionid=SessionKey({}); HttpOnly; Path=/; SameSite=Lax\"), vary_cookie: true }}",
+                key.fingerprint()
+            )
+        );
+        let signed = SessionHeaders {
+            set_cookie: Some(session_cookie(
+                &settings,
+                "eyJ1c2VyIjoiYWRhIn0:1vb66i:sig",
+                None,
+            )),
+            vary_cookie: true,
+        };
+        let shown = format!("{signed:?}");
+        assert!(shown.contains("sessionid=<redacted>; HttpOnly"), "{shown}");
+        assert!(!shown.contains("eyJ1c2VyIjoiYWRhIn0"), "{shown}");
+        let deletion = SessionHeaders {
+            set_cookie: Some(deletion_cookie(&settings)),
+            vary_cookie: true,
+        };
+        let shown = format!("{deletion:?}");
+        assert!(shown.contains(r#"sessionid=\"\"; expires=Thu"#), "{shown}");
     }
 
     #[test]

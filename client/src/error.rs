@@ -8,10 +8,12 @@
 //! error fields, a `source()` loop) shows every cause exactly once:
 //!
 //! - A failed connection or call shows its cause in its message ("cannot
-//!   connect to sessiond at http://…: tcp connect error: Connection refused"),
-//!   because the cause is what the reader needs, and `{err}` alone, the form
-//!   most logs and `to_string()` use, must carry it. The typed cause stays
-//!   reachable: [`ConnectError::transport_error`], [`Error::Status`].
+//!   connect to sessiond at http://…: tcp connect error: Connection refused",
+//!   "sessiond Load failed (UNAVAILABLE: transport error: tcp connect error:
+//!   Connection refused (os error 111))"), because the cause is what the
+//!   reader needs, and `{err}` alone, the form most logs and `to_string()`
+//!   use, must carry it. The typed cause stays reachable:
+//!   [`ConnectError::transport_error`], the `status` of [`Error::Status`].
 //! - A value that serde cannot convert returns serde's error as its source
 //!   and keeps it out of its message, because serde's messages quote the
 //!   offending value (`invalid type: string "…"`), which is session data and
@@ -21,7 +23,10 @@ use std::error::Error as StdError;
 use std::fmt;
 
 /// A failed call.
+///
+/// New variants may be added, so a `match` needs a wildcard arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// An endpoint address or the TLS settings are malformed, or the
     /// connection failed; the message names the endpoint and the cause.
@@ -35,10 +40,21 @@ pub enum Error {
     InvalidToken,
     /// The call failed with a gRPC status: the server's answer, or one the
     /// client made up when the call never got an answer (a refused
-    /// connection, a timeout). The message carries the code, the status
-    /// message and, for the latter, the transport error underneath.
-    #[error("{}", StatusMessage(.0))]
-    Status(tonic::Status),
+    /// connection, a timeout). The message names the RPC, as the Python
+    /// client does, and carries the code, the status message and, for the
+    /// latter, the transport error underneath: "sessiond Load failed
+    /// (INVALID_ARGUMENT: session_key: must be 8 to 40 characters long, got 5
+    /// characters)".
+    #[error("{}", StatusMessage { rpc, status })]
+    Status {
+        /// The RPC of `sessiond.v1.SessionService` that failed, as the proto
+        /// names it: `Load`, `Exists`, `Create`, `Save`, `Patch`, `Delete`,
+        /// `CycleKey` or `ClearExpired`.
+        rpc: &'static str,
+        /// The status, with the transport error as its source when the
+        /// client made it up.
+        status: tonic::Status,
+    },
     /// A time cannot be expressed as a protobuf timestamp, or the server sent
     /// a malformed one.
     #[error("time out of range: {0}")]
@@ -64,15 +80,39 @@ impl Error {
     /// ```
     pub fn code(&self) -> Option<tonic::Code> {
         match self {
-            Self::Status(status) => Some(status.code()),
+            Self::Status { status, .. } => Some(status.code()),
             _ => None,
         }
     }
-}
 
-impl From<tonic::Status> for Error {
-    fn from(status: tonic::Status) -> Self {
-        Self::Status(status)
+    /// The RPC that failed (`Load`, `Save`, …), if the call got as far as a
+    /// status.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sessiond_client::Error> {
+    /// use sessiond_client::Client;
+    ///
+    /// // Nothing listens on port 1.
+    /// let client = Client::connect_lazy("http://127.0.0.1:1")?;
+    /// let err = client.load("k5bhu4a3ngm5sbk0nqm79pc6e4mwvt0o").await.unwrap_err();
+    /// assert_eq!(err.rpc(), Some("Load"));
+    /// assert_eq!(err.code(), Some(tonic::Code::Unavailable));
+    /// // "sessiond Load failed (UNAVAILABLE: transport error: tcp connect
+    /// // error: Connection refused (os error 111))"
+    /// assert!(err.to_string().starts_with("sessiond Load failed (UNAVAILABLE: "));
+    /// # Ok(()) }
+    /// ```
+    pub fn rpc(&self) -> Option<&'static str> {
+        match self {
+            Self::Status { rpc, .. } => Some(rpc),
+            _ => None,
+        }
+    }
+
+    /// The error of a call to `rpc` that ended with `status`.
+    pub(crate) fn status(rpc: &'static str, status: tonic::Status) -> Self {
+        Self::Status { rpc, status }
     }
 }
 
@@ -163,31 +203,35 @@ impl fmt::Display for ConnectError {
 /// The cause is in the message (see the module documentation).
 impl StdError for ConnectError {}
 
-/// A status as "sessiond answered UNAVAILABLE: message", or, for one the
-/// client made up, "call to sessiond failed: UNAVAILABLE: …" with the
-/// transport error underneath (tonic's own `Display` shows its source with
-/// `Debug`, and its codes as sentences).
-struct StatusMessage<'a>(&'a tonic::Status);
+/// A status as the Python client words it, "sessiond Load failed
+/// (UNAVAILABLE: message)", with, for one the client made up, the transport
+/// error underneath in the parentheses (tonic's own `Display` shows its
+/// source with `Debug`, and its codes as sentences).
+struct StatusMessage<'a> {
+    rpc: &'a str,
+    status: &'a tonic::Status,
+}
 
 impl fmt::Display for StatusMessage<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let status = self.0;
+        let Self { rpc, status } = self;
         let code = code_name(status.code());
+        let message = status.message();
+        write!(f, "sessiond {rpc} failed ({code}")?;
         match status.source() {
-            None if status.message().is_empty() => write!(f, "sessiond answered {code}"),
-            None => write!(f, "sessiond answered {code}: {}", status.message()),
+            None if message.is_empty() => {}
+            None => write!(f, ": {message}")?,
             Some(cause) => {
-                write!(f, "call to sessiond failed: {code}")?;
                 // tonic makes the message of such a status from one of its
                 // causes, which are shown anyway.
-                let message = status.message();
                 let mut causes = std::iter::successors(Some(cause), |&cause| cause.source());
                 if !message.is_empty() && !causes.any(|cause| cause.to_string() == message) {
                     write!(f, ": {message}")?;
                 }
-                write!(f, ": {}", Causes(cause))
+                write!(f, ": {}", Causes(cause))?;
             }
         }
+        f.write_str(")")
     }
 }
 
@@ -239,7 +283,10 @@ impl fmt::Display for Causes<'_> {
 }
 
 /// Why a session operation failed.
+///
+/// New variants may be added, so a `match` needs a wildcard arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionError {
     /// `pop` or `delete_test_cookie` of a key that is not in the session
     /// (Django's `KeyError`; `remove` answers `None` instead).
@@ -324,18 +371,19 @@ mod tests {
     }
 
     #[test]
-    fn an_answered_status_shows_its_code_and_message_once() {
-        let err = SessionError::from(Error::from(tonic::Status::unavailable(
-            "the storage engine is unavailable",
-        )));
+    fn an_answered_status_shows_its_rpc_code_and_message_once() {
+        let err = SessionError::from(Error::status(
+            "Load",
+            tonic::Status::unavailable("the storage engine is unavailable"),
+        ));
         assert_eq!(
             err.to_string(),
-            "the session store failed: sessiond answered UNAVAILABLE: the storage engine is unavailable"
+            "the session store failed: sessiond Load failed (UNAVAILABLE: the storage engine is unavailable)"
         );
         assert_eq!(chain(&err), err.to_string());
         assert_eq!(
-            Error::from(tonic::Status::not_found("")).to_string(),
-            "sessiond answered NOT_FOUND"
+            Error::status("Save", tonic::Status::not_found("")).to_string(),
+            "sessiond Save failed (NOT_FOUND)"
         );
     }
 
@@ -344,14 +392,15 @@ mod tests {
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         let root = refused.to_string();
         let status = tonic::Status::from_error(Box::new(refused));
-        let err = SessionError::from(Error::from(status));
+        let err = SessionError::from(Error::status("CycleKey", status));
         let text = err.to_string();
         assert!(
-            text.starts_with("the session store failed: call to sessiond failed: "),
+            text.starts_with("the session store failed: sessiond CycleKey failed ("),
             "{text}"
         );
-        assert!(text.ends_with(&root), "{text}");
+        assert!(text.ends_with(&format!("{root})")), "{text}");
         assert_eq!(text.matches(&root).count(), 1, "{text}");
+        assert_eq!(text.matches("CycleKey").count(), 1, "{text}");
         assert_eq!(chain(&err), text);
     }
 

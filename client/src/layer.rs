@@ -10,37 +10,41 @@
 //! 5xx response, and answer 400 when the session was deleted meanwhile.
 //!
 //! It also warns, once, when the cookie goes out without `Secure` to a site
-//! that is not on the machine itself.
+//! that is not on the machine itself
+//! ([`SessionCookies::check_host`](crate::SessionCookies::check_host)).
 
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
-use http::header::{COOKIE, HOST, HeaderValue, SET_COOKIE, VARY};
+use http::header::{CONTENT_TYPE, COOKIE, HOST, HeaderValue, SET_COOKIE, VARY};
 use http::{HeaderMap, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
 use crate::backend::Backend;
-use crate::cookies::{SessionCookies, SessionHeaders};
+use crate::cookies::{INTERRUPTED_BODY, SessionCookies, SessionHeaders};
 use crate::error::SessionError;
 use crate::session::Session;
 use crate::settings::Settings;
 
 /// Adds a [`Session`] to every request and manages its cookie.
 ///
+/// When the session cannot be saved it answers instead of the app: 400
+/// with [`INTERRUPTED_BODY`] (a plain text) when the session was deleted
+/// meanwhile, 500 with `Internal Server Error` otherwise, which it logs. The
+/// response body type must be one a `&'static str` converts into (axum's
+/// `Body` is).
+///
 /// With [`Settings::cookie_secure`] off (Django's default, for development
 /// over plain HTTP), the first request whose `Host` is not loopback
 /// (`localhost`, `127.0.0.0/8`, `::1`) logs one warning through `tracing`:
 /// such a site is most likely served over HTTPS, where the cookie should be
-/// `Secure`. One warning per layer (and its clones), never per request.
+/// `Secure`. One warning per layer (and its clones), never per request
+/// ([`SessionCookies::check_host`]).
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 #[derive(Debug, Clone)]
 pub struct SessionLayer {
     cookies: SessionCookies,
-    insecure_warned: Arc<AtomicBool>,
 }
 
 impl SessionLayer {
@@ -63,7 +67,6 @@ impl SessionLayer {
     pub fn new(backend: Backend, settings: impl Into<Settings>) -> Self {
         Self {
             cookies: SessionCookies::new(backend, settings),
-            insecure_warned: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -75,7 +78,6 @@ impl<S> Layer<S> for SessionLayer {
         SessionService {
             inner,
             cookies: self.cookies.clone(),
-            insecure_warned: self.insecure_warned.clone(),
         }
     }
 }
@@ -86,30 +88,6 @@ impl<S> Layer<S> for SessionLayer {
 pub struct SessionService<S> {
     inner: S,
     cookies: SessionCookies,
-    /// Whether the layer has warned about a cookie without `Secure`.
-    insecure_warned: Arc<AtomicBool>,
-}
-
-impl<S> SessionService<S> {
-    /// Warns, once for the layer, when the cookie is not `Secure` and the
-    /// request names a host other than this machine.
-    fn warn_if_insecure<B>(&self, request: &Request<B>) {
-        if self.cookies.settings().cookie_secure || self.insecure_warned.load(Ordering::Relaxed) {
-            return;
-        }
-        let Some(host) = request_host(request) else {
-            return;
-        };
-        if is_loopback(host) || self.insecure_warned.swap(true, Ordering::Relaxed) {
-            return;
-        }
-        tracing::warn!(
-            host = %host,
-            "the session cookie is sent without Secure to a host that is not loopback; \
-             if the site is served over HTTPS, turn on Settings::cookie_secure \
-             (SESSION_COOKIE_SECURE) so that the cookie never travels in clear text"
-        );
-    }
 }
 
 /// The host a request was sent to: the URI's (HTTP/2, absolute form), else
@@ -122,28 +100,12 @@ fn request_host<B>(request: &Request<B>) -> Option<&str> {
         .filter(|host| !host.is_empty())
 }
 
-/// Whether `host` (with or without a port; an IPv6 address in brackets)
-/// names this machine: `localhost` and its subdomains (RFC 6761), an
-/// address in `127.0.0.0/8`, or `::1`.
-fn is_loopback(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(bracketed) => bracketed.split(']').next().unwrap_or(bracketed),
-        None => host.split(':').next().unwrap_or(host),
-    };
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
-    name == "localhost"
-        || name.ends_with(".localhost")
-        || name
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.to_canonical().is_loopback())
-}
-
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     ReqBody: Send + 'static,
-    ResBody: Default + Send + 'static,
+    ResBody: From<&'static str> + Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -154,7 +116,9 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        self.warn_if_insecure(&request);
+        if let Some(host) = request_host(&request) {
+            self.cookies.check_host(host);
+        }
         let cookie_headers = request.headers().get_all(COOKIE);
         let request_session = self
             .cookies
@@ -172,7 +136,9 @@ where
                     add_headers(headers, response.headers_mut());
                     Ok(response)
                 }
-                Err(SessionError::Interrupted) => Ok(plain(StatusCode::BAD_REQUEST)),
+                Err(SessionError::Interrupted) => {
+                    Ok(plain(StatusCode::BAD_REQUEST, INTERRUPTED_BODY))
+                }
                 Err(err) => {
                     // The message carries the whole cause; the key shows
                     // only as a fingerprint.
@@ -181,16 +147,25 @@ where
                         session = %session_fingerprint(&session),
                         "cannot save the session"
                     );
-                    Ok(plain(StatusCode::INTERNAL_SERVER_ERROR))
+                    Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, FAILED_BODY))
                 }
             }
         })
     }
 }
 
-fn plain<B: Default>(status: StatusCode) -> Response<B> {
-    let mut response = Response::new(B::default());
+/// The body of the 500 answer; the details go to the log, never to the
+/// client.
+pub(crate) const FAILED_BODY: &str = "Internal Server Error";
+
+/// A plain-text answer, as axum writes one.
+fn plain<B: From<&'static str>>(status: StatusCode, body: &'static str) -> Response<B> {
+    let mut response = Response::new(B::from(body));
     *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
@@ -228,36 +203,6 @@ mod tests {
         SessionHeaders {
             set_cookie: None,
             vary_cookie: true,
-        }
-    }
-
-    #[test]
-    fn loopback_hosts_are_told_apart() {
-        for host in [
-            "localhost",
-            "LOCALHOST:3000",
-            "app.localhost",
-            "localhost.",
-            "127.0.0.1",
-            "127.1.2.3:8080",
-            "[::1]",
-            "[::1]:3000",
-            "[::ffff:127.0.0.1]:80",
-        ] {
-            assert!(is_loopback(host), "{host}");
-        }
-        for host in [
-            "example.com",
-            "example.com:443",
-            "localhost.example.com",
-            "10.0.0.1",
-            "192.168.1.2:3000",
-            "[2001:db8::1]:443",
-            "[::]",
-            "0.0.0.0",
-            "",
-        ] {
-            assert!(!is_loopback(host), "{host}");
         }
     }
 

@@ -92,7 +92,7 @@ pub use client::{
     BearerToken, Client, ClientBuilder, Created, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
     Loaded, Transport,
 };
-pub use cookies::{RequestSession, SessionCookies, SessionHeaders};
+pub use cookies::{INTERRUPTED_BODY, RequestSession, SessionCookies, SessionHeaders};
 pub use error::{ConnectError, Error, SessionError};
 pub use expiry::{EXPIRY_KEY, Expiry, ExpiryValue};
 #[cfg(feature = "tower")]

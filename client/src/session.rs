@@ -51,6 +51,10 @@ struct State {
     accessed: bool,
     modified: bool,
     changes: Changes,
+    /// A save found the session deleted meanwhile
+    /// ([`SessionError::Interrupted`]), so the end of the request does not
+    /// try again: it answers 400 at once.
+    interrupted: bool,
 }
 
 impl State {
@@ -209,6 +213,7 @@ impl Session {
                     accessed: false,
                     modified: false,
                     changes: Changes::default(),
+                    interrupted: false,
                 }),
             }),
         }
@@ -289,6 +294,12 @@ impl Session {
     /// ```
     pub fn modified(&self) -> bool {
         self.lock().modified
+    }
+
+    /// Whether a save of this request found the session deleted meanwhile
+    /// (and no new key was made since): saving again would only fail again.
+    pub(crate) fn interrupted(&self) -> bool {
+        self.lock().interrupted
     }
 
     /// Loads the data if it has not been loaded yet, marking the session
@@ -691,7 +702,10 @@ impl Session {
     pub async fn flush(&self) -> Result<(), SessionError> {
         self.clear();
         self.delete().await?;
-        self.lock().key = None;
+        let mut state = self.lock();
+        state.key = None;
+        // What comes next is a new session, which nothing has deleted.
+        state.interrupted = false;
         Ok(())
     }
 
@@ -786,6 +800,7 @@ impl Session {
         state.key = Some(new_key);
         state.modified = true;
         state.changes = Changes::default();
+        state.interrupted = false;
         Ok(())
     }
 
@@ -870,13 +885,16 @@ impl Session {
         state.cache.get_or_insert_with(Data::new);
         state.modified = true;
         state.changes = Changes::default();
+        state.interrupted = false;
         Ok(())
     }
 
     /// Writes the session: creates it if it has no key, otherwise updates
     /// it (only the keys changed since it was loaded, with
     /// [`SaveMode::Patch`]). [`SessionError::Interrupted`] if it was deleted
-    /// meanwhile; it is never brought back.
+    /// meanwhile; it is never brought back, and the end of the request
+    /// ([`RequestSession::finish`](crate::RequestSession::finish)) then
+    /// answers 400 without trying again.
     ///
     /// The session layer saves at the end of each request; call this
     /// outside a request, or to save before a long task.
@@ -930,6 +948,11 @@ impl Session {
                 let mut state = self.lock();
                 let newer = std::mem::take(&mut state.changes);
                 state.changes = merge_changes(changes, newer);
+                // A retry cannot bring a deleted session back; the end of
+                // the request answers 400 without one.
+                if matches!(err, SessionError::Interrupted) {
+                    state.interrupted = true;
+                }
                 Err(err)
             }
         }

@@ -30,7 +30,8 @@ fn an_app_that_depends_on_the_client_parses_its_own_json() {
     // The app's lock file lists the client's dependencies too.
     let hint = if stderr.contains("--locked") {
         "\nafter a change to sessiond-client's dependencies, refresh the app's lock file \
-         with `cargo tree --manifest-path client/tests/app_json/Cargo.toml` and commit it"
+         with `cargo update -p sessiond-client --manifest-path \
+         client/tests/app_json/Cargo.toml` and commit it"
     } else {
         ""
     };

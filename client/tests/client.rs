@@ -87,11 +87,13 @@ async fn idempotent_calls_are_retried_once_when_the_server_is_unavailable() {
 /// succeed on the same client.
 #[tokio::test]
 async fn a_lazy_client_made_before_sessiond_starts_works_once_it_has() {
-    // A free port, with nothing listening on it yet.
-    let address = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A port of the test's own, bound but not listening: connects to it are
+    // refused, as with no server at all, and no other test can take it
+    // before sessiond listens on it. (A listening socket that nobody
+    // accepts on would queue the connects, which would hang, not fail.)
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let address = socket.local_addr().unwrap();
     let url = format!("http://{address}");
     assert!(matches!(
         Client::connect(url.clone()).await,
@@ -104,7 +106,7 @@ async fn a_lazy_client_made_before_sessiond_starts_works_once_it_has() {
         .unwrap_err();
     assert_eq!(err.code(), Some(tonic::Code::Unavailable), "{err}");
 
-    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    let listener = socket.listen(sessiond::LISTEN_BACKLOG).unwrap();
     let server = Sessiond::start_on(listener, &[]).await;
     let key = client.create(r#"{"a":1}"#, None).await.unwrap().session_key;
     assert!(server.client.exists(&key).await.unwrap());
@@ -178,10 +180,36 @@ async fn errors_say_which_endpoint_and_why_once() {
 
     let server = Sessiond::start().await;
     let err = server.client.load("short").await.unwrap_err();
+    let text = err.to_string();
     assert_eq!(
-        err.to_string(),
-        "sessiond answered INVALID_ARGUMENT: session_key: must be 8 to 40 characters long, got 5 characters"
+        text,
+        "sessiond Load failed (INVALID_ARGUMENT: session_key: must be 8 to 40 characters long, got 5 characters)"
     );
+    assert_eq!(text.matches("Load").count(), 1, "{text}");
+    assert_eq!(err.rpc(), Some("Load"));
+    assert!(std::error::Error::source(&err).is_none(), "{err:?}");
+
+    // A call that never got an answer: the RPC once, the transport cause
+    // once, in the message rather than from source().
+    let client = Client::connect_lazy(format!("http://{closed}")).unwrap();
+    let err = client
+        .cycle_key("k5bhu4a3ngm5sbk0nqm79pc6e4mwvt0o", None, None)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("sessiond CycleKey failed (UNAVAILABLE: "),
+        "{text}"
+    );
+    assert_eq!(text.matches("CycleKey").count(), 1, "{text}");
+    assert_eq!(
+        text.to_lowercase().matches("connection refused").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.ends_with(')'), "{text}");
+    assert_eq!(err.rpc(), Some("CycleKey"));
+    assert!(std::error::Error::source(&err).is_none(), "{err:?}");
 }
 
 #[tokio::test]

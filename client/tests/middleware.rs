@@ -5,16 +5,17 @@
 
 mod common;
 
-use std::time::Duration;
-
 use axum::Router;
-use axum::extract::Query;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use common::Sessiond;
 use common::logs::Logs;
-use reqwest::header::{COOKIE, HOST, SET_COOKIE, VARY};
-use sessiond_client::{Expiry, SameSite, Session, SessionError, SessionLayer, Settings};
+use common::pauses::{Paused, Pauses};
+use reqwest::header::{CONTENT_TYPE, COOKIE, HOST, SET_COOKIE, VARY};
+use sessiond_client::{
+    Expiry, INTERRUPTED_BODY, SameSite, Session, SessionError, SessionLayer, Settings,
+};
 
 type Reply = Result<String, (StatusCode, String)>;
 
@@ -46,15 +47,17 @@ async fn increment(session: Session) -> Reply {
 struct SetParams {
     key: String,
     value: String,
-    #[serde(default)]
-    delay_ms: u64,
 }
 
-/// Loads the session, waits, then sets one key: two of these on one
+/// Loads the session, pauses, then sets one key: two of these on one
 /// session overlap like two browser tabs.
-async fn set_slowly(session: Session, Query(params): Query<SetParams>) -> Reply {
+async fn set_slowly(
+    session: Session,
+    State(pauses): State<Pauses>,
+    Query(params): Query<SetParams>,
+) -> Reply {
     session.keys().await.map_err(fail)?;
-    tokio::time::sleep(Duration::from_millis(params.delay_ms)).await;
+    pauses.pause().await;
     session
         .insert(&params.key, params.value)
         .await
@@ -102,10 +105,11 @@ async fn increment_with_question_mark(session: Session) -> Result<String, Sessio
 /// happened meanwhile.
 async fn save_slowly(
     session: Session,
+    State(pauses): State<Pauses>,
     Query(params): Query<SetParams>,
 ) -> Result<&'static str, SessionError> {
     session.keys().await?;
-    tokio::time::sleep(Duration::from_millis(params.delay_ms)).await;
+    pauses.pause().await;
     session.insert(&params.key, params.value).await?;
     session.save().await?;
     Ok("saved")
@@ -113,6 +117,13 @@ async fn save_slowly(
 
 /// An axum site with sessions on `sessiond`, served on 127.0.0.1:0.
 async fn site(sessiond: &Sessiond, settings: Settings) -> String {
+    site_with_pauses(sessiond, settings).await.0
+}
+
+/// [`site`], and the requests to `/set` and `/question-mark/set` that wait
+/// for the test after loading their session.
+async fn site_with_pauses(sessiond: &Sessiond, settings: Settings) -> (String, Paused) {
+    let (pauses, paused) = Pauses::new();
     let app = Router::new()
         .route("/count", get(count))
         .route("/increment", get(increment))
@@ -127,15 +138,34 @@ async fn site(sessiond: &Sessiond, settings: Settings) -> String {
             get(increment_with_question_mark),
         )
         .route("/question-mark/set", get(save_slowly))
-        .layer(SessionLayer::new(sessiond.backend(), settings));
+        .layer(SessionLayer::new(sessiond.backend(), settings))
+        .with_state(pauses);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    url
+    (url, paused)
+}
+
+/// Waits until `count` requests have loaded their session, runs `meanwhile`,
+/// then lets the requests go on.
+async fn between_load_and_save(
+    paused: &mut Paused,
+    count: usize,
+    meanwhile: impl Future<Output = ()>,
+) {
+    let mut resumes = Vec::new();
+    for _ in 0..count {
+        resumes.push(paused.recv().await.expect("a paused request"));
+    }
+    meanwhile.await;
+    for resume in resumes {
+        resume.send(()).expect("the request still waits");
+    }
 }
 
 struct Answer {
     status: StatusCode,
+    content_type: Option<String>,
     set_cookie: Vec<String>,
     vary: Option<String>,
     body: String,
@@ -157,6 +187,10 @@ async fn fetch(url: &str, cookie: Option<&str>) -> Answer {
     }
     let response = request.send().await.unwrap();
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned());
     let set_cookie = response
         .headers()
         .get_all(SET_COOKIE)
@@ -170,6 +204,7 @@ async fn fetch(url: &str, cookie: Option<&str>) -> Answer {
     let body = response.text().await.unwrap();
     Answer {
         status,
+        content_type,
         set_cookie,
         vary,
         body,
@@ -283,30 +318,38 @@ async fn nothing_is_saved_on_a_server_error() {
     assert_eq!(answer.vary.as_deref(), Some("Cookie"));
 }
 
+/// The session is loaded by a request, then logged out elsewhere before the
+/// layer saves it: 400, saying what to do.
 #[tokio::test]
 async fn an_update_of_a_session_deleted_meanwhile_answers_400() {
-    let sessiond = Sessiond::start().await;
-    let url = site(&sessiond, Settings::default()).await;
+    let sessiond = Sessiond::start_with_metrics().await;
+    let (url, mut paused) = site_with_pauses(&sessiond, Settings::default()).await;
     let key = fetch(&format!("{url}/increment"), None).await.key();
-    // The session is loaded by the request, then logged out elsewhere
-    // before the request saves.
-    let answer = {
-        let slow_url = format!("{url}/set?key=a&value=b&delay_ms=300");
-        let cookie = format!("sessionid={key}");
-        let slow = fetch(&slow_url, Some(&cookie));
-        let logout = async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    let cookie = format!("sessionid={key}");
+    let set = format!("{url}/set?key=a&value=b");
+    let (answer, ()) = tokio::join!(
+        fetch(&set, Some(&cookie)),
+        between_load_and_save(&mut paused, 1, async {
             sessiond.client.delete(&key).await.unwrap();
-        };
-        let (answer, ()) = tokio::join!(slow, logout);
-        answer
-    };
-    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
-    assert!(answer.set_cookie.is_empty());
+        }),
+    );
+    assert_interrupted(&answer);
     assert!(
         !sessiond.client.exists(&key).await.unwrap(),
         "the deleted session came back"
     );
+    assert_eq!(sessiond.calls("Patch", "NOT_FOUND").await, 1);
+}
+
+/// The answer to a request whose session was deleted meanwhile.
+fn assert_interrupted(answer: &Answer) {
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.body, INTERRUPTED_BODY);
+    assert_eq!(
+        answer.content_type.as_deref(),
+        Some("text/plain; charset=utf-8")
+    );
+    assert!(answer.set_cookie.is_empty(), "{:?}", answer.set_cookie);
 }
 
 #[tokio::test]
@@ -450,12 +493,17 @@ async fn login_cycles_the_key() {
 #[tokio::test]
 async fn two_concurrent_requests_changing_different_keys_both_survive() {
     let sessiond = Sessiond::start().await;
-    let url = site(&sessiond, Settings::default()).await;
+    let (url, mut paused) = site_with_pauses(&sessiond, Settings::default()).await;
     let key = fetch(&format!("{url}/increment"), None).await.key();
     let cookie = format!("sessionid={key}");
-    let cart = format!("{url}/set?key=cart&value=book&delay_ms=200");
-    let theme = format!("{url}/set?key=theme&value=dark&delay_ms=200");
-    let (tab_a, tab_b) = tokio::join!(fetch(&cart, Some(&cookie)), fetch(&theme, Some(&cookie)));
+    let cart = format!("{url}/set?key=cart&value=book");
+    let theme = format!("{url}/set?key=theme&value=dark");
+    // Both have loaded the session before either saves.
+    let (tab_a, tab_b, ()) = tokio::join!(
+        fetch(&cart, Some(&cookie)),
+        fetch(&theme, Some(&cookie)),
+        between_load_and_save(&mut paused, 2, async {}),
+    );
     assert_eq!(tab_a.status, StatusCode::OK);
     assert_eq!(tab_b.status, StatusCode::OK);
     let loaded = sessiond.client.load(&key).await.unwrap().unwrap();
@@ -499,7 +547,7 @@ async fn a_handler_using_question_mark_answers_500_when_sessiond_is_down() {
     );
     // The cause, down to the transport (a refused or a closed connection).
     assert!(
-        logged.contains("error=the session store failed: call to sessiond failed: "),
+        logged.contains("error=the session store failed: sessiond Load failed ("),
         "{logged}"
     );
     assert!(logged.contains(": transport error: "), "{logged}");
@@ -526,33 +574,37 @@ async fn a_failed_final_save_answers_500_and_is_logged_once() {
     );
     assert!(logged.contains("cannot save the session"), "{logged}");
     assert!(
-        logged.contains("error=the session store failed: call to sessiond failed: "),
+        logged.contains("error=the session store failed: sessiond Create failed ("),
         "{logged}"
     );
     assert!(logged.contains(": transport error: "), "{logged}");
 }
 
+/// The handler's own save meets the logout and answers 400 through `?`;
+/// the layer then answers the same, without saving again (one Patch reaches
+/// sessiond, not two), so the explanation reaches the user.
 #[tokio::test]
 async fn a_handler_using_question_mark_answers_400_after_a_concurrent_logout() {
-    let sessiond = Sessiond::start().await;
-    let url = site(&sessiond, Settings::default()).await;
+    let sessiond = Sessiond::start_with_metrics().await;
+    let (url, mut paused) = site_with_pauses(&sessiond, Settings::default()).await;
     let key = fetch(&format!("{url}/increment"), None).await.key();
-    let answer = {
-        let slow_url = format!("{url}/question-mark/set?key=a&value=b&delay_ms=300");
-        let cookie = format!("sessionid={key}");
-        let slow = fetch(&slow_url, Some(&cookie));
-        let logout = async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    let cookie = format!("sessionid={key}");
+    let set = format!("{url}/question-mark/set?key=a&value=b");
+    let (answer, ()) = tokio::join!(
+        fetch(&set, Some(&cookie)),
+        between_load_and_save(&mut paused, 1, async {
             sessiond.client.delete(&key).await.unwrap();
-        };
-        let (answer, ()) = tokio::join!(slow, logout);
-        answer
-    };
-    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
-    assert!(answer.set_cookie.is_empty());
+        }),
+    );
+    assert_interrupted(&answer);
     assert!(
         !sessiond.client.exists(&key).await.unwrap(),
         "the deleted session came back"
+    );
+    assert_eq!(
+        sessiond.calls("Patch", "NOT_FOUND").await,
+        1,
+        "the session was saved again after the handler's save failed"
     );
 }
 

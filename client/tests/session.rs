@@ -609,6 +609,11 @@ async fn clear_expired_removes_expired_sessions() {
     assert!(!session.exists(&key).await.unwrap());
 }
 
+/// Through a real sessiond. In this workspace serde_json's
+/// `arbitrary_precision` and `preserve_order` are on (the server turns them
+/// on for every crate), so this would pass with values kept in a
+/// `serde_json::Map` too; `client/tests/app_json/` proves it without them
+/// (see `untouched_values_are_saved_back_as_the_store_held_them`).
 #[tokio::test]
 async fn big_integers_and_key_order_survive_a_round_trip() {
     let server = Sessiond::start().await;
@@ -623,10 +628,23 @@ async fn big_integers_and_key_order_survive_a_round_trip() {
     assert_eq!(reread.get_value("big").await.unwrap(), Some(big));
 }
 
-// Another writer's literals (an integer past u64, a float written `1e16`)
-// and key order come back byte for byte from a whole save, since values the
-// request did not touch are sent as the text the store held; `keys()` and a
-// patch's new keys keep insertion order.
+/// Another writer's literals (an integer past u64, a float written `1e16`,
+/// `1.50`) and key order come back byte for byte from a whole save, since
+/// values the request did not touch are sent as the text the store held;
+/// `keys()` and a patch's new keys keep insertion order.
+///
+/// What this proves: the text goes through a real sessiond (Create, Load,
+/// Save, Patch) and back unchanged, and a whole save and a patch keep the
+/// order. What it cannot prove: that the client needs no serde_json
+/// feature for it. This test runs inside the workspace, where the server
+/// turns on `arbitrary_precision` and `preserve_order` for every crate, so
+/// the `1.50` literal and the key order would survive with values kept in
+/// a `serde_json::Map` too. The feature-free proof is `client/tests/app_json/`
+/// (run by `client/tests/app_json.rs`): an app in a workspace of its own,
+/// which re-signs a Django session through the same `Data` type the server
+/// backend parses sessiond's text into. (It has no sessiond to talk to:
+/// depending on the server crate would turn the features back on, and
+/// `cargo test -p sessiond-client` does not build the `sessiond` binary.)
 #[tokio::test]
 async fn untouched_values_are_saved_back_as_the_store_held_them() {
     let server = Sessiond::start().await;

@@ -96,6 +96,14 @@ fn payload(cookie: &str) -> &str {
     cookie.split(':').next().unwrap()
 }
 
+/// Django's bytes come out of a re-signed Django session: this proves the
+/// client re-encodes what the app did not touch as Django wrote it, keys
+/// in order. It cannot prove that the client needs no serde_json feature
+/// for it: inside this workspace the server turns on `arbitrary_precision`
+/// and `preserve_order` for every crate, so values kept in a
+/// `serde_json::Map` would pass too. `client/tests/app_json/` (run by
+/// `client/tests/app_json.rs`), an app in a workspace of its own where both
+/// are off, repeats this case as the proof.
 #[tokio::test]
 async fn what_the_app_does_not_touch_is_signed_again_byte_for_byte() {
     let session = session(backend(SECRET), TEN_YEARS, Some(DJANGO_SESSION));

@@ -22,7 +22,7 @@ async fn server_with_one_session(args: &[&str]) -> (TestServer, (String, String)
 
 fn assert_invalid(result: Result<impl std::fmt::Debug, sessiond_client::Error>, field: &str) {
     let err = result.unwrap_err();
-    let sessiond_client::Error::Status(status) = &err else {
+    let sessiond_client::Error::Status { status, .. } = &err else {
         panic!("expected a status, got {err:?}");
     };
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -67,7 +67,7 @@ async fn malformed_keys_are_refused_by_every_rpc_and_change_nothing() {
 async fn the_key_length_error_says_what_is_allowed() {
     let server = TestServer::start().await;
     let err = server.client.load("1234567").await.unwrap_err();
-    let sessiond_client::Error::Status(status) = err else {
+    let sessiond_client::Error::Status { status, .. } = err else {
         panic!()
     };
     assert_eq!(
