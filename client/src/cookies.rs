@@ -16,7 +16,7 @@
 //! [`SessionCookies::check_host`] warns, once, when the cookie goes out
 //! without `Secure` to a site that is not on the machine itself.
 //!
-//! [`SessionLayer`](crate::SessionLayer) (feature `tower`) is these steps
+//! `SessionLayer` (feature `tower`) is these steps
 //! around a tower service.
 
 use std::fmt;
@@ -34,7 +34,7 @@ use crate::settings::{SameSite, Settings};
 
 /// The body of the 400 answer to [`SessionError::Interrupted`] (the
 /// session was deleted while the request ran): what the user can do about
-/// it. [`SessionLayer`](crate::SessionLayer) and the axum response of
+/// it. `SessionLayer` (feature `tower`) and the axum response of
 /// [`SessionError`] answer with it; so should a middleware of another
 /// framework, as plain text.
 pub const INTERRUPTED_BODY: &str = "Your session ended while this request was running (did you log out in another tab?). Please reload the page.";
@@ -100,7 +100,7 @@ impl SessionCookies {
     /// a request was sent to (its `Host` header, or the URI's authority;
     /// with or without a port). Call it before
     /// [`request_session`](Self::request_session);
-    /// [`SessionLayer`](crate::SessionLayer) does.
+    /// `SessionLayer` (feature `tower`) does.
     ///
     /// With [`Settings::cookie_secure`] off (Django's default, for
     /// development over plain HTTP), the first host that is not loopback
