@@ -150,7 +150,7 @@ pub struct ConnectionSettings {
     pub handshake_timeout: Duration,
     /// Connections open at once; past it a new one is closed as soon as it
     /// is accepted. `None`: what the open-file limit leaves after the
-    /// files the server and its store need (see
+    /// files the server and its store need, at most 16 384 (see
     /// `ConnectionCap::resolve` in `server/admission.rs`).
     pub max_connections: Option<usize>,
     /// Connections open at once from one IP address; zero: no such limit.

@@ -87,6 +87,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let signals = Signals::catch().context("cannot catch SIGINT and SIGTERM")?;
     let hangups = Hangups::catch().context("cannot catch SIGHUP")?;
+    raise_file_limit();
     let config = args.into_config();
     let listen = config.listen;
     let server = Server::open(config).await?;
@@ -100,6 +101,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     reloads.abort();
     served?;
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one, as systemd advises
+/// services that need many files (and as Go programs do): the soft limit
+/// of 1024 is kept low for programs that use select(2), and sessiond does
+/// not. The default --max-connections follows from the raised limit, and
+/// stays within its own ceiling.
+fn raise_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(file_limit = limit, "open-file limit"),
+        Err(err) => tracing::warn!(error = %err, "cannot raise the open-file limit"),
+    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -13,7 +13,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::flood::Flood;
-use common::process::{Running, sessiond, sessiond_with_file_limit};
+use common::process::{Running, sessiond, sessiond_with_file_limit, sessiond_with_soft_file_limit};
 use common::scrape::{metric, metrics_text};
 use sessiond_client::Client;
 
@@ -169,6 +169,24 @@ async fn at_the_open_file_limit_accepting_pauses_instead_of_spinning() {
         metric(&text, "sessiond_accept_failures_total") >= 1.0,
         "{text}"
     );
+}
+
+#[test]
+fn serve_takes_its_hard_file_limit_and_caps_the_default_below_it() {
+    let server =
+        Running::start(sessiond_with_soft_file_limit(100).env("SESSIOND_STORE", "memory://"));
+    let log = server.log();
+    let field = |name: &str| -> u64 {
+        log.split(&format!("\"{name}\":"))
+            .nth(1)
+            .and_then(|rest| rest.split([',', '}']).next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in the start-up line:\n{log}"))
+    };
+    let file_limit = field("file_limit");
+    assert!(file_limit > 100, "the soft limit was raised: {log}");
+    let expected = (file_limit - 128.min(file_limit / 2)).min(16_384);
+    assert_eq!(field("max_connections"), expected, "{log}");
 }
 
 /// The server's CPU over [`CPU_WINDOW`] stays below [`IDLE_CPU`].

@@ -134,8 +134,9 @@ pub struct ServeArgs {
     /// Connections served at once. Past it a new connection is closed as
     /// soon as it is accepted, counted in sessiond_connections_refused_total
     /// and logged at most once a minute. Default: the open-file limit
-    /// (`ulimit -n`, systemd's LimitNOFILE=) less 128 files kept for the
-    /// store, the metrics endpoint and logs; printed at startup.
+    /// (`ulimit -n`, systemd's LimitNOFILE=; serve raises its soft limit
+    /// to the hard one) less 128 files kept for the store, the metrics
+    /// endpoint and logs, at most 16384; printed at startup.
     #[arg(long, env = "SESSIOND_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
     pub max_connections: Option<u64>,
 

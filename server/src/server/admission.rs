@@ -21,6 +21,12 @@ use crate::metrics::{Metrics, Refusal};
 /// of 16; Redis), the listeners, metrics scrapes, TLS files, the runtime.
 pub const RESERVED_FILES: u64 = 128;
 
+/// The most connections the default allows, whatever the open-file limit:
+/// a container's limit is commonly 1 048 576, which would let a flood take
+/// 17 GiB at 17 KiB an idle connection. 16 384 take about 270 MiB (400 MiB
+/// with TLS); more need `--max-connections`.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 16_384;
+
 /// The connection limit in force and where it came from.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionCap {
@@ -31,7 +37,8 @@ pub struct ConnectionCap {
 
 impl ConnectionCap {
     /// `configured`, or what the open-file limit leaves after
-    /// [`RESERVED_FILES`] (half of it, when the limit is that low).
+    /// [`RESERVED_FILES`] (half of it, when the limit is that low), at most
+    /// [`DEFAULT_MAX_CONNECTIONS`].
     pub fn resolve(configured: Option<usize>) -> Self {
         let file_limit = match rlimit::getrlimit(rlimit::Resource::NOFILE) {
             Ok((soft, _hard)) => Some(soft),
@@ -56,11 +63,15 @@ impl ConnectionCap {
                 max
             }
             (Some(max), None) => max,
-            (None, Some(room)) => usize::try_from(room).unwrap_or(usize::MAX),
-            (None, None) => usize::try_from(connections_within(1024)).unwrap_or(usize::MAX),
+            (None, Some(room)) => default_within(room),
+            (None, None) => default_within(connections_within(1024)),
         };
         Self { max, file_limit }
     }
+}
+
+fn default_within(room: u64) -> usize {
+    usize::try_from(room.min(DEFAULT_MAX_CONNECTIONS)).unwrap_or(usize::MAX)
 }
 
 /// The connections an open-file limit leaves room for.
@@ -177,11 +188,11 @@ impl Admission {
             Refusal::MaxConnectionsPerIp => {
                 if let Some(held_back) = inner.refused_per_ip.admit() {
                     tracing::warn!(
-                        peer = ?ip,
+                        peer = %ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
                         max_connections_per_ip = inner.per_ip,
                         refused_since_last_warning = held_back,
-                        "refusing new connections from an address that has \
-                         --max-connections-per-ip open (counted in \
+                        "refusing new connections from an address (an IPv6 one stands for \
+                         its /64) that has --max-connections-per-ip open (counted in \
                          sessiond_connections_refused_total; warned about once a minute)"
                     );
                 }
@@ -286,5 +297,7 @@ mod tests {
         assert_eq!(connections_within(1_024), 896);
         assert_eq!(connections_within(100), 50);
         assert_eq!(connections_within(1), 1);
+        assert_eq!(default_within(connections_within(1_024)), 896);
+        assert_eq!(default_within(connections_within(1_048_576)), 16_384);
     }
 }

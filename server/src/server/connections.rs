@@ -42,6 +42,11 @@ use crate::metrics::Metrics;
 const FIRST_ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 /// The longest pause: the pause doubles while accepts keep failing.
 const LONGEST_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
+/// Failures of single connections in a row after which accepting pauses
+/// anyway: an error that looks like one connection's (EPERM from a
+/// security module, say) may be the listener's every time, and retrying it
+/// at once would spin.
+const FAILURES_IN_A_ROW_BEFORE_PAUSE: u32 = 32;
 
 type Plain = OpeningDeadline<BatchedWrites<TcpStream>>;
 type Encrypted = OpeningDeadline<TlsStream<BatchedWrites<TcpStream>>>;
@@ -74,6 +79,8 @@ pub(super) struct Connections {
     pause: Option<Pin<Box<Sleep>>>,
     /// The pause after the next failed accept.
     next_pause: Duration,
+    /// Accepts that failed since the last one that succeeded.
+    failures_in_a_row: u32,
     failed_accepts: LogThrottle,
     metrics: Metrics,
     /// The listener has ended.
@@ -111,16 +118,20 @@ impl Connections {
             opening_timeout: settings.handshake_timeout,
             pause: None,
             next_pause: FIRST_ACCEPT_PAUSE,
+            failures_in_a_row: 0,
             failed_accepts: LogThrottle::default(),
             metrics,
             tcp_done: false,
         }
     }
 
-    /// After a failed accept: on at once when only that connection failed,
-    /// else a pause.
+    /// After a failed accept: on at once when only that connection failed
+    /// (unless such failures keep coming), else a pause.
     fn accept_failed(&mut self, err: &io::Error) {
-        if only_this_connection_failed(err) {
+        self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
+        if only_this_connection_failed(err)
+            && self.failures_in_a_row < FAILURES_IN_A_ROW_BEFORE_PAUSE
+        {
             tracing::debug!(error = %err, "a connection failed before it was accepted");
             return;
         }
@@ -220,6 +231,7 @@ impl Stream for Connections {
             match Pin::new(&mut this.tcp).poll_next(cx) {
                 Poll::Ready(Some(Ok(stream))) => {
                     this.next_pause = FIRST_ACCEPT_PAUSE;
+                    this.failures_in_a_row = 0;
                     let ip = stream.peer_addr().ok().map(|addr| addr.ip());
                     // Refused: dropping the stream closes it.
                     let Some(admitted) = this.admission.admit(ip) else {

@@ -29,6 +29,12 @@ pub fn sessiond_with_file_limit(files: u32) -> Command {
     sessiond_after(&format!("ulimit -n {files}"))
 }
 
+/// `sessiond` whose soft open-file limit is `files`, its hard limit left
+/// as it is (a login shell's usual 1024 under a higher hard limit).
+pub fn sessiond_with_soft_file_limit(files: u32) -> Command {
+    sessiond_after(&format!("ulimit -Sn {files}"))
+}
+
 /// `sessiond` started by a shell after `setup`, a shell command that
 /// changes what the process inherits.
 fn sessiond_after(setup: &str) -> Command {
