@@ -247,6 +247,8 @@ async fn djangos_session_suite_passes_on_sessiond() {
             ("PYTHONPATH", &engine_path(stubs.path())),
             ("SESSIOND_ADDRESS", &address),
             ("SESSIOND_TOKEN", TOKEN),
+            // The recovery test stops and restarts a sessiond of its own.
+            ("SESSIOND_BIN", env!("CARGO_BIN_EXE_sessiond")),
         ],
     )
     .await;

@@ -12,7 +12,9 @@ Settings (read at every call, so ``override_settings`` works in tests):
 
 One channel per address and process is shared by all threads; a child
 process made by ``fork`` opens its own on first use, since gRPC channels do
-not survive a fork.
+not survive a fork. While sessiond is down the channel tries to reconnect
+every half second or so (not gRPC's default of up to two minutes), so
+requests succeed again soon after sessiond is back.
 """
 
 import os
@@ -32,6 +34,7 @@ except ImportError as error:  # pragma: no cover - depends on the install
     ) from error
 
 __all__ = [
+    "CHANNEL_OPTIONS",
     "DEFAULT_ADDRESS",
     "DEFAULT_TIMEOUT",
     "SessiondError",
@@ -46,6 +49,37 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 #: The Rust client's default too: long enough for a busy server, short
 #: enough that a request fails instead of hanging when sessiond is gone.
 DEFAULT_TIMEOUT = 5.0
+
+
+#: After a failed connection attempt gRPC waits before the next one, 1 s
+#: at first and 1.6 times longer after each failure, up to 2 minutes: after
+#: an outage of a few seconds, requests kept failing for seconds once
+#: sessiond was back, because the channel was not trying yet. Waiting at
+#: most half a second (gRPC adds up to 20 % jitter) brings requests back
+#: within 0.6 s of sessiond, at the cost of two connection attempts a second
+#: per process while it is down.
+MAX_RECONNECT_BACKOFF_MS = 500
+
+#: The first wait after a failure: a restarted sessiond is often back
+#: within a fraction of a second.
+INITIAL_RECONNECT_BACKOFF_MS = 100
+
+#: gRPC gives one connection attempt at least this long (its option is
+#: named ``min_reconnect_backoff_ms``; the default is 20 s). A second is
+#: ample on the loopback or private network sessiond belongs on, and an
+#: attempt that hangs (packets dropped while sessiond moves) no longer
+#: holds the channel back for 20 s after sessiond answers again.
+MIN_CONNECT_TIMEOUT_MS = 1000
+
+#: Options of the one channel per address.
+CHANNEL_OPTIONS = (
+    # sessiond bounds the data it stores (--max-data-bytes); the client's
+    # 4 MiB default would refuse larger configured limits.
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.initial_reconnect_backoff_ms", INITIAL_RECONNECT_BACKOFF_MS),
+    ("grpc.min_reconnect_backoff_ms", MIN_CONNECT_TIMEOUT_MS),
+    ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
+)
 
 
 class SessiondError(Exception):
@@ -77,12 +111,7 @@ def _stub(address):
     with _lock:
         entry = _stubs.get(address)
         if entry is None or entry[0] != pid:
-            channel = grpc.insecure_channel(
-                address,
-                # sessiond bounds the data it stores (--max-data-bytes); the
-                # client's 4 MiB default would refuse larger configured limits.
-                options=[("grpc.max_receive_message_length", -1)],
-            )
+            channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
             entry = (pid, sessiond_pb2_grpc.SessionServiceStub(channel))
             _stubs[address] = entry
     return entry[1]

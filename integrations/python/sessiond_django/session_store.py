@@ -6,9 +6,14 @@ sessiond in place of the table:
 * ``load`` of a missing or expired session returns ``{}`` and forgets the
   key, so the next save issues a fresh one; it never creates anything.
 * ``save(must_create=True)`` inserts or raises ``CreateError``;
-  ``save()`` updates or raises ``UpdateError`` when the session was deleted
-  meanwhile (a logout in another tab): it never brings it back.
+  ``save()`` sends only what changed since the session was loaded (members
+  set and members removed, with sessiond's ``Patch``), so two requests of
+  one user that change different members both keep their changes; it
+  raises ``UpdateError`` when the session was deleted meanwhile (a logout
+  in another tab): it never brings it back.
 * ``create`` draws keys until an insert succeeds.
+* ``cycle_key`` moves the session to a key sessiond draws, in one call
+  (``CycleKey``): the old key is gone and the data kept, atomically.
 
 Session data travels as the text of a JSON object, exactly what Django's
 ``JSONSerializer`` writes (so ``SESSION_SERIALIZER`` is not consulted); the
@@ -84,6 +89,11 @@ def encode_data(session_dict):
 def decode_data(text):
     """The session dictionary from sessiond's JSON text; anything that is not
     a JSON object reads as an empty session, as Django reads corrupted data."""
+    data = _parse_object(text)
+    return {} if data is None else data
+
+
+def _parse_object(text):
     try:
         data = json.loads(text)
     except ValueError:
@@ -91,8 +101,16 @@ def decode_data(text):
     if not isinstance(data, dict):
         # Django's own words and logger for corrupted session data; never the data.
         logging.getLogger("django.security.SuspiciousSession").warning("Session data corrupted")
-        return {}
+        return None
     return data
+
+
+def _encode_members(session_dict):
+    """Each member of the session as the JSON text of its value, to tell
+    what a request changed: text, not values, so that ``True`` and ``1``
+    (equal in Python) differ, and a list changed in place differs from the
+    list loaded."""
+    return {key: json.dumps(value, separators=(",", ":")) for key, value in session_dict.items()}
 
 
 def to_timestamp(moment):
@@ -108,6 +126,12 @@ def to_timestamp(moment):
 
 class SessionStore(SessionBase):
     """Django's ``SessionBase`` on sessiond's ``SessionService``."""
+
+    #: ``(session, members)``: the dictionary last loaded from or written to
+    #: sessiond, and its members as they were then (``_encode_members``). A
+    #: save sends what differs from them; a session dictionary that is not
+    #: this one (``clear()`` makes a new one) is written whole.
+    _stored = None
 
     def _validate_session_key(self, key):
         return is_valid_key(key)
@@ -128,8 +152,15 @@ class SessionStore(SessionBase):
         if not response.found:
             # Never reuse a key the client chose or that expired.
             self._session_key = None
+            self._stored = None
             return {}
-        return decode_data(response.data)
+        data = _parse_object(response.data)
+        if data is None:
+            # Corrupted: the next save writes the session whole.
+            self._stored = None
+            return {}
+        self._stored = (data, _encode_members(data))
+        return data
 
     def exists(self, session_key):
         if not is_valid_key(session_key):
@@ -154,20 +185,75 @@ class SessionStore(SessionBase):
         if self.session_key is None:
             return self.create()
         data = self._get_session(no_load=must_create)
+        if must_create:
+            self._insert(data)
+        else:
+            self._patch(data)
+
+    def _insert(self, data):
         request = sessiond_pb2.SaveRequest(
             session_key=self._get_or_create_session_key(),
             data=encode_data(data),
             expire_date=to_timestamp(self.get_expiry_date()),
-            must_create=must_create,
+            must_create=True,
         )
         try:
             call("Save", request)
         except SessiondError as error:
-            if must_create and error.code == grpc.StatusCode.ALREADY_EXISTS:
+            if error.code == grpc.StatusCode.ALREADY_EXISTS:
                 raise CreateError from error
-            if not must_create and error.code == grpc.StatusCode.NOT_FOUND:
+            raise
+        self._stored = (data, _encode_members(data))
+
+    def _patch(self, data):
+        # What this request changed, applied on top of what is stored now,
+        # so that the changes of concurrent requests of the same user stay.
+        members = _encode_members(data)
+        stored_session, stored_members = self._stored or (None, None)
+        if stored_session is data:
+            changed = {
+                key: data[key] for key, text in members.items() if stored_members.get(key) != text
+            }
+            removed = [key for key in stored_members if key not in members]
+            replace = False
+        else:
+            # Not loaded through this store, or cleared: the whole session
+            # replaces what is stored, as Django's own engines write it.
+            changed, removed, replace = data, [], True
+        request = sessiond_pb2.PatchRequest(
+            session_key=self._get_or_create_session_key(),
+            set=encode_data(changed) if changed else "",
+            remove=removed,
+            replace=replace,
+            expire_date=to_timestamp(self.get_expiry_date()),
+        )
+        try:
+            call("Patch", request)
+        except SessiondError as error:
+            if error.code == grpc.StatusCode.NOT_FOUND:
+                # Deleted meanwhile (a logout elsewhere): never brought back.
                 raise UpdateError from error
             raise
+        self._stored = (data, members)
+
+    def cycle_key(self):
+        """Moves the session to a new key that sessiond draws, with the data
+        in hand and its expiry, and removes the old key, in one call."""
+        data = self._session
+        key = self.session_key
+        if key is None:
+            # Nothing stored yet: Django's cycle_key creates the session.
+            self.create()
+            return
+        request = sessiond_pb2.CycleKeyRequest(
+            session_key=key,
+            data=encode_data(data),
+            expire_date=to_timestamp(self.get_expiry_date()),
+        )
+        response = call("CycleKey", request)
+        self._session_key = response.session_key
+        self._stored = (data, _encode_members(data))
+        self.modified = True
 
     def delete(self, session_key=None):
         if session_key is None:
@@ -197,6 +283,9 @@ class SessionStore(SessionBase):
 
     async def asave(self, must_create=False):
         return await _in_thread(self.save)(must_create)
+
+    async def acycle_key(self):
+        return await _in_thread(self.cycle_key)()
 
     async def adelete(self, session_key=None):
         return await _in_thread(self.delete)(session_key)

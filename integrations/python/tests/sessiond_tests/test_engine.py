@@ -1,16 +1,19 @@
 """What the sessiond engine must get right beyond Django's own tests: what
-travels on the wire, keys sessiond would refuse, and a sessiond that is
-down, slow, or asks for a token."""
+travels on the wire, keys sessiond would refuse, saves of concurrent
+requests, cycle_key in one call, and a sessiond that is down, slow, comes
+back, or asks for a token."""
 
 import json
+import os
 import socket
+import subprocess
 import threading
 import time
 from concurrent import futures
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 import grpc
-from django.contrib.sessions.backends.base import CreateError
+from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.test import SimpleTestCase, override_settings
 from django.utils import timezone
 
@@ -21,6 +24,9 @@ from sessiond_django.session_store import SessionStore
 
 #: A well-formed key that no test stores.
 UNKNOWN_KEY = "k" * 32
+
+#: The key FakeSessiond's CycleKey hands out.
+CYCLED_KEY = "c" * 32
 
 
 def _closed_port():
@@ -50,6 +56,7 @@ class FakeSessiond(sessiond_pb2_grpc.SessionServiceServicer):
     def __init__(self, test, load=None, save=None):
         self.metadata = []
         self.calls = []
+        self.requests = []
         self._load = load
         self._save = save
         self._lock = threading.Lock()
@@ -60,9 +67,10 @@ class FakeSessiond(sessiond_pb2_grpc.SessionServiceServicer):
         self.server.start()
         test.addCleanup(lambda: self.server.stop(grace=None).wait(5))
 
-    def _record(self, method, context):
+    def _record(self, method, context, request=None):
         with self._lock:
             self.calls.append(method)
+            self.requests.append(request)
             self.metadata.append(dict(context.invocation_metadata()))
 
     def Load(self, request, context):  # noqa: N802 - the RPC's name
@@ -72,10 +80,44 @@ class FakeSessiond(sessiond_pb2_grpc.SessionServiceServicer):
         return sessiond_pb2.LoadResponse(found=False)
 
     def Save(self, request, context):  # noqa: N802
-        self._record("Save", context)
+        self._record("Save", context, request)
         if self._save:
             return self._save(request, context)
         return sessiond_pb2.SaveResponse()
+
+    def Patch(self, request, context):  # noqa: N802
+        self._record("Patch", context, request)
+        return sessiond_pb2.PatchResponse(expire_date=request.expire_date)
+
+    def CycleKey(self, request, context):  # noqa: N802
+        self._record("CycleKey", context, request)
+        return sessiond_pb2.CycleKeyResponse(
+            session_key=CYCLED_KEY, expire_date=request.expire_date
+        )
+
+    def Delete(self, request, context):  # noqa: N802
+        self._record("Delete", context, request)
+        return sessiond_pb2.DeleteResponse(deleted=True)
+
+
+def _assert_about(test, timestamp, moment):
+    """``timestamp`` is ``moment`` (aware, or naive in ``TIME_ZONE``) give or
+    take a second: a session without ``_session_expiry`` expires "now plus
+    SESSION_COOKIE_AGE", which moves between two reads."""
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment)
+    got = timestamp.ToDatetime(tzinfo=dt_timezone.utc)
+    test.assertLess(abs(got - moment.astimezone(dt_timezone.utc)), timedelta(seconds=1))
+
+
+def _stored_as(data):
+    """A Load handler for FakeSessiond that finds ``data``."""
+
+    def load(request, context):
+        return sessiond_pb2.LoadResponse(found=True, data=json.dumps(data))
+
+    return load
+
 
 
 class TokenTests(SimpleTestCase):
@@ -305,3 +347,234 @@ class FakeServerTests(SimpleTestCase):
                 self.assertEqual(session.load(), {})
         self.assertEqual([r.getMessage() for r in logs.records], ["Session data corrupted"])
         self.assertEqual(session.session_key, UNKNOWN_KEY)
+
+
+class ConcurrentSaveTests(SimpleTestCase):
+    """A save sends what its request changed (sessiond's Patch), so that two
+    requests of one user that overlap keep each other's writes."""
+
+    def _saved(self, data):
+        session = SessionStore()
+        session.update(data)
+        session.save()
+        self.addCleanup(session.delete)
+        return session.session_key
+
+    def _stored(self, key):
+        return json.loads(_load_raw(key).data)
+
+    def test_two_requests_keep_each_others_members(self):
+        key = self._saved({"visits": 1})
+        first, second = SessionStore(key), SessionStore(key)
+        # Both load before either saves, as two requests in flight do.
+        self.assertEqual((first["visits"], second["visits"]), (1, 1))
+        first["cart"] = ["book"]
+        second["theme"] = "dark"
+        first.save()
+        second.save()
+        self.assertEqual(self._stored(key), {"visits": 1, "cart": ["book"], "theme": "dark"})
+
+    def test_a_removal_and_a_set_of_other_members_both_stay(self):
+        key = self._saved({"flash": "hello", "cart": []})
+        first, second = SessionStore(key), SessionStore(key)
+        self.assertEqual(first.pop("flash"), "hello")
+        second["cart"] = ["pen"]
+        first.save()
+        second.save()
+        # The second request never wrote the member it did not change: the
+        # first one's removal stands.
+        self.assertEqual(self._stored(key), {"cart": ["pen"]})
+
+    def test_a_member_changed_in_place_is_saved(self):
+        key = self._saved({"cart": ["book"], "n": True})
+        session = SessionStore(key)
+        session["cart"].append("pen")
+        session["n"] = 1  # equal to True in Python, not in JSON
+        session.modified = True
+        session.save()
+        self.assertEqual(self._stored(key), {"cart": ["book", "pen"], "n": 1})
+        # A second save of the same store sends only what changed since the first.
+        other = SessionStore(key)
+        other["seen"] = True
+        other.save()
+        session["cart"].append("ink")
+        session.save()
+        self.assertEqual(
+            self._stored(key), {"cart": ["book", "pen", "ink"], "n": 1, "seen": True}
+        )
+
+    def test_clear_replaces_the_stored_session(self):
+        key = self._saved({"a": 1, "b": 2})
+        session = SessionStore(key)
+        session.clear()
+        session["c"] = 3
+        session.save()
+        self.assertEqual(self._stored(key), {"c": 3})
+
+    def test_an_expiry_change_is_saved_without_other_changes(self):
+        with override_settings(SESSION_COOKIE_AGE=3600):
+            key = self._saved({"a": 1})
+        with override_settings(SESSION_COOKIE_AGE=7200):
+            session = SessionStore(key)
+            session.save()
+            expected = session.get_expiry_date()
+        _assert_about(self, _load_raw(key).expire_date, expected)
+        self.assertEqual(self._stored(key), {"a": 1})
+
+    def test_a_session_deleted_meanwhile_is_not_brought_back(self):
+        key = self._saved({"a": 1})
+        session = SessionStore(key)
+        session["b"] = 2
+        SessionStore(key).flush()
+        with self.assertRaises(UpdateError):
+            session.save()
+        self.assertIs(_load_raw(key).found, False)
+
+    def test_save_sends_only_the_members_changed_since_load(self):
+        fake = FakeSessiond(self, load=_stored_as({"a": 1, "b": 2, "c": [1], "d": 0}))
+        with override_settings(SESSIOND_ADDRESS=fake.address):
+            session = SessionStore(UNKNOWN_KEY)
+            del session["a"]
+            session["b"] = 3
+            session["c"].append(2)
+            session["e"] = True
+            session.save()
+        self.assertEqual(fake.calls, ["Load", "Patch"])
+        request = fake.requests[-1]
+        self.assertEqual(request.session_key, UNKNOWN_KEY)
+        self.assertEqual(request.set, '{"b":3,"c":[1,2],"e":true}')
+        self.assertEqual(list(request.remove), ["a"])
+        self.assertIs(request.replace, False)
+        _assert_about(self, request.expire_date, session.get_expiry_date())
+
+
+class CycleKeyTests(SimpleTestCase):
+    """``cycle_key`` (``login()``) is one CycleKey call: the old key gone and
+    the data kept, atomically in sessiond."""
+
+    def test_cycle_key_is_one_call_with_the_data_in_hand(self):
+        fake = FakeSessiond(self, load=_stored_as({"cart": [1]}))
+        with override_settings(SESSIOND_ADDRESS=fake.address):
+            session = SessionStore(UNKNOWN_KEY)
+            session["user"] = 7
+            session.cycle_key()
+        self.assertEqual(fake.calls, ["Load", "CycleKey"])
+        request = fake.requests[-1]
+        self.assertEqual(request.session_key, UNKNOWN_KEY)
+        self.assertEqual(json.loads(request.data), {"cart": [1], "user": 7})
+        _assert_about(self, request.expire_date, session.get_expiry_date())
+        self.assertEqual(session.session_key, CYCLED_KEY)
+        self.assertEqual(dict(session.items()), {"cart": [1], "user": 7})
+        self.assertIs(session.modified, True)
+
+    async def test_acycle_key_is_one_call_too(self):
+        fake = FakeSessiond(self, load=_stored_as({"cart": [1]}))
+        with override_settings(SESSIOND_ADDRESS=fake.address):
+            session = SessionStore(UNKNOWN_KEY)
+            await session.aset("user", 7)
+            await session.acycle_key()
+        self.assertEqual(fake.calls, ["Load", "CycleKey"])
+        self.assertEqual(session.session_key, CYCLED_KEY)
+
+    def test_cycle_key_moves_the_session_and_later_saves_patch_the_new_key(self):
+        session = SessionStore()
+        session["cart"] = ["book"]
+        session.set_expiry(3600)
+        session.save()
+        old_key = session.session_key
+        self.addCleanup(session.delete)
+        session.cycle_key()
+        self.assertNotEqual(session.session_key, old_key)
+        self.assertIs(session.exists(old_key), False)
+        stored = _load_raw(session.session_key)
+        self.assertEqual(json.loads(stored.data), {"cart": ["book"], "_session_expiry": 3600})
+        # login() sets the user after cycling: a save patches the new key.
+        other = SessionStore(session.session_key)
+        other["theme"] = "dark"
+        other.save()
+        session["user"] = 7
+        session.save()
+        self.assertEqual(
+            json.loads(_load_raw(session.session_key).data),
+            {"cart": ["book"], "_session_expiry": 3600, "theme": "dark", "user": 7},
+        )
+
+
+def _without_sessiond_settings():
+    """This process's environment without the suite's SESSIOND_* variables,
+    which sessiond would read as its own settings (SESSIOND_TOKEN)."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("SESSIOND_")}
+
+
+class RecoveryTests(SimpleTestCase):
+    """sessiond stopped for a while, then started again on the same address:
+    requests succeed again as soon as it answers, not after gRPC's
+    reconnect backoff has grown to seconds."""
+
+    #: With gRPC's default backoff (1 s, x1.6, 20 % jitter) the channel's
+    #: attempts fall near 1, 2.6 and 5.2 s after sessiond stops, and the
+    #: next not before 7.4 s: a sessiond back after 6 s would wait for it.
+    DOWN_FOR = 6.0
+
+    def _binary(self):
+        binary = os.environ.get("SESSIOND_BIN")
+        if not binary:
+            self.fail("SESSIOND_BIN must name the sessiond binary (the Rust test sets it)")
+        return binary
+
+    def _start(self, binary, address):
+        server = subprocess.Popen(
+            [binary, "serve", "--store", "memory://", "--listen", address],
+            env=_without_sessiond_settings(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.addCleanup(lambda: server.poll() is None and (server.kill(), server.wait()))
+        return server
+
+    def _wait_until_healthy(self, binary, address):
+        """The moment sessiond's health check first answers SERVING."""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            check = subprocess.run(
+                [binary, "healthcheck", "--listen", address, "--timeout", "1s"],
+                env=_without_sessiond_settings(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            if check.returncode == 0:
+                return time.monotonic()
+            time.sleep(0.01)
+        self.fail(f"sessiond on {address} did not become healthy within 20 s")
+
+    def test_a_request_succeeds_within_a_second_of_sessiond_answering_again(self):
+        binary = self._binary()
+        address = f"127.0.0.1:{_closed_port()}"
+        with override_settings(SESSIOND_ADDRESS=address, SESSIOND_TOKEN=None):
+            server = self._start(binary, address)
+            self._wait_until_healthy(binary, address)
+            SessionStore(UNKNOWN_KEY).load()
+
+            server.terminate()
+            self.assertEqual(server.wait(10), 0)
+            # The engine keeps trying while sessiond is down, and fails fast.
+            down_until = time.monotonic() + self.DOWN_FOR
+            while time.monotonic() < down_until:
+                with self.assertRaises(SessiondUnavailable):
+                    SessionStore(UNKNOWN_KEY).load()
+                time.sleep(0.05)
+
+            self._start(binary, address)
+            answering = self._wait_until_healthy(binary, address)
+            while True:
+                try:
+                    SessionStore(UNKNOWN_KEY).load()
+                    break
+                except SessiondUnavailable:
+                    if time.monotonic() - answering > 30:
+                        raise
+                    time.sleep(0.01)
+            late = time.monotonic() - answering
+        self.assertLess(
+            late, 1.0, f"the first request succeeded {late:.2f}s after sessiond answered"
+        )
