@@ -6,8 +6,9 @@ writes ``DIR/sessiond/v1/sessiond_pb2.py``, ``sessiond_pb2_grpc.py`` and
 ``sessiond_pb2.pyi`` with grpcio-tools. ``DIR`` defaults to the directory
 that holds ``sessiond_django``, so that a checkout with that directory on
 ``PYTHONPATH`` imports them. The package's build hook (``setup.py``) calls
-``generate`` too, so an installed package carries its stubs; the stubs are
-never checked in, so they cannot drift from the proto.
+``generate`` too, so an installed package carries its stubs and needs no
+generate step; the stubs are never checked in, so they cannot drift from
+the proto. Only this generator needs grpcio-tools; the engine does not.
 """
 
 import argparse
@@ -19,6 +20,11 @@ from pathlib import Path
 #: The proto file, relative to the proto directory; the generated modules
 #: import each other by this path (``from sessiond.v1 import sessiond_pb2``).
 PROTO_FILE = "sessiond/v1/sessiond.proto"
+
+#: What to install to run the generator in a checkout: the build requirement
+#: of pyproject.toml, whose version fixes the grpcio and protobuf the
+#: generated code needs.
+GRPCIO_TOOLS = "grpcio-tools==1.85.1"
 
 
 class GenerateError(Exception):
@@ -40,10 +46,19 @@ def default_out_dir():
 
 def generate(out, proto_dir=None):
     """Writes the stubs under ``out`` and returns the paths written."""
-    # Imported here so that --help works without grpcio-tools.
     from importlib.resources import files
 
-    from grpc_tools import protoc
+    # Imported here so that --help works without grpcio-tools, which only
+    # builds need: an installed package already carries its stubs.
+    try:
+        from grpc_tools import protoc
+    except ImportError as error:
+        raise GenerateError(
+            f"grpcio-tools is not installed (no module {error.name!r}): run "
+            f"`pip install {GRPCIO_TOOLS}` to generate the stubs in a checkout; "
+            "a package installed with `pip install ./integrations/python` "
+            "already carries them and needs no generate step"
+        ) from error
 
     proto_dir = Path(proto_dir) if proto_dir else default_proto_dir()
     source = proto_dir / PROTO_FILE
