@@ -13,7 +13,7 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{TestServer, python};
@@ -57,38 +57,20 @@ struct Output {
 /// Runs the virtualenv's Python with `args` in `cwd`; panics with its output
 /// unless it exits with 0 within [`PYTHON_TIMEOUT`].
 async fn run_python(venv: &Path, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    // Files, not pipes: nothing has to drain them while the child runs, and
-    // they hold what a wedged child said before it was killed.
-    let logs = tempfile::tempdir().unwrap();
-    let stdout_path = logs.path().join("stdout");
-    let stderr_path = logs.path().join("stderr");
-    let mut child = tokio::process::Command::new(venv.join("bin/python"))
+    let mut command = tokio::process::Command::new(venv.join("bin/python"));
+    command
         .args(args)
         .current_dir(cwd)
-        .env_remove("DJANGO_SETTINGS_MODULE")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        // gRPC's core logs connection chatter at INFO on stderr.
-        .env("GRPC_VERBOSITY", "ERROR")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&stdout_path).unwrap())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let status = tokio::time::timeout(PYTHON_TIMEOUT, child.wait()).await;
-    if status.is_err() {
-        let _ = child.kill().await;
-    }
+        .envs(env.iter().copied());
+    let finished = python::run_to_end(command, PYTHON_TIMEOUT).await;
     let output = Output {
-        stdout: std::fs::read_to_string(&stdout_path).unwrap_or_default(),
-        stderr: std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+        stdout: finished.stdout,
+        stderr: finished.stderr,
     };
-    let outcome = match status {
-        Ok(Ok(status)) if status.success() => return output,
-        Ok(Ok(status)) => format!("failed with {status}"),
-        Ok(Err(error)) => format!("could not be waited for: {error}"),
-        Err(_) => format!("did not finish within {PYTHON_TIMEOUT:?}"),
+    let outcome = match finished.status {
+        Some(status) if status.success() => return output,
+        Some(status) => format!("failed with {status}"),
+        None => format!("did not finish within {PYTHON_TIMEOUT:?}"),
     };
     panic!(
         "python {args:?} in {} {outcome}\n--- stdout\n{}\n--- stderr\n{}",

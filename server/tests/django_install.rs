@@ -128,50 +128,33 @@ struct Outcome {
 /// Runs `script` with `sh -e` in `cwd`, as a user of the virtualenv `venv`
 /// would (its `bin` first on `PATH`), within [`STEP_TIMEOUT`].
 async fn sh(venv: &Path, cwd: &Path, script: &str, env: &[(&str, &str)]) -> Outcome {
-    // Files, not pipes: nothing has to drain them while the child runs.
-    let logs = tempfile::tempdir().unwrap();
-    let stdout_path = logs.path().join("stdout");
-    let stderr_path = logs.path().join("stderr");
     let path = format!(
         "{}:{}",
         venv.join("bin").display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let mut child = tokio::process::Command::new("sh")
+    let mut command = tokio::process::Command::new("sh");
+    command
         .args(["-e", "-c", script])
         .current_dir(cwd)
         .env("PATH", path)
         .env("VIRTUAL_ENV", venv)
         .env_remove("PYTHONPATH")
         .env_remove("PYTHONHOME")
-        .env_remove("DJANGO_SETTINGS_MODULE")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("GRPC_VERBOSITY", "ERROR")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&stdout_path).unwrap())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let status = tokio::time::timeout(STEP_TIMEOUT, child.wait()).await;
-    if status.is_err() {
-        let _ = child.kill().await;
-    }
-    let stdout = std::fs::read_to_string(&stdout_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-    let success = match status {
-        Ok(Ok(status)) => status.success(),
-        Ok(Err(error)) => panic!("sh could not be waited for: {error}"),
-        Err(_) => panic!(
-            "{script:?} in {} did not finish within {STEP_TIMEOUT:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-            cwd.display()
-        ),
+        .envs(env.iter().copied());
+    let finished = python::run_to_end(command, STEP_TIMEOUT).await;
+    let Some(status) = finished.status else {
+        panic!(
+            "{script:?} in {} did not finish within {STEP_TIMEOUT:?}\n--- stdout\n{}\n--- stderr\n{}",
+            cwd.display(),
+            finished.stdout,
+            finished.stderr
+        );
     };
     Outcome {
-        success,
-        stdout,
-        stderr,
+        success: status.success(),
+        stdout: finished.stdout,
+        stderr: finished.stderr,
     }
 }
 

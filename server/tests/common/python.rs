@@ -95,3 +95,49 @@ pub fn run(venv: &Path, script: &str, args: &[&str], env: &[(&str, &str)]) -> St
     );
     stdout
 }
+
+/// How a child process of [`run_to_end`] ended, and what it said.
+pub struct Finished {
+    /// `None`: it did not end within the timeout and was killed.
+    pub status: Option<std::process::ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `command` as every Python step of these tests runs: with no
+/// `DJANGO_SETTINGS_MODULE` (steps name their settings on the command
+/// line, and a developer's own must not leak in), writing no bytecode, with gRPC's core
+/// quiet (it logs connection chatter at INFO on stderr), no stdin, killed
+/// after `timeout`. Its output goes to files, not pipes: nothing has to
+/// drain them while it runs, and they keep what a wedged child said before
+/// it was killed.
+pub async fn run_to_end(
+    mut command: tokio::process::Command,
+    timeout: std::time::Duration,
+) -> Finished {
+    let logs = tempfile::tempdir().unwrap();
+    let stdout_path = logs.path().join("stdout");
+    let stderr_path = logs.path().join("stderr");
+    let mut child = command
+        .env_remove("DJANGO_SETTINGS_MODULE")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("GRPC_VERBOSITY", "ERROR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(waited) => Some(waited.expect("the child can be waited for")),
+        Err(_) => {
+            let _ = child.kill().await;
+            None
+        }
+    };
+    Finished {
+        status,
+        stdout: std::fs::read_to_string(&stdout_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+    }
+}
