@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use sessiond_client::proto::session_service_client::SessionServiceClient;
-use sessiond_client::{Client, Transport, proto};
+use sessiond_client::{Client, Transport, code_name, proto};
 
 /// A failed request, by the name its errors are counted under: the gRPC
 /// status code (`UNAVAILABLE`), `LOAD_MISSED` for a pre-created session that
@@ -43,30 +43,6 @@ impl std::fmt::Display for Failure {
 
 /// The name of a Load that found nothing where a session was created.
 const LOAD_MISSED: &str = "LOAD_MISSED";
-
-/// The canonical gRPC name of a status code, as in the proto's comments.
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code;
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
 
 /// What the sessions of a run hold and until when.
 #[derive(Debug, Clone)]

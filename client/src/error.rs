@@ -236,8 +236,12 @@ impl fmt::Display for StatusMessage<'_> {
 }
 
 /// The name gRPC gives a status code (`UNAVAILABLE`), as servers log it and
-/// grpcurl shows it.
-fn code_name(code: tonic::Code) -> &'static str {
+/// grpcurl shows it (tonic's own `Display` is a description instead).
+///
+/// ```
+/// assert_eq!(sessiond_client::code_name(tonic::Code::NotFound), "NOT_FOUND");
+/// ```
+pub fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code;
     match code {
         Code::Ok => "OK",

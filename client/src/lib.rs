@@ -93,7 +93,7 @@ pub use client::{
     Loaded, Transport,
 };
 pub use cookies::{INTERRUPTED_BODY, RequestSession, SessionCookies, SessionHeaders};
-pub use error::{ConnectError, Error, SessionError};
+pub use error::{ConnectError, Error, SessionError, code_name};
 pub use expiry::{EXPIRY_KEY, Expiry, ExpiryValue};
 #[cfg(feature = "tower")]
 pub use layer::{SessionLayer, SessionService};
