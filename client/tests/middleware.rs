@@ -318,21 +318,29 @@ async fn nothing_is_saved_on_a_server_error() {
     assert_eq!(answer.vary.as_deref(), Some("Cookie"));
 }
 
-/// The session is loaded by a request, then logged out elsewhere before the
-/// layer saves it: 400, saying what to do.
-#[tokio::test]
-async fn an_update_of_a_session_deleted_meanwhile_answers_400() {
-    let sessiond = Sessiond::start_with_metrics().await;
-    let (url, mut paused) = site_with_pauses(&sessiond, Settings::default()).await;
+/// A session is made, then `path` (a handler that sets `a`) is fetched with
+/// it while the session is deleted between the handler's load and its save,
+/// as a logout in another tab would. Returns the answer and the key.
+async fn set_while_logged_out_elsewhere(sessiond: &Sessiond, path: &str) -> (Answer, String) {
+    let (url, mut paused) = site_with_pauses(sessiond, Settings::default()).await;
     let key = fetch(&format!("{url}/increment"), None).await.key();
     let cookie = format!("sessionid={key}");
-    let set = format!("{url}/set?key=a&value=b");
+    let set = format!("{url}{path}?key=a&value=b");
     let (answer, ()) = tokio::join!(
         fetch(&set, Some(&cookie)),
         between_load_and_save(&mut paused, 1, async {
             sessiond.client.delete(&key).await.unwrap();
         }),
     );
+    (answer, key)
+}
+
+/// The session is loaded by a request, then logged out elsewhere before the
+/// layer saves it: 400, saying what to do.
+#[tokio::test]
+async fn an_update_of_a_session_deleted_meanwhile_answers_400() {
+    let sessiond = Sessiond::start_with_metrics().await;
+    let (answer, key) = set_while_logged_out_elsewhere(&sessiond, "/set").await;
     assert_interrupted(&answer);
     assert!(
         !sessiond.client.exists(&key).await.unwrap(),
@@ -586,16 +594,7 @@ async fn a_failed_final_save_answers_500_and_is_logged_once() {
 #[tokio::test]
 async fn a_handler_using_question_mark_answers_400_after_a_concurrent_logout() {
     let sessiond = Sessiond::start_with_metrics().await;
-    let (url, mut paused) = site_with_pauses(&sessiond, Settings::default()).await;
-    let key = fetch(&format!("{url}/increment"), None).await.key();
-    let cookie = format!("sessionid={key}");
-    let set = format!("{url}/question-mark/set?key=a&value=b");
-    let (answer, ()) = tokio::join!(
-        fetch(&set, Some(&cookie)),
-        between_load_and_save(&mut paused, 1, async {
-            sessiond.client.delete(&key).await.unwrap();
-        }),
-    );
+    let (answer, key) = set_while_logged_out_elsewhere(&sessiond, "/question-mark/set").await;
     assert_interrupted(&answer);
     assert!(
         !sessiond.client.exists(&key).await.unwrap(),
