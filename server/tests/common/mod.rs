@@ -5,6 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod flood;
+pub mod node;
 pub mod process;
 pub mod python;
 pub mod scrape;

@@ -1,0 +1,312 @@
+'use strict';
+
+const fs = require('node:fs');
+const path = require('node:path');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+
+const { errorFromStatus, SessiondError } = require('./errors');
+
+/** A call that takes longer fails with DEADLINE_EXCEEDED; five seconds, as the Rust client. */
+const DEFAULT_TIMEOUT_MS = 5000;
+/** Where the proto lives relative to its include directory. */
+const PROTO_FILE = path.join('sessiond', 'v1', 'sessiond.proto');
+
+/**
+ * The directory holding `sessiond/v1/sessiond.proto`: the package's own copy
+ * (made by scripts/copy-proto.js), else $SESSIOND_PROTO_DIR, else the
+ * checkout's `proto/` two levels up.
+ * @returns {string}
+ */
+function protoDir() {
+  const candidates = [
+    path.join(__dirname, '..', 'proto'),
+    process.env.SESSIOND_PROTO_DIR,
+    path.join(__dirname, '..', '..', '..', 'proto'),
+  ].filter(Boolean);
+  const found = candidates.find((dir) => fs.existsSync(path.join(dir, PROTO_FILE)));
+  if (!found) {
+    throw new Error(
+      `sessiond-client: cannot find ${PROTO_FILE} in ${candidates.join(', ')}; ` +
+        'run `npm install` (its prepare step copies it) or set SESSIOND_PROTO_DIR',
+    );
+  }
+  return found;
+}
+
+let serviceConstructor;
+
+/** The generated service client class, parsed from the proto once per process. */
+function sessionServiceClient() {
+  if (!serviceConstructor) {
+    const definition = protoLoader.loadSync(PROTO_FILE, {
+      includeDirs: [protoDir()],
+      keepCase: true,
+      longs: Number,
+      enums: String,
+      defaults: true,
+      oneofs: true,
+    });
+    serviceConstructor = grpc.loadPackageDefinition(definition).sessiond.v1.SessionService;
+  }
+  return serviceConstructor;
+}
+
+/**
+ * @param {Date | undefined | null} date
+ * @returns {{ seconds: number, nanos: number } | undefined}
+ */
+function toTimestamp(date) {
+  if (date === undefined || date === null) return undefined;
+  if (!(date instanceof Date) || Number.isNaN(date.getTime())) {
+    throw new TypeError('sessiond-client: an expiry must be a valid Date');
+  }
+  const ms = date.getTime();
+  const seconds = Math.floor(ms / 1000);
+  return { seconds, nanos: (ms - seconds * 1000) * 1e6 };
+}
+
+/**
+ * @param {{ seconds: number | string, nanos: number } | null | undefined} timestamp
+ * @returns {Date | null}
+ */
+function fromTimestamp(timestamp) {
+  if (!timestamp) return null;
+  return new Date(Number(timestamp.seconds) * 1000 + Math.floor(timestamp.nanos / 1e6));
+}
+
+/**
+ * Reads a TLS setting: a Buffer holds PEM itself, a string names a PEM file.
+ * @param {Buffer | string | undefined} value
+ * @returns {Buffer | null}
+ */
+function pem(value) {
+  if (value === undefined || value === null) return null;
+  if (Buffer.isBuffer(value)) return value;
+  if (typeof value === 'string') return fs.readFileSync(value);
+  throw new TypeError('sessiond-client: tls.ca, tls.cert and tls.key are Buffers (PEM) or file paths');
+}
+
+/**
+ * @param {object | undefined} tls
+ * @returns {grpc.ChannelCredentials}
+ */
+function channelCredentials(tls) {
+  if (!tls) return grpc.credentials.createInsecure();
+  const cert = pem(tls.cert);
+  const key = pem(tls.key);
+  if (Boolean(cert) !== Boolean(key)) {
+    throw new TypeError('sessiond-client: tls.cert and tls.key go together (a client certificate and its key)');
+  }
+  return grpc.credentials.createSsl(pem(tls.ca), key, cert);
+}
+
+/** Serializes session data for the wire: the text of one JSON object. */
+function toDataText(data) {
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new TypeError('sessiond-client: session data must be a plain object');
+  }
+  return JSON.stringify(data);
+}
+
+/** Parses the server's data text; anything but an object reads as empty. */
+function fromDataText(text) {
+  if (!text) return {};
+  const data = JSON.parse(text);
+  return data !== null && typeof data === 'object' && !Array.isArray(data) ? data : {};
+}
+
+/**
+ * A connection to sessiond: one typed method per RPC of
+ * `sessiond.v1.SessionService`. Make one per process and share it; it keeps
+ * one HTTP/2 channel per address.
+ *
+ * With several addresses, calls go to the first one that answers; a call
+ * failing with UNAVAILABLE is tried once on each next address, and the
+ * address that answered is tried first from then on. Every attempt has its
+ * own deadline of `timeoutMs`.
+ */
+class Client {
+  /**
+   * @param {object} options
+   * @param {string | string[]} options.addresses `host:port`, or several for failover
+   * @param {string} [options.token] a bearer token (`--token` / `--tokens-file` on the server)
+   * @param {{ ca?: Buffer | string, cert?: Buffer | string, key?: Buffer | string }} [options.tls]
+   *   TLS: Buffers hold PEM, strings are paths of PEM files; `{}` trusts the system's roots
+   * @param {number} [options.timeoutMs] deadline of each call (default 5000)
+   */
+  constructor(options) {
+    const { addresses, token, tls, timeoutMs = DEFAULT_TIMEOUT_MS } = options ?? {};
+    const list = typeof addresses === 'string' ? [addresses] : addresses;
+    if (!Array.isArray(list) || list.length === 0 || !list.every((a) => typeof a === 'string' && a)) {
+      throw new TypeError('sessiond-client: `addresses` must be a non-empty string or array of "host:port"');
+    }
+    if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
+      throw new TypeError('sessiond-client: `timeoutMs` must be a positive number of milliseconds');
+    }
+    const Service = sessionServiceClient();
+    const credentials = channelCredentials(tls);
+    /** @type {string[]} */
+    this.addresses = [...list];
+    this.timeoutMs = timeoutMs;
+    this._stubs = list.map((address) => new Service(address, credentials));
+    this._preferred = 0;
+    this._metadata = new grpc.Metadata();
+    if (token !== undefined && token !== null) {
+      if (typeof token !== 'string' || !/^[\x21-\x7e]+$/.test(token)) {
+        throw new TypeError('sessiond-client: `token` must be printable ASCII without spaces');
+      }
+      this._metadata.set('authorization', `Bearer ${token}`);
+    }
+  }
+
+  /**
+   * Makes one call, failing over to the next address on UNAVAILABLE.
+   * @param {string} rpc the RPC name, e.g. 'Load'
+   * @param {object} request
+   * @returns {Promise<any>}
+   */
+  async _call(rpc, request) {
+    const count = this._stubs.length;
+    let lastError;
+    for (let attempt = 0; attempt < count; attempt += 1) {
+      const index = (this._preferred + attempt) % count;
+      try {
+        const response = await this._callOne(index, rpc, request);
+        this._preferred = index;
+        return response;
+      } catch (error) {
+        if (!(error instanceof SessiondError) || error.code !== grpc.status.UNAVAILABLE) throw error;
+        lastError = error;
+      }
+    }
+    throw lastError;
+  }
+
+  _callOne(index, rpc, request) {
+    const stub = this._stubs[index];
+    const method = rpc[0].toLowerCase() + rpc.slice(1);
+    const deadline = new Date(Date.now() + this.timeoutMs);
+    return new Promise((resolve, reject) => {
+      stub[method](request, this._metadata, { deadline }, (error, response) => {
+        if (error) reject(errorFromStatus(rpc, error, this.addresses[index]));
+        else resolve(response);
+      });
+    });
+  }
+
+  /**
+   * The data and expiry of a live session, or `null` if it is missing or
+   * expired (not an error).
+   * @param {string} sessionKey
+   * @returns {Promise<{ data: object, expireDate: Date } | null>}
+   */
+  async load(sessionKey) {
+    const response = await this._call('Load', { session_key: sessionKey });
+    if (!response.found) return null;
+    return { data: fromDataText(response.data), expireDate: fromTimestamp(response.expire_date) };
+  }
+
+  /**
+   * Whether a session row exists, expired or not.
+   * @param {string} sessionKey
+   * @returns {Promise<boolean>}
+   */
+  async exists(sessionKey) {
+    const response = await this._call('Exists', { session_key: sessionKey });
+    return response.exists;
+  }
+
+  /**
+   * Stores `data` under a fresh key drawn by the server.
+   * @param {object} data
+   * @param {Date} [expireDate] default: now plus the server's session age
+   * @returns {Promise<{ sessionKey: string, expireDate: Date }>}
+   */
+  async create(data, expireDate) {
+    const response = await this._call('Create', {
+      data: toDataText(data),
+      expire_date: toTimestamp(expireDate),
+    });
+    return { sessionKey: response.session_key, expireDate: fromTimestamp(response.expire_date) };
+  }
+
+  /**
+   * Writes a whole session: updates it, or with `mustCreate` inserts it
+   * (ALREADY_EXISTS if taken). An update of a deleted session fails with
+   * NOT_FOUND and does not bring it back.
+   * @param {string} sessionKey
+   * @param {object} data
+   * @param {{ expireDate?: Date, mustCreate?: boolean }} [options]
+   * @returns {Promise<{ expireDate: Date }>}
+   */
+  async save(sessionKey, data, options = {}) {
+    const response = await this._call('Save', {
+      session_key: sessionKey,
+      data: toDataText(data),
+      expire_date: toTimestamp(options.expireDate),
+      must_create: Boolean(options.mustCreate),
+    });
+    return { expireDate: fromTimestamp(response.expire_date) };
+  }
+
+  /**
+   * Changes some members of a session in one step on the server: removes
+   * `remove`, then sets the members of `set` (on an empty session when
+   * `replace`). NOT_FOUND if the session was deleted meanwhile.
+   * @param {string} sessionKey
+   * @param {{ set?: object, remove?: string[], replace?: boolean, expireDate?: Date }} changes
+   * @returns {Promise<{ expireDate: Date }>}
+   */
+  async patch(sessionKey, changes = {}) {
+    const set = changes.set ?? {};
+    const response = await this._call('Patch', {
+      session_key: sessionKey,
+      set: Object.keys(set).length === 0 ? '' : toDataText(set),
+      remove: changes.remove ?? [],
+      replace: Boolean(changes.replace),
+      expire_date: toTimestamp(changes.expireDate),
+    });
+    return { expireDate: fromTimestamp(response.expire_date) };
+  }
+
+  /**
+   * Deletes a session; deleting a missing one is not an error.
+   * @param {string} sessionKey
+   * @returns {Promise<boolean>} whether a row was removed
+   */
+  async delete(sessionKey) {
+    const response = await this._call('Delete', { session_key: sessionKey });
+    return response.deleted;
+  }
+
+  /**
+   * Moves a session to a fresh key in one step; the old key is gone. Without
+   * `data` the stored data moves (NOT_FOUND if there is no live session).
+   * @param {string} sessionKey
+   * @param {{ data?: object, expireDate?: Date }} [options]
+   * @returns {Promise<{ sessionKey: string, expireDate: Date }>}
+   */
+  async cycleKey(sessionKey, options = {}) {
+    const request = { session_key: sessionKey, expire_date: toTimestamp(options.expireDate) };
+    if (options.data !== undefined) request.data = toDataText(options.data);
+    const response = await this._call('CycleKey', request);
+    return { sessionKey: response.session_key, expireDate: fromTimestamp(response.expire_date) };
+  }
+
+  /**
+   * Removes every expired session.
+   * @returns {Promise<number>} how many were removed
+   */
+  async clearExpired() {
+    const response = await this._call('ClearExpired', {});
+    return Number(response.removed);
+  }
+
+  /** Closes the channels; calls made afterwards fail. */
+  close() {
+    for (const stub of this._stubs) stub.close();
+  }
+}
+
+module.exports = { Client, DEFAULT_TIMEOUT_MS };
