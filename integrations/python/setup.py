@@ -1,8 +1,8 @@
 """Build hook: the wheel carries gRPC stubs generated from the repository's proto/.
 
 Everything else about the package is in pyproject.toml. The stubs are
-written into the build directory by ``sessiond_django.generate`` (the same
-code as ``python -m sessiond_django.generate``), so they always match the
+written into the build directory by ``sessiond_client.generate`` (the same
+code as ``python -m sessiond_client.generate``), so they always match the
 proto the package was built from. The proto is found at ``../../proto``
 relative to this file, or at ``$SESSIOND_PROTO_DIR``.
 """
@@ -16,7 +16,7 @@ from setuptools.command.build_py import build_py
 
 def _generator():
     # Loaded by path: importing the package itself would need the stubs.
-    path = Path(__file__).resolve().parent / "sessiond_django" / "generate.py"
+    path = Path(__file__).resolve().parent / "sessiond_client" / "generate.py"
     spec = importlib.util.spec_from_file_location("_sessiond_generate", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -18,13 +18,17 @@ use std::time::Duration;
 
 use common::{TestServer, python};
 
-/// The versions the engine is tested with; grpcio-tools fixes the grpcio and
-/// protobuf that its generated code needs (see integrations/python/pyproject.toml).
-const GRPCIO: &str = "grpcio==1.85.1";
-const GRPCIO_TOOLS: &str = "grpcio-tools==1.85.1";
-const PROTOBUF: &str = "protobuf==7.36.2";
 /// The build backend of the package's build hook, pinned as well.
 const SETUPTOOLS: &str = "setuptools==84.2.1";
+
+/// The Python packages of the distribution `sessiond-client`
+/// (integrations/python/pyproject.toml); the build adds the stubs.
+const PACKAGES: [&str; 4] = [
+    "sessiond_client",
+    "sessiond_django",
+    "flask_sessiond",
+    "sessiond_asgi",
+];
 
 /// Each Python run takes seconds; the bound is for a wedged one.
 const PYTHON_TIMEOUT: Duration = Duration::from_secs(300);
@@ -33,7 +37,13 @@ const PYTHON_TIMEOUT: Duration = Duration::from_secs(300);
 const SUMMARY_PREFIX: &str = "sessiond-suite: ";
 
 fn venv() -> Option<PathBuf> {
-    python::venv(&[python::DJANGO, GRPCIO, GRPCIO_TOOLS, PROTOBUF, SETUPTOOLS])
+    python::venv(&[
+        python::DJANGO,
+        python::GRPCIO,
+        python::GRPCIO_TOOLS,
+        python::PROTOBUF,
+        SETUPTOOLS,
+    ])
 }
 
 fn integration_dir() -> PathBuf {
@@ -87,7 +97,7 @@ async fn generate_stubs(venv: &Path, out: &Path) {
     run_python(
         venv,
         &dir,
-        &["-m", "sessiond_django.generate", "--out", out],
+        &["-m", "sessiond_client.generate", "--out", out],
         &[("PYTHONPATH", dir.to_str().unwrap())],
     )
     .await;
@@ -332,10 +342,9 @@ async fn the_package_installs_with_stubs_generated_from_the_proto() {
     let package = checkout.path().join("integrations/python");
     let repo = integration_dir().join("../..");
     copy_tree(&repo.join("proto"), &checkout.path().join("proto"));
-    copy_tree(
-        &integration_dir().join("sessiond_django"),
-        &package.join("sessiond_django"),
-    );
+    for module in PACKAGES {
+        copy_tree(&integration_dir().join(module), &package.join(module));
+    }
     for file in ["pyproject.toml", "setup.py", "README.md"] {
         std::fs::copy(integration_dir().join(file), package.join(file)).unwrap();
     }
@@ -358,15 +367,22 @@ async fn the_package_installs_with_stubs_generated_from_the_proto() {
     ];
     run_python(&venv, checkout.path(), &pip, &[]).await;
     for installed in [
+        "sessiond_client/session.py",
+        "sessiond_client/py.typed",
         "sessiond_django/session_store.py",
+        "flask_sessiond/__init__.py",
+        "sessiond_asgi/__init__.py",
         "sessiond/v1/sessiond_pb2.py",
         "sessiond/v1/sessiond_pb2_grpc.py",
     ] {
         assert!(site.join(installed).is_file(), "{installed} not installed");
     }
 
-    let import = "import sessiond_django.session_store as s, sessiond.v1.sessiond_pb2_grpc as g\n\
-                  print(s.__file__)\nprint(g.__file__)";
+    // Only the neutral client: the frameworks of the extras are not
+    // installed with --no-deps (Django is, in this virtualenv).
+    let import = "import sessiond_client.session as c, sessiond_django.session_store as s\n\
+                  import sessiond.v1.sessiond_pb2_grpc as g\n\
+                  print(c.__file__)\nprint(s.__file__)\nprint(g.__file__)";
     let output = run_python(
         &venv,
         checkout.path(),

@@ -1,5 +1,5 @@
-//! The two ways into the Django engine that `integrations/python/README.md`
-//! documents, each taken from a fresh virtualenv by running its code block
+//! The two ways into the Python package (with its Django engine) that
+//! `integrations/python/README.md` documents, each taken from a fresh virtualenv by running its code block
 //! as written: installing the package (`## Install`), and working from the
 //! checkout without installing it (`### Working on it without installing`).
 //! Each then runs the example site's tests against a real sessiond.
@@ -194,20 +194,23 @@ async fn example_site_passes(venv: &Path, checkout: &Path, env: &[(&str, &str)])
     );
 }
 
-#[tokio::test]
-async fn the_install_steps_of_the_readme_are_all_it_takes() {
-    let readme = package_readme();
-    let install = sh_block(&readme, INSTALL_HEADING);
+#[test]
+fn the_root_readme_shows_the_same_install_step() {
+    let install = sh_block(&package_readme(), INSTALL_HEADING);
     // The top-level README shows the same way in, and no step after it.
     let root = std::fs::read_to_string(repo_dir().join("README.md")).unwrap();
     assert_eq!(sh_block(&root, ROOT_HEADING), install);
     let (_, django_section) = root.split_once(&format!("\n{ROOT_HEADING}\n")).unwrap();
     let django_section = django_section.split("\n## ").next().unwrap();
     assert!(
-        !django_section.contains("sessiond_django.generate"),
+        !django_section.contains(".generate"),
         "the Django section of README.md asks for a generate step after the install"
     );
+}
 
+#[tokio::test]
+async fn the_install_steps_of_the_readme_are_all_it_takes() {
+    let install = sh_block(&package_readme(), INSTALL_HEADING);
     let Some(venv) = fresh_venv().await else {
         return;
     };
@@ -220,7 +223,7 @@ async fn the_install_steps_of_the_readme_are_all_it_takes() {
     let imported = sh_ok(
         venv.path(),
         elsewhere.path(),
-        "python -c 'import sessiond_django.session_store as s, sessiond.v1.sessiond_pb2_grpc as g; print(s.__file__); print(g.__file__)'",
+        "python -c 'import sessiond_client.session as c, sessiond_django.session_store as s, sessiond.v1.sessiond_pb2_grpc as g; print(c.__file__); print(s.__file__); print(g.__file__)'",
         &[],
     )
     .await;
@@ -237,7 +240,7 @@ async fn the_install_steps_of_the_readme_are_all_it_takes() {
     let generate = sh(
         venv.path(),
         &checkout.path().join("integrations/python"),
-        "python -m sessiond_django.generate",
+        "python -m sessiond_client.generate",
         &[],
     )
     .await;

@@ -1,14 +1,14 @@
 """Generates the Python gRPC stubs of ``sessiond.v1`` from the repository's proto/.
 
-    python -m sessiond_django.generate [--out DIR] [--proto DIR]
+    python -m sessiond_client.generate [--out DIR] [--proto DIR]
 
 writes ``DIR/sessiond/v1/sessiond_pb2.py``, ``sessiond_pb2_grpc.py`` and
 ``sessiond_pb2.pyi`` with grpcio-tools. ``DIR`` defaults to the directory
-that holds ``sessiond_django``, so that a checkout with that directory on
+that holds ``sessiond_client``, so that a checkout with that directory on
 ``PYTHONPATH`` imports them. The package's build hook (``setup.py``) calls
 ``generate`` too, so an installed package carries its stubs and needs no
 generate step; the stubs are never checked in, so they cannot drift from
-the proto. Only this generator needs grpcio-tools; the engine does not.
+the proto. Only this generator needs grpcio-tools; the client does not.
 """
 
 import argparse
@@ -36,7 +36,7 @@ def default_proto_dir():
     configured = os.environ.get("SESSIOND_PROTO_DIR")
     if configured:
         return Path(configured)
-    # integrations/python/sessiond_django/generate.py -> the repository root.
+    # integrations/python/sessiond_client/generate.py -> the repository root.
     return Path(__file__).resolve().parents[3] / "proto"
 
 
@@ -100,7 +100,7 @@ def generate(out, proto_dir=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m sessiond_django.generate",
+        prog="python -m sessiond_client.generate",
         description="Generate the sessiond.v1 gRPC stubs with grpcio-tools.",
     )
     parser.add_argument(

@@ -29,10 +29,13 @@ When sessiond cannot be reached every method raises
 ``sessiond_django.client.SessiondUnavailable`` rather than answering with
 an empty session, which would log the user out. Nothing here logs a key or
 session data.
+
+The calls, the JSON encoding, the diff of a save and the errors are
+``sessiond_client``'s; this module is what Django's ``SessionBase`` adds:
+its key drawing (so ``create`` inserts with ``must_create``), its settings
+and its exceptions.
 """
 
-import datetime
-import json
 import logging
 from functools import partial
 
@@ -46,14 +49,19 @@ from django.contrib.sessions.backends.base import (
 )
 from django.utils import timezone
 from django.utils.crypto import get_random_string
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from sessiond_django.client import SessiondError, call, sessiond_pb2
+from sessiond_client.data import (
+    MAX_KEY_LENGTH,
+    MIN_KEY_LENGTH,
+    Snapshot,
+    changes_since,
+    encode_data,
+    is_valid_key,
+)
+from sessiond_client.errors import SessiondError
+from sessiond_django.client import client
 
-#: sessiond's key rule: at least Django's 8 characters, at most the
-#: ``varchar(40)`` of Django's table.
-MIN_KEY_LENGTH = 8
-MAX_KEY_LENGTH = 40
+__all__ = ["MAX_KEY_LENGTH", "MIN_KEY_LENGTH", "SessionStore", "encode_data", "is_valid_key"]
 
 #: The length of the keys Django draws.
 NEW_KEY_LENGTH = 32
@@ -63,74 +71,26 @@ NEW_KEY_LENGTH = 32
 #: something else is wrong, and the request fails instead of spinning.
 CREATE_ATTEMPTS = 100
 
-_KEY_CHARS = frozenset(VALID_KEY_CHARS)
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-
 # gRPC calls block on the network, not on the ORM: they need not queue on
 # the one thread that Django's thread-sensitive sync_to_async work shares.
 _in_thread = partial(sync_to_async, thread_sensitive=False)
 
 
-def is_valid_key(key):
-    """Whether sessiond accepts ``key``: 8 to 40 characters of ``[a-z0-9]``."""
-    return (
-        isinstance(key, str)
-        and MIN_KEY_LENGTH <= len(key) <= MAX_KEY_LENGTH
-        and _KEY_CHARS.issuperset(key)
-    )
-
-
-def encode_data(session_dict):
-    """The session as sessiond stores it: the text of a JSON object,
-    byte for byte what Django's ``JSONSerializer`` writes."""
-    return json.dumps(session_dict, separators=(",", ":"))
-
-
-def decode_data(text):
-    """The session dictionary from sessiond's JSON text; anything that is not
-    a JSON object reads as an empty session, as Django reads corrupted data."""
-    data = _parse_object(text)
-    return {} if data is None else data
-
-
-def _parse_object(text):
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        # Django's own words and logger for corrupted session data; never the data.
-        logging.getLogger("django.security.SuspiciousSession").warning("Session data corrupted")
-        return None
-    return data
-
-
-def _encode_members(session_dict):
-    """Each member of the session as the JSON text of its value, to tell
-    what a request changed: text, not values, so that ``True`` and ``1``
-    (equal in Python) differ, and a list changed in place differs from the
-    list loaded."""
-    return {key: json.dumps(value, separators=(",", ":")) for key, value in session_dict.items()}
-
-
-def to_timestamp(moment):
-    """A ``Timestamp`` for ``moment``; a naive datetime (``USE_TZ = False``)
-    is in ``TIME_ZONE``, as Django's ``timezone.now()`` gives it then."""
+def _aware(moment):
+    """``moment`` as an aware datetime; a naive one (``USE_TZ = False``) is
+    in ``TIME_ZONE``, as Django's ``timezone.now()`` gives it then."""
     if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment, timezone.get_default_timezone())
-    delta = moment - _EPOCH
-    return Timestamp(
-        seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000
-    )
+        return timezone.make_aware(moment, timezone.get_default_timezone())
+    return moment
 
 
 class SessionStore(SessionBase):
     """Django's ``SessionBase`` on sessiond's ``SessionService``."""
 
-    #: ``(session, members)``: the dictionary last loaded from or written to
-    #: sessiond, and its members as they were then (``_encode_members``). A
-    #: save sends what differs from them; a session dictionary that is not
-    #: this one (``clear()`` makes a new one) is written whole.
+    #: The dictionary last loaded from or written to sessiond
+    #: (``sessiond_client.data.Snapshot``): a save sends what differs from
+    #: it; a session dictionary that is not this one (``clear()`` makes a
+    #: new one) is written whole.
     _stored = None
 
     def _validate_session_key(self, key):
@@ -148,24 +108,25 @@ class SessionStore(SessionBase):
     def load(self):
         if self.session_key is None:
             return {}
-        response = call("Load", sessiond_pb2.LoadRequest(session_key=self.session_key))
-        if not response.found:
+        loaded = client().load(self.session_key)
+        if loaded is None:
             # Never reuse a key the client chose or that expired.
             self._session_key = None
             self._stored = None
             return {}
-        data = _parse_object(response.data)
-        if data is None:
-            # Corrupted: the next save writes the session whole.
+        if loaded.data is None:
+            # Django's own words and logger for corrupted session data; never
+            # the data. The next save writes the session whole.
+            logging.getLogger("django.security.SuspiciousSession").warning("Session data corrupted")
             self._stored = None
             return {}
-        self._stored = (data, _encode_members(data))
-        return data
+        self._stored = Snapshot(loaded.data)
+        return loaded.data
 
     def exists(self, session_key):
         if not is_valid_key(session_key):
             return False
-        return call("Exists", sessiond_pb2.ExistsRequest(session_key=session_key)).exists
+        return client().exists(session_key)
 
     def create(self):
         for _ in range(CREATE_ATTEMPTS):
@@ -191,50 +152,37 @@ class SessionStore(SessionBase):
             self._patch(data)
 
     def _insert(self, data):
-        request = sessiond_pb2.SaveRequest(
-            session_key=self._get_or_create_session_key(),
-            data=encode_data(data),
-            expire_date=to_timestamp(self.get_expiry_date()),
-            must_create=True,
-        )
         try:
-            call("Save", request)
+            client().save(
+                self._get_or_create_session_key(),
+                data,
+                _aware(self.get_expiry_date()),
+                must_create=True,
+            )
         except SessiondError as error:
             if error.code == grpc.StatusCode.ALREADY_EXISTS:
                 raise CreateError from error
             raise
-        self._stored = (data, _encode_members(data))
+        self._stored = Snapshot(data)
 
     def _patch(self, data):
         # What this request changed, applied on top of what is stored now,
         # so that the changes of concurrent requests of the same user stay.
-        members = _encode_members(data)
-        stored_session, stored_members = self._stored or (None, None)
-        if stored_session is data:
-            changed = {
-                key: data[key] for key, text in members.items() if stored_members.get(key) != text
-            }
-            removed = [key for key in stored_members if key not in members]
-            replace = False
-        else:
-            # Not loaded through this store, or cleared: the whole session
-            # replaces what is stored, as Django's own engines write it.
-            changed, removed, replace = data, [], True
-        request = sessiond_pb2.PatchRequest(
-            session_key=self._get_or_create_session_key(),
-            set=encode_data(changed) if changed else "",
-            remove=removed,
-            replace=replace,
-            expire_date=to_timestamp(self.get_expiry_date()),
-        )
+        changed, removed, replace = changes_since(self._stored, data)
         try:
-            call("Patch", request)
+            client().patch(
+                self._get_or_create_session_key(),
+                changed,
+                removed,
+                replace,
+                _aware(self.get_expiry_date()),
+            )
         except SessiondError as error:
             if error.code == grpc.StatusCode.NOT_FOUND:
                 # Deleted meanwhile (a logout elsewhere): never brought back.
                 raise UpdateError from error
             raise
-        self._stored = (data, members)
+        self._stored = Snapshot(data)
 
     def cycle_key(self):
         """Moves the session to a new key that sessiond draws, with the data
@@ -245,14 +193,8 @@ class SessionStore(SessionBase):
             # Nothing stored yet: Django's cycle_key creates the session.
             self.create()
             return
-        request = sessiond_pb2.CycleKeyRequest(
-            session_key=key,
-            data=encode_data(data),
-            expire_date=to_timestamp(self.get_expiry_date()),
-        )
-        response = call("CycleKey", request)
-        self._session_key = response.session_key
-        self._stored = (data, _encode_members(data))
+        self._session_key = client().cycle_key(key, data, _aware(self.get_expiry_date()))
+        self._stored = Snapshot(data)
         self.modified = True
 
     def delete(self, session_key=None):
@@ -263,11 +205,11 @@ class SessionStore(SessionBase):
         if not is_valid_key(session_key):
             # sessiond holds nothing under a key it would refuse.
             return
-        call("Delete", sessiond_pb2.DeleteRequest(session_key=session_key))
+        client().delete(session_key)
 
     @classmethod
     def clear_expired(cls):
-        call("ClearExpired", sessiond_pb2.ClearExpiredRequest())
+        client().clear_expired()
 
     # Django 5.1+'s async API. Each call runs the blocking one in a worker
     # thread; the semantics are the sync methods' own.

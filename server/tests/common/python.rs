@@ -12,6 +12,20 @@ const INSTALLED: &str = "sessiond-installed.txt";
 
 pub const PSYCOPG: &str = "psycopg[binary]==3.3.9";
 
+/// The gRPC runtime the Python package is tested with; grpcio-tools fixes
+/// the grpcio and protobuf that its generated code needs (see
+/// integrations/python/pyproject.toml).
+pub const GRPCIO: &str = "grpcio==1.85.1";
+pub const GRPCIO_TOOLS: &str = "grpcio-tools==1.85.1";
+pub const PROTOBUF: &str = "protobuf==7.36.2";
+
+/// The frameworks of the package's `[flask]` and `[asgi]` extras, the ASGI
+/// server their tests serve Starlette with, and the test runner.
+pub const FLASK: &str = "flask==3.1.3";
+pub const STARLETTE: &str = "starlette==1.10.0";
+pub const UVICORN: &str = "uvicorn==0.54.0";
+pub const PYTEST: &str = "pytest==9.2.0";
+
 /// A virtualenv with `requirements` installed, or `None` (printed loudly;
 /// a failure under CI=true) when Python or PyPI is not available.
 ///

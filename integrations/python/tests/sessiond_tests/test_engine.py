@@ -270,10 +270,26 @@ class OutageTests(SimpleTestCase):
         self.assertEqual(raised.exception.code, grpc.StatusCode.DEADLINE_EXCEEDED)
         self.assertIn("SESSIOND_TIMEOUT", str(raised.exception))
 
+    def test_sessiond_addresses_fail_over_to_the_next(self):
+        from django.conf import settings
+
+        dead = f"127.0.0.1:{_closed_port()}"
+        with override_settings(SESSIOND_ADDRESSES=[dead, settings.SESSIOND_ADDRESS]):
+            session = SessionStore()
+            session["n"] = 1
+            session.save()
+            self.addCleanup(session.delete)
+            self.assertEqual(SessionStore(session.session_key).load(), {"n": 1})
+
     def test_bad_settings_are_named(self):
         from django.core.exceptions import ImproperlyConfigured
 
-        for overrides in [{"SESSIOND_TIMEOUT": 0}, {"SESSIOND_TIMEOUT": "5"}, {"SESSIOND_ADDRESS": ""}]:
+        for overrides in [
+            {"SESSIOND_TIMEOUT": 0},
+            {"SESSIOND_TIMEOUT": "5"},
+            {"SESSIOND_ADDRESS": ""},
+            {"SESSIOND_TLS_CA": "/nonexistent/ca.pem"},
+        ]:
             with self.subTest(**overrides), override_settings(**overrides):
                 with self.assertRaisesMessage(ImproperlyConfigured, next(iter(overrides))):
                     SessionStore(UNKNOWN_KEY).load()

@@ -1,0 +1,432 @@
+"""The gRPC connection to sessiond: ``Client`` (blocking) and ``AsyncClient``
+(``grpc.aio``, for ASGI apps), with the same settings and methods.
+
+Settings, named alike in every sessiond client:
+
+``addresses``
+    one gRPC target ``host:port`` or a list of them (several sessiond
+    replicas sharing a store). Calls go to the first that answers; when one
+    cannot be reached, the call is tried on the next, and later calls start
+    from the one that answered.
+``token``
+    when set, sent as ``authorization: Bearer <token>`` with every call.
+``tls``
+    ``None`` for plaintext (sessiond on loopback or a private network), or a
+    :class:`TlsFiles` naming the CA to trust and, for mutual TLS, the
+    client's certificate and key.
+``timeout``
+    seconds one call may take, failover and connecting included (default 5).
+
+Both clients build their requests and read their answers in
+``sessiond_client.calls``, and translate failures in one place
+(:meth:`_Connection._failed`); they differ only in how a call is sent.
+
+A ``Client`` keeps one channel per address and process, shared by all
+threads; a child process made by ``fork`` opens its own on first use, since
+gRPC channels do not survive a fork. An ``AsyncClient`` keeps one per
+address and event loop, since ``grpc.aio`` channels belong to the loop that
+made them.
+"""
+
+import asyncio
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Optional, Sequence, Union
+
+import grpc
+
+from sessiond_client import calls
+from sessiond_client.errors import SessiondError, SessiondUnavailable
+from sessiond_client.stubs import sessiond_pb2_grpc
+
+__all__ = [
+    "CHANNEL_OPTIONS",
+    "DEFAULT_ADDRESS",
+    "DEFAULT_TIMEOUT",
+    "AsyncClient",
+    "Client",
+    "TlsFiles",
+]
+
+#: Where ``sessiond serve`` listens unless told otherwise.
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+
+#: The Rust client's default too: long enough for a busy server, short
+#: enough that a request fails instead of hanging when sessiond is gone.
+DEFAULT_TIMEOUT = 5.0
+
+#: After a failed connection attempt gRPC waits before the next one, 1 s
+#: at first and 1.6 times longer after each failure, up to 2 minutes: after
+#: an outage of a few seconds, requests kept failing for seconds once
+#: sessiond was back, because the channel was not trying yet. Waiting at
+#: most half a second (gRPC adds up to 20 % jitter) brings requests back
+#: within 0.6 s of sessiond, at the cost of two connection attempts a second
+#: per process while it is down.
+MAX_RECONNECT_BACKOFF_MS = 500
+
+#: The first wait after a failure: a restarted sessiond is often back
+#: within a fraction of a second.
+INITIAL_RECONNECT_BACKOFF_MS = 100
+
+#: gRPC gives one connection attempt at least this long (its option is
+#: named ``min_reconnect_backoff_ms``; the default is 20 s). A second is
+#: ample on the loopback or private network sessiond belongs on, and an
+#: attempt that hangs (packets dropped while sessiond moves) no longer
+#: holds the channel back for 20 s after sessiond answers again.
+MIN_CONNECT_TIMEOUT_MS = 1000
+
+#: Options of every channel.
+CHANNEL_OPTIONS = (
+    # sessiond bounds the data it stores (--max-data-bytes); the client's
+    # 4 MiB default would refuse larger configured limits.
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.initial_reconnect_backoff_ms", INITIAL_RECONNECT_BACKOFF_MS),
+    ("grpc.min_reconnect_backoff_ms", MIN_CONNECT_TIMEOUT_MS),
+    ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
+)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """TLS to sessiond (``--tls-cert``/``--tls-key`` on its side).
+
+    ``ca``: PEM file of the CA that signed sessiond's certificate (``None``:
+    the system's roots). ``cert`` and ``key``: the client's certificate and
+    key, both or neither, for a sessiond started with ``--tls-client-ca``.
+    ``server_name``: the name to check sessiond's certificate against when
+    it is not the host of the address (an address by IP).
+    """
+
+    ca: Optional[str] = None
+    cert: Optional[str] = None
+    key: Optional[str] = None
+    server_name: Optional[str] = None
+
+    def credentials(self):
+        if (self.cert is None) != (self.key is None):
+            raise ValueError(
+                "TLS client certificate and key (SESSIOND_TLS_CERT, SESSIOND_TLS_KEY) "
+                "go together: set both or neither"
+            )
+        return grpc.ssl_channel_credentials(
+            root_certificates=_read(self.ca, "SESSIOND_TLS_CA"),
+            private_key=_read(self.key, "SESSIOND_TLS_KEY"),
+            certificate_chain=_read(self.cert, "SESSIOND_TLS_CERT"),
+        )
+
+
+def _read(path, setting):
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as error:
+        raise ValueError(f"cannot read {setting} ({path}): {error.strerror}") from error
+
+
+def _addresses(addresses):
+    if isinstance(addresses, str):
+        addresses = [addresses]
+    addresses = list(addresses) if isinstance(addresses, (list, tuple)) else None
+    if not addresses or not all(isinstance(a, str) and a for a in addresses):
+        raise ValueError(
+            "addresses (SESSIOND_ADDRESS, SESSIOND_ADDRESSES) must be a gRPC target "
+            "such as 127.0.0.1:50051, or a non-empty list of them"
+        )
+    return tuple(addresses)
+
+
+class _Connection:
+    """What both clients share: checked settings, the order in which
+    addresses are tried, and the translation of gRPC failures."""
+
+    def __init__(
+        self,
+        addresses: Union[str, Sequence[str]] = DEFAULT_ADDRESS,
+        *,
+        token: Optional[str] = None,
+        tls: Optional[TlsFiles] = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.addresses = _addresses(addresses)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError("timeout (SESSIOND_TIMEOUT) must be a positive number of seconds")
+        if token is not None and (not isinstance(token, str) or not token.isascii()):
+            raise ValueError("token (SESSIOND_TOKEN) must be an ASCII string, or None")
+        if tls is not None and not isinstance(tls, TlsFiles):
+            raise ValueError("tls (SESSIOND_TLS_*) must be a sessiond_client.TlsFiles, or None")
+        self.timeout = float(timeout)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
+        self._credentials = tls.credentials() if tls else None
+        self._options: tuple[tuple[str, Any], ...] = CHANNEL_OPTIONS
+        if tls and tls.server_name:
+            self._options += (("grpc.ssl_target_name_override", tls.server_name),)
+        # The index of the address that answered last: calls start there.
+        self._preferred = 0
+
+    def _order(self):
+        start = self._preferred
+        return [(start + step) % len(self.addresses) for step in range(len(self.addresses))]
+
+    def _open(self, grpc_module, address):
+        """A channel to ``address`` with ``grpc`` or ``grpc.aio``."""
+        if self._credentials is None:
+            return grpc_module.insecure_channel(address, options=self._options)
+        return grpc_module.secure_channel(address, self._credentials, options=self._options)
+
+    def _remaining(self, deadline):
+        return max(deadline - time.monotonic(), 0.001)
+
+    def _failed(self, failure, rpc, index):
+        """The exception for a failed call, and whether to try the next
+        address: only when this one could not be reached (``UNAVAILABLE``),
+        never after a timeout, when the call may have been applied."""
+        address = self.addresses[index]
+        # The server's messages are short and never hold keys or data (its
+        # contract); gRPC's own say what failed to connect.
+        code = failure.code()
+        details = failure.details() or ""
+        if code == grpc.StatusCode.UNAVAILABLE:
+            error = SessiondUnavailable(
+                f"sessiond at {address} is unavailable for {rpc} ({details}); check that it "
+                "is running and that SESSIOND_ADDRESS (or SESSIOND_ADDRESSES) points at it",
+                code,
+                rpc,
+            )
+        elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            error = SessiondUnavailable(
+                f"sessiond at {address} did not answer {rpc} within SESSIOND_TIMEOUT "
+                f"({self.timeout:g}s)",
+                code,
+                rpc,
+            )
+        elif code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            error = SessiondError(
+                f"sessiond at {address} refused {rpc} ({code.name}: {details}); "
+                "check SESSIOND_TOKEN",
+                code,
+                rpc,
+            )
+        else:
+            error = SessiondError(f"sessiond {rpc} failed ({code.name}: {details})", code, rpc)
+        error.__cause__ = failure
+        return error, code == grpc.StatusCode.UNAVAILABLE
+
+
+class Client(_Connection):
+    """A blocking client of sessiond (WSGI apps, Django, scripts).
+
+    >>> client = Client(["10.0.0.5:50051", "10.0.0.6:50051"], token="…")  # doctest: +SKIP
+    >>> key = client.create({"visits": 1})                                  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        addresses: Union[str, Sequence[str]] = DEFAULT_ADDRESS,
+        *,
+        token: Optional[str] = None,
+        tls: Optional[TlsFiles] = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__(addresses, token=token, tls=tls, timeout=timeout)
+        self._lock = threading.Lock()
+        self._stubs: tuple[Optional[int], dict[int, tuple[Any, Any]]] = (None, {})
+
+    def _stub(self, index):
+        pid = os.getpid()
+        with self._lock:
+            if self._stubs[0] != pid:
+                self._stubs = (pid, {})
+            stubs = self._stubs[1]
+            if index not in stubs:
+                channel = self._open(grpc, self.addresses[index])
+                stubs[index] = (channel, sessiond_pb2_grpc.SessionServiceStub(channel))
+            return stubs[index][1]
+
+    def send(self, call: calls.Call) -> Any:
+        """Sends a :class:`~sessiond_client.calls.Call` and returns its result.
+
+        Raises ``SessiondUnavailable`` when no address answers within the
+        timeout, ``SessiondError`` for any other refusal.
+        """
+        deadline = time.monotonic() + self.timeout
+        for index in self._order():
+            try:
+                response = getattr(self._stub(index), call.rpc)(
+                    call.request, timeout=self._remaining(deadline), metadata=self._metadata
+                )
+            except grpc.RpcError as failure:
+                error, try_next = self._failed(failure, call.rpc, index)
+                if try_next:
+                    continue
+                raise error from failure
+            self._preferred = index
+            return call.unpack(response)
+        raise error
+
+    def load(self, session_key: str) -> Optional[calls.Loaded]:
+        """The live session under ``session_key`` as :class:`~sessiond_client.calls.Loaded`,
+        or ``None`` when it is missing or expired."""
+        return self.send(calls.load(session_key))
+
+    def exists(self, session_key: str) -> bool:
+        """Whether a session row exists, expired or not."""
+        return self.send(calls.exists(session_key))
+
+    def create(self, data: dict, expire_date: Optional[datetime] = None) -> str:
+        """Stores ``data`` (a dict) under a fresh key that sessiond draws,
+        and returns the key. ``expire_date``: an aware datetime, or ``None``
+        for sessiond's session age."""
+        return self.send(calls.create(data, expire_date))
+
+    def save(
+        self,
+        session_key: str,
+        data: dict,
+        expire_date: Optional[datetime] = None,
+        must_create: bool = False,
+    ) -> datetime:
+        """Writes the whole session; returns the expiry as stored. ``NOT_FOUND``
+        (update of a deleted session) and ``ALREADY_EXISTS`` (``must_create``
+        on a taken key) are ``SessiondError`` with that ``code``."""
+        return self.send(calls.save(session_key, data, expire_date, must_create))
+
+    def patch(
+        self,
+        session_key: str,
+        set: Optional[dict] = None,  # noqa: A002 - the proto's name
+        remove: Sequence[str] = (),
+        replace: bool = False,
+        expire_date: Optional[datetime] = None,
+    ) -> datetime:
+        """Sets the members of the dict ``set`` and removes the keys in
+        ``remove`` on top of what is stored now (on an empty session with
+        ``replace``); returns the expiry as stored."""
+        return self.send(calls.patch(session_key, set, remove, replace, expire_date))
+
+    def delete(self, session_key: str) -> bool:
+        """Deletes the session; whether a row was removed."""
+        return self.send(calls.delete(session_key))
+
+    def cycle_key(
+        self, session_key: str, data: Optional[dict] = None, expire_date: Optional[datetime] = None
+    ) -> str:
+        """Moves the session to a fresh key in one call and returns it; with
+        ``data`` the new key carries it, else what is stored now."""
+        return self.send(calls.cycle_key(session_key, data, expire_date))
+
+    def clear_expired(self) -> int:
+        """Removes expired sessions; how many."""
+        return self.send(calls.clear_expired())
+
+    def close(self) -> None:
+        """Closes this process's channels; later calls open new ones."""
+        with self._lock:
+            pid, stubs = self._stubs
+            self._stubs = (None, {})
+        if pid == os.getpid():
+            for channel, _ in stubs.values():
+                channel.close()
+
+
+class AsyncClient(_Connection):
+    """The same client on ``grpc.aio``, for asyncio apps (ASGI): every method
+    of :class:`Client`, as a coroutine."""
+
+    def __init__(
+        self,
+        addresses: Union[str, Sequence[str]] = DEFAULT_ADDRESS,
+        *,
+        token: Optional[str] = None,
+        tls: Optional[TlsFiles] = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__(addresses, token=token, tls=tls, timeout=timeout)
+        self._per_loop: dict[asyncio.AbstractEventLoop, dict[int, tuple[Any, Any]]] = {}
+
+    def _stub(self, index):
+        loop = asyncio.get_running_loop()
+        if loop not in self._per_loop:
+            # The channels of a loop that has ended can never be used again.
+            self._per_loop = {
+                other: stubs for other, stubs in self._per_loop.items() if not other.is_closed()
+            }
+        stubs = self._per_loop.setdefault(loop, {})
+        if index not in stubs:
+            channel = self._open(grpc.aio, self.addresses[index])
+            stubs[index] = (channel, sessiond_pb2_grpc.SessionServiceStub(channel))
+        return stubs[index][1]
+
+    async def send(self, call: calls.Call) -> Any:
+        """As :meth:`Client.send`."""
+        deadline = time.monotonic() + self.timeout
+        for index in self._order():
+            try:
+                response = await getattr(self._stub(index), call.rpc)(
+                    call.request, timeout=self._remaining(deadline), metadata=self._metadata
+                )
+            except grpc.RpcError as failure:
+                error, try_next = self._failed(failure, call.rpc, index)
+                if try_next:
+                    continue
+                raise error from failure
+            self._preferred = index
+            return call.unpack(response)
+        raise error
+
+    async def load(self, session_key: str) -> Optional[calls.Loaded]:
+        """As :meth:`Client.load`."""
+        return await self.send(calls.load(session_key))
+
+    async def exists(self, session_key: str) -> bool:
+        """As :meth:`Client.exists`."""
+        return await self.send(calls.exists(session_key))
+
+    async def create(self, data: dict, expire_date: Optional[datetime] = None) -> str:
+        """As :meth:`Client.create`."""
+        return await self.send(calls.create(data, expire_date))
+
+    async def save(
+        self,
+        session_key: str,
+        data: dict,
+        expire_date: Optional[datetime] = None,
+        must_create: bool = False,
+    ) -> datetime:
+        """As :meth:`Client.save`."""
+        return await self.send(calls.save(session_key, data, expire_date, must_create))
+
+    async def patch(
+        self,
+        session_key: str,
+        set: Optional[dict] = None,  # noqa: A002 - the proto's name
+        remove: Sequence[str] = (),
+        replace: bool = False,
+        expire_date: Optional[datetime] = None,
+    ) -> datetime:
+        """As :meth:`Client.patch`."""
+        return await self.send(calls.patch(session_key, set, remove, replace, expire_date))
+
+    async def delete(self, session_key: str) -> bool:
+        """As :meth:`Client.delete`."""
+        return await self.send(calls.delete(session_key))
+
+    async def cycle_key(
+        self, session_key: str, data: Optional[dict] = None, expire_date: Optional[datetime] = None
+    ) -> str:
+        """As :meth:`Client.cycle_key`."""
+        return await self.send(calls.cycle_key(session_key, data, expire_date))
+
+    async def clear_expired(self) -> int:
+        """As :meth:`Client.clear_expired`."""
+        return await self.send(calls.clear_expired())
+
+    async def aclose(self) -> None:
+        """Closes the channels of the running event loop."""
+        stubs = self._per_loop.pop(asyncio.get_running_loop(), {})
+        for channel, _ in stubs.values():
+            await channel.close()

@@ -1,0 +1,124 @@
+"""Session keys, session data and expiry times as sessiond and Django hold them.
+
+Pure functions, no I/O and no gRPC: the Django engine, the session handle
+and the low-level client all encode and compare data here, so that every
+Python integration writes what Django writes.
+"""
+
+import datetime
+import json
+import string
+from typing import Any, Optional
+
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "MIN_KEY_LENGTH",
+    "Snapshot",
+    "decode_data",
+    "encode_data",
+    "from_timestamp",
+    "is_valid_key",
+    "to_timestamp",
+]
+
+#: sessiond's key rule: at least Django's 8 characters, at most the
+#: ``varchar(40)`` of Django's table.
+MIN_KEY_LENGTH = 8
+MAX_KEY_LENGTH = 40
+
+#: The characters of the keys Django and sessiond draw (Django's
+#: ``VALID_KEY_CHARS``), the only ones sessiond accepts.
+KEY_CHARS = frozenset(string.ascii_lowercase + string.digits)
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def is_valid_key(key: Any) -> bool:
+    """Whether sessiond accepts ``key``: 8 to 40 characters of ``[a-z0-9]``.
+
+    A cookie that fails this cannot name a session, so integrations treat it
+    as no cookie at all without asking sessiond.
+    """
+    return (
+        isinstance(key, str)
+        and MIN_KEY_LENGTH <= len(key) <= MAX_KEY_LENGTH
+        and KEY_CHARS.issuperset(key)
+    )
+
+
+def encode_data(session_dict: dict) -> str:
+    """The session as sessiond stores it: the text of a JSON object, byte
+    for byte what Django's ``JSONSerializer`` writes (compact, ASCII), so
+    that a Django app sharing the table reads the same session."""
+    return json.dumps(session_dict, separators=(",", ":"))
+
+
+def decode_data(text: str) -> Optional[dict]:
+    """The session dictionary from sessiond's JSON text, or ``None`` when the
+    text is not a JSON object (corrupted: the caller logs it its own way and
+    reads an empty session, as Django does)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def encode_members(session_dict):
+    """Each member as the JSON text of its value: text, not values, tells
+    what a request changed, so that ``True`` replaced by ``1`` (equal in
+    Python) differs, and so does a list changed in place."""
+    return {key: json.dumps(value, separators=(",", ":")) for key, value in session_dict.items()}
+
+
+class Snapshot:
+    """A session dictionary as it was last loaded from or written to sessiond.
+
+    A save sends what differs from it (sessiond's ``Patch``), so that two
+    requests of one user that change different members both keep their
+    changes. A dictionary that is not the one snapshotted (``clear()`` makes
+    a new one) is written whole, as Django's own engines write it.
+    """
+
+    def __init__(self, data):
+        self.data = data
+        self.members = encode_members(data)
+
+    def changes(self, data):
+        """``(members to set, keys to remove, replace)`` that turn what is
+        stored into ``data``; ``replace`` when ``data`` is not the snapshotted
+        dictionary."""
+        if data is not self.data:
+            return data, [], True
+        members = encode_members(data)
+        changed = {key: data[key] for key, text in members.items() if self.members.get(key) != text}
+        removed = [key for key in self.members if key not in members]
+        return changed, removed, False
+
+
+def changes_since(snapshot, data):
+    """:meth:`Snapshot.changes`, or a whole replacement without a snapshot."""
+    if snapshot is None:
+        return data, [], True
+    return snapshot.changes(data)
+
+
+def to_timestamp(moment):
+    """A ``google.protobuf.Timestamp`` for an aware ``datetime``.
+
+    A naive one is refused: which zone it is in is the application's
+    setting (Django's ``TIME_ZONE``), which this module cannot know.
+    """
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("expiry times sent to sessiond must be timezone-aware datetimes")
+    delta = moment - _EPOCH
+    return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
+
+
+def from_timestamp(timestamp):
+    """The aware UTC ``datetime`` of a ``Timestamp``."""
+    return _EPOCH + datetime.timedelta(
+        seconds=timestamp.seconds, microseconds=timestamp.nanos // 1000
+    )

@@ -1,0 +1,202 @@
+"""The framework-neutral ``Client`` and ``AsyncClient`` against a real
+sessiond: every call, the errors, failover, the token and TLS."""
+
+import asyncio
+import datetime
+
+import grpc
+import pytest
+from conftest import closed_port, required
+
+from sessiond_client import (
+    AsyncClient,
+    Client,
+    SessiondError,
+    SessiondUnavailable,
+    TlsFiles,
+    is_valid_key,
+)
+from sessiond_client.data import decode_data, encode_data
+
+UTC = datetime.timezone.utc
+#: A well-formed key that no test stores.
+UNKNOWN_KEY = "k" * 32
+
+
+def in_an_hour():
+    return datetime.datetime.now(UTC).replace(microsecond=0) + datetime.timedelta(hours=1)
+
+
+def test_every_call(client):
+    expire = in_an_hour()
+    key = client.create({"user": "Zoë"}, expire)
+    assert is_valid_key(key) and len(key) == 32
+    loaded = client.load(key)
+    assert loaded.data == {"user": "Zoë"}
+    assert loaded.expire_date == expire
+    assert client.exists(key) is True
+
+    assert client.save(key, {"user": "ada", "cart": [1]}, expire) == expire
+    assert client.load(key).data == {"user": "ada", "cart": [1]}
+    assert client.patch(key, set={"theme": "dark"}, remove=["cart"], expire_date=expire) == expire
+    assert client.load(key).data == {"user": "ada", "theme": "dark"}
+    client.patch(key, set={"n": 1}, replace=True)
+    assert client.load(key).data == {"n": 1}
+
+    moved = client.cycle_key(key, {"n": 2})
+    assert moved != key and client.exists(key) is False
+    assert client.load(moved).data == {"n": 2}
+    assert client.cycle_key(moved) != moved  # without data: what is stored moves
+
+    other = client.create({}, datetime.datetime.now(UTC) - datetime.timedelta(seconds=1))
+    assert client.load(other) is None  # expired: not found, not an error
+    assert client.exists(other) is True
+    assert client.clear_expired() >= 1
+    assert client.exists(other) is False
+    assert client.delete(other) is False
+
+
+def test_the_async_client_makes_the_same_calls(make_async_client):
+    async def scenario():
+        client = make_async_client()
+        key = await client.create({"a": 1})
+        assert (await client.load(key)).data == {"a": 1}
+        assert await client.exists(key)
+        await client.save(key, {"a": 2})
+        await client.patch(key, set={"b": 3}, remove=["a"])
+        assert (await client.load(key)).data == {"b": 3}
+        new_key = await client.cycle_key(key, {"c": 4})
+        assert not await client.exists(key)
+        assert await client.delete(new_key) is True
+        assert await client.load(new_key) is None
+        assert await client.clear_expired() >= 0
+        await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_refusals_name_the_call_and_the_code_never_the_key(client):
+    key = client.create({})
+    with pytest.raises(SessiondError) as raised:
+        client.save(key, {}, must_create=True)
+    assert raised.value.code == grpc.StatusCode.ALREADY_EXISTS
+    assert raised.value.rpc == "Save"
+    assert "Save" in str(raised.value) and "ALREADY_EXISTS" in str(raised.value)
+    assert key not in str(raised.value)
+
+    client.delete(key)
+    with pytest.raises(SessiondError) as raised:
+        client.patch(key, set={"a": 1})
+    assert (raised.value.code, raised.value.rpc) == (grpc.StatusCode.NOT_FOUND, "Patch")
+    assert key not in str(raised.value)
+
+    with pytest.raises(SessiondError) as raised:
+        client.load("NOT-A-KEY")
+    assert (raised.value.code, raised.value.rpc) == (grpc.StatusCode.INVALID_ARGUMENT, "Load")
+
+
+def test_a_wrong_token_is_refused_and_named(address, token):
+    for wrong in (None, "not-the-token-0123456789"):
+        client = Client(address, token=wrong)
+        with pytest.raises(SessiondError) as raised:
+            client.load(UNKNOWN_KEY)
+        assert raised.value.code == grpc.StatusCode.UNAUTHENTICATED
+        assert "SESSIOND_TOKEN" in str(raised.value)
+        assert token not in str(raised.value)
+        client.close()
+
+
+def test_an_unreachable_sessiond_is_unavailable(token):
+    dead = f"127.0.0.1:{closed_port()}"
+    client = Client(dead, token=token, timeout=2)
+    with pytest.raises(SessiondUnavailable) as raised:
+        client.load(UNKNOWN_KEY)
+    assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+    assert raised.value.rpc == "Load"
+    assert dead in str(raised.value) and "SESSIOND_ADDRESS" in str(raised.value)
+    assert UNKNOWN_KEY not in str(raised.value) and token not in str(raised.value)
+
+    async def scenario():
+        with pytest.raises(SessiondUnavailable):
+            await AsyncClient(dead, token=token, timeout=2).exists(UNKNOWN_KEY)
+
+    asyncio.run(scenario())
+
+
+def test_calls_fail_over_to_the_next_address(address, token):
+    dead = f"127.0.0.1:{closed_port()}"
+    client = Client([dead, address], token=token)
+    key = client.create({"a": 1})
+    assert client.load(key).data == {"a": 1}
+    # Later calls start from the address that answered.
+    assert client.addresses[client._preferred] == address
+
+    async def scenario():
+        aclient = AsyncClient([dead, address], token=token)
+        assert (await aclient.load(key)).data == {"a": 1}
+        await aclient.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_bad_settings_name_the_setting():
+    for settings, name in [
+        ({"addresses": []}, "SESSIOND_ADDRESS"),
+        ({"addresses": ""}, "SESSIOND_ADDRESS"),
+        ({"timeout": 0}, "SESSIOND_TIMEOUT"),
+        ({"timeout": "5"}, "SESSIOND_TIMEOUT"),
+        ({"token": "é"}, "SESSIOND_TOKEN"),
+        ({"tls": TlsFiles(cert="c.pem")}, "SESSIOND_TLS_KEY"),
+        ({"tls": TlsFiles(ca="/nonexistent/ca.pem")}, "SESSIOND_TLS_CA"),
+    ]:
+        settings.setdefault("addresses", "127.0.0.1:1")
+        addresses = settings.pop("addresses")
+        with pytest.raises(ValueError, match=name):
+            Client(addresses, **settings)
+
+
+def test_tls_with_a_client_certificate():
+    tls = TlsFiles(
+        ca=required("SESSIOND_TLS_CA"),
+        cert=required("SESSIOND_TLS_CERT"),
+        key=required("SESSIOND_TLS_KEY"),
+    )
+    address = required("SESSIOND_TLS_ADDRESS")
+    client = Client(address, tls=tls)
+    key = client.create({"over": "tls"})
+    assert client.load(key).data == {"over": "tls"}
+
+    async def scenario():
+        aclient = AsyncClient(address, tls=tls)
+        assert (await aclient.load(key)).data == {"over": "tls"}
+        await aclient.aclose()
+
+    asyncio.run(scenario())
+
+    # Without the CA, sessiond's certificate is not trusted; without a
+    # client certificate, sessiond refuses the connection.
+    for untrusted in (TlsFiles(), TlsFiles(ca=tls.ca)):
+        with pytest.raises(SessiondUnavailable):
+            Client(address, tls=untrusted, timeout=2).load(key)
+    with pytest.raises(SessiondUnavailable):
+        Client(address, timeout=2).load(key)  # plaintext to a TLS port
+
+
+def test_data_is_encoded_as_djangos_json_serializer_writes_it():
+    assert (
+        encode_data({"user": "Zoë", "n": [1, True, None]})
+        == '{"user":"Zo\\u00eb","n":[1,true,null]}'
+    )
+    assert decode_data('{"a":1}') == {"a": 1}
+    assert decode_data("[1]") is None and decode_data("not json") is None
+
+
+def test_key_rule():
+    assert is_valid_key("a" * 8) and is_valid_key("0" * 40)
+    for bad in ["a" * 7, "a" * 41, "ABCDEFGHIJ", "abc_defgh", None, 12345678]:
+        assert not is_valid_key(bad)
+
+
+def test_naive_expiry_times_are_refused(client):
+    with pytest.raises(ValueError, match="timezone-aware"):
+        client.create({}, datetime.datetime.now())

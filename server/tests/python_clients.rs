@@ -1,0 +1,179 @@
+//! The Python package's framework-neutral client (`sessiond_client`), its
+//! Flask extension (`flask_sessiond`) and its ASGI middleware
+//! (`sessiond_asgi`), checked by their pytest suite
+//! (`integrations/python/tests/clients`) against real sessionds: one that
+//! requires a token, and one serving mutual TLS with certificates made here.
+//! The Flask and Starlette apps of the suite serve real HTTP (werkzeug's
+//! server, uvicorn) in the test process.
+//!
+//! Python runs from a virtualenv built from PyPI under the target directory
+//! (once; later runs reuse it). Without python3 or PyPI the test prints
+//! `SKIPPED:` and passes, except under `CI=true`, where it fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{Serving, TestServer, python, serve_config};
+use sessiond::Server;
+
+/// The whole suite takes seconds; the bound is for a wedged run.
+const PYTEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The bearer token of the plaintext sessiond.
+const TOKEN: &str = "python-clients-token-0123456789";
+
+fn integration_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../integrations/python")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Certificate files for sessiond (`localhost`) and for the Python client,
+/// signed by one test CA.
+struct Pki {
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+fn make_pki(dir: &Path) -> Pki {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "sessiond python test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let mut client_params = rcgen::CertificateParams::new(vec!["app".to_owned()]).unwrap();
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params.signed_by(&client_key, &ca).unwrap();
+
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    Pki {
+        ca: write("ca.pem", &ca.pem()),
+        server_cert: write("server.pem", &server.pem()),
+        server_key: write("server-key.pem", &server_key.serialize_pem()),
+        client_cert: write("client.pem", &client.pem()),
+        client_key: write("client-key.pem", &client_key.serialize_pem()),
+    }
+}
+
+/// One `passed`/`failed`/... count of pytest's closing line.
+fn count(summary: &str, outcome: &str) -> u32 {
+    summary
+        .split([',', '=', ' '])
+        .collect::<Vec<_>>()
+        .windows(2)
+        .find_map(|pair| (pair[1] == outcome).then(|| pair[0].parse().ok()).flatten())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_flask_and_asgi_suite_passes() {
+    let Some(venv) = python::venv(&[
+        python::GRPCIO,
+        python::GRPCIO_TOOLS,
+        python::PROTOBUF,
+        python::FLASK,
+        python::STARLETTE,
+        python::UVICORN,
+        python::PYTEST,
+    ]) else {
+        return;
+    };
+    let dir = integration_dir();
+    let stubs = tempfile::tempdir().unwrap();
+    let mut generate = tokio::process::Command::new(venv.join("bin/python"));
+    generate
+        .args(["-m", "sessiond_client.generate", "--out"])
+        .arg(stubs.path())
+        .current_dir(&dir)
+        .env("PYTHONPATH", &dir);
+    let generated = python::run_to_end(generate, PYTEST_TIMEOUT).await;
+    assert!(
+        generated.status.is_some_and(|status| status.success()),
+        "generating the stubs failed:\n{}",
+        generated.stderr
+    );
+
+    let server = TestServer::start_with(&["--token", TOKEN]).await;
+    let certs = tempfile::tempdir().unwrap();
+    let pki = make_pki(certs.path());
+    let tls_args = [
+        "--tls-cert",
+        pki.server_cert.to_str().unwrap(),
+        "--tls-key",
+        pki.server_key.to_str().unwrap(),
+        "--tls-client-ca",
+        pki.ca.to_str().unwrap(),
+    ];
+    let tls_server = Serving::start(
+        Server::open(serve_config(&certs.path().join("db.sqlite3"), &tls_args))
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    let mut pytest = tokio::process::Command::new(venv.join("bin/python"));
+    pytest
+        .args(["-m", "pytest", "-p", "no:cacheprovider", "-v", "-rfEs"])
+        .arg("tests/clients")
+        .current_dir(&dir)
+        .env(
+            "PYTHONPATH",
+            format!("{}:{}", dir.display(), stubs.path().display()),
+        )
+        .env("SESSIOND_ADDRESS", server.addr.to_string())
+        .env("SESSIOND_TOKEN", TOKEN)
+        .env(
+            "SESSIOND_TLS_ADDRESS",
+            format!("localhost:{}", tls_server.addr.port()),
+        )
+        .env("SESSIOND_TLS_CA", &pki.ca)
+        .env("SESSIOND_TLS_CERT", &pki.client_cert)
+        .env("SESSIOND_TLS_KEY", &pki.client_key);
+    let finished = python::run_to_end(pytest, PYTEST_TIMEOUT).await;
+    server.stop().await;
+    tls_server.stop().await;
+
+    let summary = finished
+        .stdout
+        .lines()
+        .rev()
+        .find(|line| line.starts_with('=') && line.contains(" in "))
+        .unwrap_or("no pytest summary line")
+        .to_owned();
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "python client, Flask and ASGI tests (integrations/python/tests/clients): {summary}"
+    );
+    assert!(
+        finished.status.is_some_and(|status| status.success()),
+        "pytest failed: {summary}\n--- stdout\n{}\n--- stderr\n{}",
+        finished.stdout,
+        finished.stderr
+    );
+    // Nothing may be skipped: a test that cannot run must fail.
+    for outcome in ["failed", "skipped", "error", "errors", "xfailed"] {
+        assert_eq!(count(&summary, outcome), 0, "{outcome}: {summary}");
+    }
+    assert!(count(&summary, "passed") >= 40, "{summary}");
+}
