@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{TestServer, python};
+use common::TestServer;
+use common::python::{self, integration_dir};
 
 /// The build backend of the package's build hook, pinned as well.
 const SETUPTOOLS: &str = "setuptools==84.2.1";
@@ -44,13 +45,6 @@ fn venv() -> Option<PathBuf> {
         python::PROTOBUF,
         SETUPTOOLS,
     ])
-}
-
-fn integration_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../integrations/python")
-        .canonicalize()
-        .unwrap()
 }
 
 /// Writes to the process's stderr, which the test harness does not capture:
@@ -88,24 +82,6 @@ async fn run_python(venv: &Path, cwd: &Path, args: &[&str], env: &[(&str, &str)]
         output.stdout,
         output.stderr
     );
-}
-
-/// Generates the gRPC stubs into `out` as the package's build does.
-async fn generate_stubs(venv: &Path, out: &Path) {
-    let dir = integration_dir();
-    let out = out.to_str().unwrap();
-    run_python(
-        venv,
-        &dir,
-        &["-m", "sessiond_client.generate", "--out", out],
-        &[("PYTHONPATH", dir.to_str().unwrap())],
-    )
-    .await;
-}
-
-/// `PYTHONPATH` for the engine from this checkout with stubs in `stubs`.
-fn engine_path(stubs: &Path) -> String {
-    format!("{}:{}", integration_dir().display(), stubs.display())
 }
 
 /// `tests/` of Django's source distribution at the pinned version, which
@@ -215,7 +191,7 @@ async fn djangos_session_suite_passes_on_sessiond() {
         })
         .unwrap();
     let stubs = tempfile::tempdir().unwrap();
-    generate_stubs(&venv, stubs.path()).await;
+    let engine_path = python::checkout_path(&venv, stubs.path()).await;
 
     // With a token required, as a shared sessiond runs: every call of the
     // engine must carry it.
@@ -236,7 +212,7 @@ async fn djangos_session_suite_passes_on_sessiond() {
             "sessions_tests.no_clear_expired",
         ],
         &[
-            ("PYTHONPATH", &engine_path(stubs.path())),
+            ("PYTHONPATH", &engine_path),
             ("SESSIOND_ADDRESS", &address),
             ("SESSIOND_TOKEN", TOKEN),
             // The recovery test stops and restarts a sessiond of its own.
@@ -289,7 +265,7 @@ async fn djangos_session_suite_passes_on_sessiond() {
 async fn example_site_logs_in_and_out_with_sessions_on_sessiond() {
     let Some(venv) = venv() else { return };
     let stubs = tempfile::tempdir().unwrap();
-    generate_stubs(&venv, stubs.path()).await;
+    let engine_path = python::checkout_path(&venv, stubs.path()).await;
 
     let server = TestServer::start().await;
     let address = server.addr.to_string();
@@ -297,10 +273,7 @@ async fn example_site_logs_in_and_out_with_sessions_on_sessiond() {
         &venv,
         &integration_dir().join("example"),
         &["manage.py", "test", "--verbosity=2", "--noinput"],
-        &[
-            ("PYTHONPATH", &engine_path(stubs.path())),
-            ("SESSIOND_ADDRESS", &address),
-        ],
+        &[("PYTHONPATH", &engine_path), ("SESSIOND_ADDRESS", &address)],
     )
     .await;
     server.stop().await;

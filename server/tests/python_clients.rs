@@ -18,7 +18,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Serving, TestServer, python, serve_config};
+use common::python::{self, integration_dir};
+use common::{Serving, TestServer, serve_config};
 use sessiond::Server;
 
 /// The whole suite takes seconds; the bound is for a wedged run.
@@ -26,13 +27,6 @@ const PYTEST_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The bearer token of the plaintext sessiond.
 const TOKEN: &str = "python-clients-token-0123456789";
-
-fn integration_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../integrations/python")
-        .canonicalize()
-        .unwrap()
-}
 
 /// Certificate files for sessiond (`localhost`) and for the Python client,
 /// signed by one test CA.
@@ -101,18 +95,7 @@ async fn the_python_client_flask_and_asgi_suite_passes() {
     };
     let dir = integration_dir();
     let stubs = tempfile::tempdir().unwrap();
-    let mut generate = tokio::process::Command::new(venv.join("bin/python"));
-    generate
-        .args(["-m", "sessiond_client.generate", "--out"])
-        .arg(stubs.path())
-        .current_dir(&dir)
-        .env("PYTHONPATH", &dir);
-    let generated = python::run_to_end(generate, PYTEST_TIMEOUT).await;
-    assert!(
-        generated.status.is_some_and(|status| status.success()),
-        "generating the stubs failed:\n{}",
-        generated.stderr
-    );
+    let python_path = python::checkout_path(&venv, stubs.path()).await;
 
     let server = TestServer::start_with(&["--token", TOKEN]).await;
     let certs = tempfile::tempdir().unwrap();
@@ -137,10 +120,7 @@ async fn the_python_client_flask_and_asgi_suite_passes() {
         .args(["-m", "pytest", "-p", "no:cacheprovider", "-v", "-rfEs"])
         .arg("tests/clients")
         .current_dir(&dir)
-        .env(
-            "PYTHONPATH",
-            format!("{}:{}", dir.display(), stubs.path().display()),
-        )
+        .env("PYTHONPATH", &python_path)
         .env("SESSIOND_ADDRESS", server.addr.to_string())
         .env("SESSIOND_TOKEN", TOKEN)
         .env(

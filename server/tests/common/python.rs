@@ -155,3 +155,32 @@ pub async fn run_to_end(
         stderr: std::fs::read_to_string(&stderr_path).unwrap_or_default(),
     }
 }
+
+/// `integrations/python` of this checkout.
+pub fn integration_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../integrations/python")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The package as the README's work-from-checkout path uses it: stubs
+/// generated from the proto into a directory of their own (`stubs`, which
+/// the caller keeps), and the `PYTHONPATH` that imports the checkout's
+/// modules and those stubs. The virtualenv needs grpcio-tools.
+pub async fn checkout_path(venv: &Path, stubs: &Path) -> String {
+    let dir = integration_dir();
+    let mut generate = tokio::process::Command::new(venv.join("bin/python"));
+    generate
+        .args(["-m", "sessiond_client.generate", "--out"])
+        .arg(stubs)
+        .current_dir(&dir)
+        .env("PYTHONPATH", &dir);
+    let generated = run_to_end(generate, std::time::Duration::from_secs(120)).await;
+    assert!(
+        generated.status.is_some_and(|status| status.success()),
+        "generating the stubs failed:\n{}",
+        generated.stderr
+    );
+    format!("{}:{}", dir.display(), stubs.display())
+}
