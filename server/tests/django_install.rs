@@ -28,7 +28,7 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(600);
 
 const INSTALL_HEADING: &str = "## Install";
 const CHECKOUT_HEADING: &str = "### Working on it without installing";
-const ROOT_HEADING: &str = "## Django on sessiond";
+const ROOT_HEADING: &str = "## Python apps: Django, Flask, FastAPI";
 
 fn repo_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
