@@ -15,9 +15,9 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::pki::make_pki;
 use common::python::{self, integration_dir};
 use common::{Serving, TestServer, serve_config};
 use sessiond::Server;
@@ -27,48 +27,6 @@ const PYTEST_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The bearer token of the plaintext sessiond.
 const TOKEN: &str = "python-clients-token-0123456789";
-
-/// Certificate files for sessiond (`localhost`) and for the Python client,
-/// signed by one test CA.
-struct Pki {
-    ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
-    client_cert: PathBuf,
-    client_key: PathBuf,
-}
-
-fn make_pki(dir: &Path) -> Pki {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "sessiond python test CA");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
-        .unwrap();
-    let server_key = rcgen::KeyPair::generate().unwrap();
-    let server = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&server_key, &ca)
-        .unwrap();
-    let client_key = rcgen::KeyPair::generate().unwrap();
-    let mut client_params = rcgen::CertificateParams::new(vec!["app".to_owned()]).unwrap();
-    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let client = client_params.signed_by(&client_key, &ca).unwrap();
-
-    let write = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    };
-    Pki {
-        ca: write("ca.pem", &ca.pem()),
-        server_cert: write("server.pem", &server.pem()),
-        server_key: write("server-key.pem", &server_key.serialize_pem()),
-        client_cert: write("client.pem", &client.pem()),
-        client_key: write("client-key.pem", &client_key.serialize_pem()),
-    }
-}
 
 /// One `passed`/`failed`/... count of pytest's closing line.
 fn count(summary: &str, outcome: &str) -> u32 {

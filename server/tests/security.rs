@@ -7,10 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use clap::Parser;
+use common::pki::{Pki, make_pki};
 use common::scrape::{metric, metrics_response, metrics_text};
 use common::{Serving, code, hours_from_now, serve_config};
 use sessiond::cli::ServeArgs;
@@ -115,51 +116,6 @@ async fn a_single_token_from_the_environment_twin_is_enough() {
     serving.stop().await;
 }
 
-/// A CA, a server certificate for `localhost` and a client certificate,
-/// as PEM files in `dir`.
-struct Pki {
-    ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
-    client_cert: String,
-    client_key: String,
-    ca_pem: String,
-}
-
-fn make_pki(dir: &Path) -> Pki {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "sessiond test CA");
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-
-    let server_key = rcgen::KeyPair::generate().unwrap();
-    let server = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&server_key, &ca)
-        .unwrap();
-    let client_key = rcgen::KeyPair::generate().unwrap();
-    let mut client_params = rcgen::CertificateParams::new(vec!["app".to_owned()]).unwrap();
-    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let client = client_params.signed_by(&client_key, &ca).unwrap();
-
-    let write = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    };
-    Pki {
-        ca: write("ca.pem", &ca.pem()),
-        server_cert: write("server.pem", &server.pem()),
-        server_key: write("server-key.pem", &server_key.serialize_pem()),
-        client_cert: client.pem(),
-        client_key: client_key.serialize_pem(),
-        ca_pem: ca.pem(),
-    }
-}
-
 /// A server with the certificate and key of `pki` and `extra` flags,
 /// serving.
 async fn serve_tls(dir: &Path, pki: &Pki, extra: &[&str]) -> Serving {
@@ -182,7 +138,10 @@ fn tls_client(
         .ca_certificate(Certificate::from_pem(&pki.ca_pem))
         .domain_name("localhost");
     if identity {
-        tls = tls.identity(Identity::from_pem(&pki.client_cert, &pki.client_key));
+        tls = tls.identity(Identity::from_pem(
+            &pki.client_cert_pem,
+            &pki.client_key_pem,
+        ));
     }
     Client::builder()
         .endpoint(format!("https://{addr}"))
@@ -291,7 +250,10 @@ async fn client_certificates_signed_by_the_ca_are_required_with_a_client_ca() {
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&pki.ca_pem))
         .domain_name("localhost")
-        .identity(Identity::from_pem(&other.client_cert, &other.client_key));
+        .identity(Identity::from_pem(
+            &other.client_cert_pem,
+            &other.client_key_pem,
+        ));
     tls = tls.timeout(Duration::from_secs(5));
     let stranger = Client::builder()
         .endpoint(format!("https://{}", serving.addr))

@@ -6,6 +6,7 @@
 
 pub mod flood;
 pub mod node;
+pub mod pki;
 pub mod process;
 pub mod python;
 pub mod scrape;
