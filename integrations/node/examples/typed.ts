@@ -1,7 +1,7 @@
 // A typed Express app on sessiond-client; checked by `tsc --noEmit` in the tests.
 import express from 'express';
 import session from 'express-session';
-import { Client, Session, SessiondError, SessiondUnavailable, sessionMiddleware } from 'sessiond-client';
+import { Client, Session, SessiondError, SessiondUnavailable, sessionMiddleware, sessionOf } from 'sessiond-client';
 import { SessiondStore, genid } from 'sessiond-client/express-session';
 
 const client = new Client({ addresses: ['127.0.0.1:50051', '127.0.0.1:50052'], token: 'secret-token', timeoutMs: 2000 });
@@ -9,7 +9,7 @@ const client = new Client({ addresses: ['127.0.0.1:50051', '127.0.0.1:50052'], t
 const app = express();
 app.use(sessionMiddleware({ client, cookieName: 'sessionid', sameSite: 'Lax', secure: true }));
 app.post('/login', async (req, res) => {
-  const current = (req as unknown as { session: Session }).session;
+  const current: Session = sessionOf(req);
   await current.cycleKey();
   await current.set('_auth_user_id', '42');
   const user: string | undefined = await current.get<string>('_auth_user_id');

@@ -1,11 +1,13 @@
 'use strict';
 
 const fs = require('node:fs');
+const net = require('node:net');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 
 const { errorFromStatus, SessiondError } = require('./errors');
+const { dataText } = require('./member-json');
 
 /** A call that takes longer fails with DEADLINE_EXCEEDED; five seconds, as the Rust client. */
 const DEFAULT_TIMEOUT_MS = 5000;
@@ -14,8 +16,8 @@ const PROTO_FILE = path.join('sessiond', 'v1', 'sessiond.proto');
 
 /**
  * The directory holding `sessiond/v1/sessiond.proto`: the package's own copy
- * (made by scripts/copy-proto.js), else $SESSIOND_PROTO_DIR, else the
- * checkout's `proto/` two levels up.
+ * (put in the tarball by scripts/copy-proto.js at `npm pack`), else
+ * $SESSIOND_PROTO_DIR, else the checkout's `proto/` two levels up.
  * @returns {string}
  */
 function protoDir() {
@@ -28,7 +30,7 @@ function protoDir() {
   if (!found) {
     throw new Error(
       `sessiond-client: cannot find ${PROTO_FILE} in ${candidates.join(', ')}; ` +
-        'run `npm install` (its prepare step copies it) or set SESSIOND_PROTO_DIR',
+        'install the package from its tarball (it carries the proto) or set SESSIOND_PROTO_DIR',
     );
   }
   return found;
@@ -75,16 +77,48 @@ function fromTimestamp(timestamp) {
   return new Date(Number(timestamp.seconds) * 1000 + Math.floor(timestamp.nanos / 1e6));
 }
 
+/** A host name: dot-separated labels of letters, digits, `-` and `_` (container names have them). */
+const HOST_NAME = /^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*$/;
+
+/**
+ * Whether `address` is `host:port`: a host name, an IPv4 address or an
+ * `[IPv6]` address, and a port from 1 to 65535. gRPC would take `localhost`
+ * as port 443 and `http://host:port` as a host name, and fail only at the
+ * first call; both are mistakes worth naming at start-up.
+ * @param {unknown} address
+ * @returns {boolean}
+ */
+function isHostPort(address) {
+  if (typeof address !== 'string') return false;
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(address);
+  if (!match) return false;
+  const [, ipv6, host, port] = match;
+  if (!(Number(port) >= 1 && Number(port) <= 65535)) return false;
+  if (ipv6 !== undefined) return net.isIPv6(ipv6);
+  // All digits and dots is meant as an IPv4 address: 999.1.1.1 is a typo, not a name.
+  if (/^[\d.]+$/.test(host)) return net.isIPv4(host);
+  return HOST_NAME.test(host);
+}
+
 /**
  * Reads a TLS setting: a Buffer holds PEM itself, a string names a PEM file.
  * @param {Buffer | string | undefined} value
+ * @param {string} name the option, e.g. 'tls.ca', for the error
  * @returns {Buffer | null}
  */
-function pem(value) {
+function pem(value, name) {
   if (value === undefined || value === null) return null;
   if (Buffer.isBuffer(value)) return value;
-  if (typeof value === 'string') return fs.readFileSync(value);
-  throw new TypeError('sessiond-client: tls.ca, tls.cert and tls.key are Buffers (PEM) or file paths');
+  if (typeof value !== 'string') {
+    throw new TypeError(`sessiond-client: \`${name}\` must be a Buffer (PEM) or the path of a PEM file`);
+  }
+  try {
+    return fs.readFileSync(value);
+  } catch (error) {
+    const failure = new Error(`sessiond-client: cannot read \`${name}\` (${value}): ${error.message}`, { cause: error });
+    failure.code = error.code;
+    throw failure;
+  }
 }
 
 /**
@@ -93,20 +127,28 @@ function pem(value) {
  */
 function channelCredentials(tls) {
   if (!tls) return grpc.credentials.createInsecure();
-  const cert = pem(tls.cert);
-  const key = pem(tls.key);
+  const cert = pem(tls.cert, 'tls.cert');
+  const key = pem(tls.key, 'tls.key');
   if (Boolean(cert) !== Boolean(key)) {
     throw new TypeError('sessiond-client: tls.cert and tls.key go together (a client certificate and its key)');
   }
-  return grpc.credentials.createSsl(pem(tls.ca), key, cert);
+  return grpc.credentials.createSsl(pem(tls.ca, 'tls.ca'), key, cert);
 }
 
-/** Serializes session data for the wire: the text of one JSON object. */
-function toDataText(data) {
-  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
-    throw new TypeError('sessiond-client: session data must be a plain object');
+/**
+ * Channel options for `tls.serverName`: the name checked against the
+ * server's certificate and sent as SNI and `:authority`, instead of the
+ * address's host.
+ * @param {object | undefined} tls
+ * @returns {object}
+ */
+function channelOptions(tls) {
+  const serverName = tls ? tls.serverName : undefined;
+  if (serverName === undefined || serverName === null) return {};
+  if (typeof serverName !== 'string' || !HOST_NAME.test(serverName)) {
+    throw new TypeError('sessiond-client: `tls.serverName` must be a host name, the one sessiond\'s certificate names');
   }
-  return JSON.stringify(data);
+  return { 'grpc.ssl_target_name_override': serverName, 'grpc.default_authority': serverName };
 }
 
 /** Parses the server's data text; anything but an object reads as empty. */
@@ -131,25 +173,34 @@ class Client {
    * @param {object} options
    * @param {string | string[]} options.addresses `host:port`, or several for failover
    * @param {string} [options.token] a bearer token (`--token` / `--tokens-file` on the server)
-   * @param {{ ca?: Buffer | string, cert?: Buffer | string, key?: Buffer | string }} [options.tls]
-   *   TLS: Buffers hold PEM, strings are paths of PEM files; `{}` trusts the system's roots
+   * @param {{ ca?: Buffer | string, cert?: Buffer | string, key?: Buffer | string, serverName?: string }} [options.tls]
+   *   TLS: Buffers hold PEM, strings are paths of PEM files; `{}` trusts the system's roots;
+   *   `serverName` is the name to expect in sessiond's certificate when the address does not carry it
    * @param {number} [options.timeoutMs] deadline of each call (default 5000)
    */
   constructor(options) {
     const { addresses, token, tls, timeoutMs = DEFAULT_TIMEOUT_MS } = options ?? {};
     const list = typeof addresses === 'string' ? [addresses] : addresses;
-    if (!Array.isArray(list) || list.length === 0 || !list.every((a) => typeof a === 'string' && a)) {
+    if (!Array.isArray(list) || list.length === 0) {
       throw new TypeError('sessiond-client: `addresses` must be a non-empty string or array of "host:port"');
+    }
+    const bad = list.find((address) => !isHostPort(address));
+    if (bad !== undefined) {
+      throw new TypeError(
+        `sessiond-client: \`addresses\` holds ${JSON.stringify(bad) ?? String(bad)}, which is not "host:port" ` +
+          '(a host name, an IPv4 address or [IPv6], and a port from 1 to 65535), e.g. "127.0.0.1:50051"',
+      );
     }
     if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
       throw new TypeError('sessiond-client: `timeoutMs` must be a positive number of milliseconds');
     }
     const Service = sessionServiceClient();
     const credentials = channelCredentials(tls);
+    const settings = channelOptions(tls);
     /** @type {string[]} */
     this.addresses = [...list];
     this.timeoutMs = timeoutMs;
-    this._stubs = list.map((address) => new Service(address, credentials));
+    this._stubs = list.map((address) => new Service(address, credentials, settings));
     this._preferred = 0;
     this._metadata = new grpc.Metadata();
     if (token !== undefined && token !== null) {
@@ -225,7 +276,7 @@ class Client {
    */
   async create(data, expireDate) {
     const response = await this._call('Create', {
-      data: toDataText(data),
+      data: dataText(data),
       expire_date: toTimestamp(expireDate),
     });
     return { sessionKey: response.session_key, expireDate: fromTimestamp(response.expire_date) };
@@ -243,7 +294,7 @@ class Client {
   async save(sessionKey, data, options = {}) {
     const response = await this._call('Save', {
       session_key: sessionKey,
-      data: toDataText(data),
+      data: dataText(data),
       expire_date: toTimestamp(options.expireDate),
       must_create: Boolean(options.mustCreate),
     });
@@ -262,7 +313,7 @@ class Client {
     const set = changes.set ?? {};
     const response = await this._call('Patch', {
       session_key: sessionKey,
-      set: Object.keys(set).length === 0 ? '' : toDataText(set),
+      set: Object.keys(set).length === 0 ? '' : dataText(set),
       remove: changes.remove ?? [],
       replace: Boolean(changes.replace),
       expire_date: toTimestamp(changes.expireDate),
@@ -289,7 +340,7 @@ class Client {
    */
   async cycleKey(sessionKey, options = {}) {
     const request = { session_key: sessionKey, expire_date: toTimestamp(options.expireDate) };
-    if (options.data !== undefined) request.data = toDataText(options.data);
+    if (options.data !== undefined) request.data = dataText(options.data);
     const response = await this._call('CycleKey', request);
     return { sessionKey: response.session_key, expireDate: fromTimestamp(response.expire_date) };
   }

@@ -3,7 +3,7 @@
 const grpc = require('@grpc/grpc-js');
 const { Store } = require('express-session');
 
-const { genid } = require('./keys');
+const { genid, isValidKey } = require('./keys');
 const { SessiondError } = require('./errors');
 
 /** What express-session's optional listing methods answer: sessiond cannot list sessions. */
@@ -17,6 +17,10 @@ function expiryOf(sess) {
   const date = new Date(expires);
   return Number.isNaN(date.getTime()) ? undefined : date;
 }
+
+/** Why set() refuses an id that sessiond cannot store. */
+const INVALID_ID =
+  "sessiond-client: express-session drew a session id that sessiond cannot store (sessiond keys are 8 to 40 characters of [a-z0-9]); set genid: require('sessiond-client/express-session').genid";
 
 function isObject(value) {
   return value !== null && typeof value === 'object';
@@ -46,9 +50,15 @@ class SessiondStore extends Store {
   /**
    * Loads a session; null when it is missing or expired, or was not written
    * by express-session (it has no `cookie` member, which express-session
-   * needs).
+   * needs). An id that cannot be a sessiond key (one express-session's
+   * default genid drew before the app moved to sessiond) is a missing
+   * session too, so that express-session starts a new one.
    */
   get(sid, callback) {
+    if (!isValidKey(sid)) {
+      process.nextTick(callback, null, null);
+      return;
+    }
     this.client.load(sid).then(
       (loaded) => callback(null, loaded && isObject(loaded.data.cookie) ? loaded.data : null),
       (error) => callback(error),
@@ -57,9 +67,14 @@ class SessiondStore extends Store {
 
   /**
    * Writes a whole session: updates it, or inserts it when it is new
-   * (express-session upserts; it has no separate create).
+   * (express-session upserts; it has no separate create). An id that cannot
+   * be a sessiond key is an error asking for this module's `genid`.
    */
   set(sid, sess, callback = () => {}) {
+    if (!isValidKey(sid)) {
+      process.nextTick(callback, new Error(INVALID_ID));
+      return;
+    }
     const expireDate = expiryOf(sess);
     const write = async () => {
       try {
@@ -78,16 +93,25 @@ class SessiondStore extends Store {
     write().then(() => callback(null), (error) => callback(error));
   }
 
-  /** Deletes a session (a missing one is fine). */
+  /** Deletes a session (a missing one, or an id sessiond cannot hold, is fine). */
   destroy(sid, callback = () => {}) {
+    if (!isValidKey(sid)) {
+      process.nextTick(callback, null);
+      return;
+    }
     this.client.delete(sid).then(() => callback(null), (error) => callback(error));
   }
 
   /**
    * Extends a session's expiry: patches only its `cookie` member and the
-   * expiry. A session deleted meanwhile stays deleted.
+   * expiry. A session deleted meanwhile stays deleted; an id sessiond cannot
+   * hold names no session, so there is nothing to touch.
    */
   touch(sid, sess, callback = () => {}) {
+    if (!isValidKey(sid)) {
+      process.nextTick(callback, null);
+      return;
+    }
     this.client
       .patch(sid, { set: { cookie: sess.cookie }, expireDate: expiryOf(sess) })
       .then(

@@ -10,10 +10,16 @@ export interface TlsOptions {
   cert?: Buffer | string;
   /** The client certificate's private key. */
   key?: Buffer | string;
+  /**
+   * The host name sessiond's certificate names, when the address does not
+   * carry it (an IP address, or a name the certificate does not list); also
+   * sent as SNI and as the `:authority` of each call.
+   */
+  serverName?: string;
 }
 
 export interface ClientOptions {
-  /** `host:port`, or several for failover (tried in order on UNAVAILABLE). */
+  /** `host:port` (host name, IPv4 or `[IPv6]`), or several for failover (tried in order on UNAVAILABLE). */
   addresses: string | string[];
   /** Bearer token, sent as `authorization: Bearer <token>`. */
   token?: string;
@@ -101,7 +107,14 @@ export class Session {
   getSessionCookieAge(): number;
   isEmpty(): boolean;
   get<T = any>(key: string): Promise<T | undefined>;
+  /**
+   * Stores a JSON value; a Date is stored as its ISO 8601 string. Rejects with a
+   * TypeError naming the member what would not read back as written: BigInt,
+   * NaN / Infinity, functions, symbols, undefined (at the top or in an array),
+   * Map, Set, circular structures.
+   */
   set(key: string, value: unknown): Promise<void>;
+  /** Stores every member of `values`, with `set`'s checks, all of them before any is stored. */
   update(values: Record<string, unknown>): Promise<void>;
   /** Removes `key`; resolves to its value, or undefined if it was absent. */
   delete<T = any>(key: string): Promise<T | undefined>;
@@ -150,12 +163,19 @@ export interface SessionMiddlewareOptions {
 }
 
 /**
- * Express middleware: `req.session` is a Session on Django's cookie. (Express's
- * own `Request` type does not know it; read it as `req.session as Session`.)
+ * Express middleware: `req.session` is a Session on Django's cookie. Express's
+ * own `Request` type does not know it: read it with `sessionOf(req)`.
  */
 export function sessionMiddleware(
   options: SessionMiddlewareOptions,
 ): (req: IncomingMessage, res: ServerResponse, next: (error?: any) => void) => void;
+
+/**
+ * The Session that `sessionMiddleware` put on `req.session`, typed; throws a
+ * TypeError when the middleware is not mounted. Takes any request object, so
+ * it compiles with or without express-session's types.
+ */
+export function sessionOf(req: object): Session;
 
 /** A fresh 32-character [a-z0-9] key (express-session's `genid`). */
 export function genid(): string;

@@ -10,7 +10,7 @@
 
 const { Client, DEFAULT_TIMEOUT_MS } = require('./client');
 const { Session, DEFAULT_COOKIE_AGE } = require('./session');
-const { sessionMiddleware, INTERRUPTED_BODY, DEFAULT_COOKIE_NAME } = require('./middleware');
+const { sessionMiddleware, sessionOf, INTERRUPTED_BODY, DEFAULT_COOKIE_NAME } = require('./middleware');
 const { SessiondError, SessiondUnavailable, UpdateError } = require('./errors');
 const { genid, isValidKey } = require('./keys');
 
@@ -18,6 +18,7 @@ module.exports = {
   Client,
   Session,
   sessionMiddleware,
+  sessionOf,
   SessiondError,
   SessiondUnavailable,
   UpdateError,

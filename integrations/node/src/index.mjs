@@ -6,6 +6,7 @@ export const {
   Client,
   Session,
   sessionMiddleware,
+  sessionOf,
   SessiondError,
   SessiondUnavailable,
   UpdateError,

@@ -81,6 +81,22 @@ function sessionMiddleware(options) {
 }
 
 /**
+ * The Session that `sessionMiddleware` put on `req.session`. Express's own
+ * `Request` type has no `session` (express-session's types claim it, with
+ * their own type), so TypeScript code reads it through this function; it
+ * also says clearly when the middleware is not mounted.
+ * @param {{ session?: unknown }} req
+ * @returns {Session}
+ */
+function sessionOf(req) {
+  const session = req ? req.session : undefined;
+  if (!(session instanceof Session)) {
+    throw new TypeError('sessiond-client: req.session is not a sessiond Session; mount sessionMiddleware before this route');
+  }
+  return session;
+}
+
+/**
  * The value of the cookie `name`; the last one when it comes more than once,
  * as Django (Python's cookie parser) reads it.
  * @param {string | undefined} header
@@ -159,6 +175,30 @@ function appendSetCookie(res, value) {
 }
 
 /**
+ * What node's writeHead does with its headers argument when headers were
+ * already set: an object's members replace headers of the same name; a flat
+ * array `[name, value, name, value, ...]` replaces them too but may repeat a
+ * name (several Set-Cookie).
+ */
+function applyHeaders(res, headers) {
+  if (!headers) return;
+  if (!Array.isArray(headers)) {
+    for (const name of Object.keys(headers)) if (name) res.setHeader(name, headers[name]);
+    return;
+  }
+  if (headers.length % 2 !== 0) {
+    throw new TypeError('writeHead: a flat array of headers must hold name, value pairs');
+  }
+  for (let i = 0; i < headers.length; i += 2) res.removeHeader(headers[i]);
+  for (let i = 0; i < headers.length; i += 2) {
+    const [name, value] = [headers[i], headers[i + 1]];
+    const current = res.getHeader(name);
+    if (current === undefined) res.setHeader(name, value);
+    else res.setHeader(name, [...[current].flat(), ...[value].flat()]);
+  }
+}
+
+/**
  * Holds back `res`'s status line, headers and body until `finish(status)`
  * has settled, so that an async save can still set the cookie: the way
  * express-session waits for its store, with writeHead held as well. When
@@ -209,8 +249,17 @@ function holdHeadersUntil(res, finish, onError) {
     return finishing;
   };
 
-  res.writeHead = function writeHead(...args) {
-    heldHead = args;
+  res.writeHead = function writeHead(statusCode, reason, headers) {
+    if (typeof reason !== 'string') {
+      headers = reason;
+      reason = undefined;
+    }
+    // Apply the headers now, as node applies them on top of setHeader's, and
+    // hold only the status line: the session's Set-Cookie is then appended
+    // to the app's, where replaying writeHead(status, headers) after it
+    // would replace it.
+    applyHeaders(res, headers);
+    heldHead = reason === undefined ? [statusCode] : [statusCode, reason];
     return this;
   };
   res.write = function write(...args) {
@@ -223,4 +272,4 @@ function holdHeadersUntil(res, finish, onError) {
   };
 }
 
-module.exports = { sessionMiddleware, INTERRUPTED_BODY, DEFAULT_COOKIE_NAME };
+module.exports = { sessionMiddleware, sessionOf, INTERRUPTED_BODY, DEFAULT_COOKIE_NAME };

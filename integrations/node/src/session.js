@@ -4,18 +4,10 @@ const grpc = require('@grpc/grpc-js');
 
 const { SessiondError, UpdateError } = require('./errors');
 const expiry = require('./expiry');
+const { memberText } = require('./member-json');
 
 /** Django's SESSION_COOKIE_AGE: two weeks, in seconds. */
 const DEFAULT_COOKIE_AGE = 1209600;
-
-/** The JSON text of a value, refusing what JSON cannot hold. */
-function jsonText(key, value) {
-  const text = JSON.stringify(value);
-  if (text === undefined) {
-    throw new TypeError(`sessiond-client: the value under "${key}" cannot be stored as JSON`);
-  }
-  return text;
-}
 
 /**
  * A web session, used like Django's `request.session`: a dictionary of JSON
@@ -132,13 +124,18 @@ class Session {
   }
 
   /**
-   * Stores `value` (anything JSON can hold) under `key`.
+   * Stores `value` under `key`: anything JSON holds and reads back as it
+   * was; a Date is stored as its ISO 8601 string (JSON has no dates, and
+   * Django's JSONSerializer cannot store datetimes at all). Rejects with a
+   * TypeError naming the member, before anything changes, for BigInt,
+   * NaN / Infinity, functions, symbols, undefined (at the top or in an
+   * array), Map, Set and circular structures.
    * @param {string} key
    * @param {unknown} value
    * @returns {Promise<void>}
    */
   async set(key, value) {
-    jsonText(key, value);
+    memberText(key, value);
     (await this.#load()).set(key, value);
     this.#modified = true;
   }
@@ -149,7 +146,7 @@ class Session {
    * @returns {Promise<void>}
    */
   async update(values) {
-    for (const [key, value] of Object.entries(values)) jsonText(key, value);
+    for (const [key, value] of Object.entries(values)) memberText(key, value);
     const data = await this.#load();
     for (const [key, value] of Object.entries(values)) data.set(key, value);
     this.#modified = true;
@@ -279,7 +276,7 @@ class Session {
 
   #texts(data) {
     const texts = new Map();
-    for (const [key, value] of data) texts.set(key, jsonText(key, value));
+    for (const [key, value] of data) texts.set(key, memberText(key, value));
     return texts;
   }
 

@@ -117,6 +117,44 @@ test('data that is not an object is refused before the call', async () => {
   await assert.rejects(client.create(null), TypeError);
 });
 
+test('values that would not read back as written are a TypeError naming the member', async () => {
+  await assert.rejects(client.create({ big: { n: 1n } }), {
+    name: 'TypeError',
+    message: /session member "big" \(at "n"\): a BigInt/,
+  });
+  await assert.rejects(client.save('abcdefgh12345678', { score: NaN }), { message: /session member "score": NaN/ });
+  await assert.rejects(client.patch('abcdefgh12345678', { set: { list: [1, undefined] } }), {
+    message: /session member "list" \(at "1"\): undefined in an array/,
+  });
+  // As JSON.stringify: an undefined member is left out (express-session's data may hold one).
+  const { sessionKey } = await client.create({ kept: 1, gone: undefined, nested: { gone: undefined } });
+  assert.deepEqual((await client.load(sessionKey)).data, { kept: 1, nested: {} });
+});
+
+test('addresses must be host:port, checked when the client is made', () => {
+  for (const bad of ['localhost', 'http://127.0.0.1:50551', '127.0.0.1:0', '127.0.0.1:65536', '999.1.1.1:50051', '::1:50051', '[nope]:50051', '']) {
+    assert.throws(() => new Client({ addresses: ['127.0.0.1:50051', bad] }), (error) => {
+      assert.ok(error instanceof TypeError);
+      assert.match(error.message, /`addresses`/);
+      assert.ok(error.message.includes(JSON.stringify(bad)), error.message);
+      return true;
+    });
+  }
+  for (const good of ['localhost:50051', '10.0.0.7:1', 'sessiond_1.internal:65535', '[::1]:50051']) {
+    new Client({ addresses: good }).close();
+  }
+});
+
+test('a TLS file that cannot be read is an error naming the option and the path', () => {
+  const missing = path.join(os.tmpdir(), 'sessiond-node-no-such-dir', 'ca.pem');
+  assert.throws(() => new Client({ addresses: '127.0.0.1:50051', tls: { ca: missing } }), (error) => {
+    assert.equal(error.message, `sessiond-client: cannot read \`tls.ca\` (${missing}): ${error.cause.message}`);
+    assert.equal(error.code, 'ENOENT');
+    return true;
+  });
+  assert.throws(() => new Client({ addresses: '127.0.0.1:50051', tls: { serverName: 'not a name' } }), /tls\.serverName/);
+});
+
 test('an unreachable server is SessiondUnavailable naming the address', async () => {
   const address = await deadAddress();
   const lonely = new Client({ addresses: address, timeoutMs: 2000 });
@@ -201,6 +239,12 @@ test('TLS with a private CA, given as file paths or as PEM buffers', { skip: !ha
   fs.writeFileSync(file('ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
   openssl('x509', '-req', '-in', file('server.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key'),
     '-CAcreateserial', '-days', '1', '-extfile', file('ext.cnf'), '-out', file('server.pem'));
+  // A certificate that names the server only by a name the address does not carry.
+  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=sessiond.internal',
+    '-keyout', file('named.key'), '-out', file('named.csr'));
+  fs.writeFileSync(file('named.cnf'), 'subjectAltName=DNS:sessiond.internal\n');
+  openssl('x509', '-req', '-in', file('named.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key'),
+    '-CAcreateserial', '-days', '1', '-extfile', file('named.cnf'), '-out', file('named.pem'));
   const secured = await startSessiond({ SESSIOND_TLS_CERT: file('server.pem'), SESSIOND_TLS_KEY: file('server.key') });
   // By name, as certificates name servers (and TLS's SNI takes no IP address).
   const named = secured.address.replace('127.0.0.1', 'localhost');
@@ -211,6 +255,31 @@ test('TLS with a private CA, given as file paths or as PEM buffers', { skip: !ha
     const { sessionKey } = await byPath.create({ tls: true });
     assert.deepEqual((await byBuffer.load(sessionKey)).data, { tls: true });
     await assert.rejects(plain.load(sessionKey), SessiondUnavailable);
+
+    // tls.serverName: the name to check when the address is an IP address.
+    const byName = await startSessiond({ SESSIOND_TLS_CERT: file('named.pem'), SESSIOND_TLS_KEY: file('named.key') });
+    const overridden = new Client({ addresses: byName.address, tls: { ca: file('ca.pem'), serverName: 'sessiond.internal' } });
+    const unnamed = new Client({
+      addresses: byName.address.replace('127.0.0.1', 'localhost'),
+      tls: { ca: file('ca.pem') },
+      timeoutMs: 2000,
+    });
+    const warnings = [];
+    const onWarning = (warning) => warnings.push(warning.code);
+    process.on('warning', onWarning);
+    try {
+      const created = await overridden.create({ named: true });
+      assert.deepEqual((await overridden.load(created.sessionKey)).data, { named: true });
+      await assert.rejects(unnamed.load(created.sessionKey), SessiondUnavailable);
+      // The name, not the IP address, goes out as SNI: no DEP0123 warning.
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(warnings, []);
+    } finally {
+      process.off('warning', onWarning);
+      overridden.close();
+      unnamed.close();
+      await byName.stop();
+    }
   } finally {
     byPath.close();
     byBuffer.close();

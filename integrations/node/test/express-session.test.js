@@ -4,6 +4,7 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
 const express = require('express');
 const session = require('express-session');
 
@@ -92,6 +93,30 @@ test('sessions are created, updated, touched and destroyed in sessiond', async (
   await call('/logout', 'POST', cookie);
   assert.equal(await client.exists(sid), false);
   assert.equal((await call('/read', 'GET', cookie)).body.count, null);
+});
+
+/** A connect.sid cookie as express-session signs it (cookie-signature's format). */
+function signedCookie(sid, secret) {
+  const signature = crypto.createHmac('sha256', secret).update(sid).digest('base64').replace(/=+$/, '');
+  return `connect.sid=${encodeURIComponent(`s:${sid}.${signature}`)}`;
+}
+
+test('an id from express-session\'s default genid (before sessiond) starts a new session', async () => {
+  // uid-safe ids have - and _, which sessiond keys cannot.
+  const old = 'Qm3x-_AbCdEfGhIjKlMnOpQrStUvWxYz';
+  const cookie = signedCookie(old, 'express-session test secret');
+  const read = await call('/read', 'GET', cookie);
+  assert.deepEqual(read.body, { count: null });
+  const fresh = await call('/incr', 'POST', cookie);
+  assert.equal(fresh.body.count, 1);
+  assert.ok(isValidKey(fresh.body.id));
+
+  const callback = (method, ...args) => new Promise((resolve) => store[method](old, ...args, (...result) => resolve(result)));
+  assert.deepEqual(await callback('get'), [null, null]);
+  assert.deepEqual(await callback('destroy'), [null]);
+  assert.deepEqual(await callback('touch', { cookie: { expires: new Date(Date.now() + 1000) } }), [null]);
+  const [error] = await callback('set', { cookie: {} });
+  assert.match(error.message, /set genid: require\('sessiond-client\/express-session'\)\.genid/);
 });
 
 test('touch never brings back a deleted session', async () => {

@@ -7,7 +7,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const express = require('express');
 
-const { Client, sessionMiddleware, INTERRUPTED_BODY } = require('..');
+const { Client, Session, sessionMiddleware, sessionOf, INTERRUPTED_BODY } = require('..');
 const { startSessiond } = require('../testing/sessiond-process');
 
 let server;
@@ -87,6 +87,17 @@ function buildApp(options = {}) {
     await req.session.set(req.params.name, 'late');
     await gates.get(req.params.name).opened;
     res.send('done');
+  });
+  app.post('/head-cookie', async (req, res) => {
+    await sessionOf(req).set('theme', 'dark');
+    res.writeHead(200, { 'Content-Type': 'text/plain', 'Set-Cookie': 'theme=dark' });
+    res.end('ok');
+  });
+  app.post('/head-cookies', async (req, res) => {
+    await req.session.set('lang', 'fr');
+    res.setHeader('Set-Cookie', 'early=1');
+    res.writeHead(201, 'Made', ['Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'X-App', 'yes']);
+    res.end('ok');
   });
   app.post('/raw', async (req, res) => {
     await req.session.set('raw', true);
@@ -244,6 +255,31 @@ test('held writeHead and streamed writes go out after the save, with the cookie'
   assert.equal(raw.status, 201);
   assert.equal(raw.body, 'part one, part two');
   assert.deepEqual((await client.load(keyOf(raw.setCookies[0]))).data, { raw: true });
+});
+
+test('Set-Cookie passed to writeHead keeps the session cookie beside it', async () => {
+  const single = await request('/head-cookie', { method: 'POST' });
+  assert.equal(single.status, 200);
+  assert.equal(single.setCookies.length, 2, single.setCookies.join(' | '));
+  assert.equal(single.setCookies[0], 'theme=dark');
+  assert.deepEqual((await client.load(keyOf(single.setCookies[1]))).data, { theme: 'dark' });
+  assert.equal(single.response.headers.get('content-type'), 'text/plain');
+
+  // A flat array replaces what setHeader set, as node does, and may repeat a name.
+  const several = await request('/head-cookies', { method: 'POST' });
+  assert.equal(several.status, 201);
+  assert.equal(several.response.statusText, 'Made');
+  assert.equal(several.response.headers.get('x-app'), 'yes');
+  assert.deepEqual(several.setCookies.slice(0, 2), ['a=1', 'b=2']);
+  assert.equal(several.setCookies.length, 3);
+  assert.deepEqual((await client.load(keyOf(several.setCookies[2]))).data, { lang: 'fr' });
+});
+
+test('sessionOf(req) is the Session on req.session, and says when the middleware is missing', () => {
+  const session = new Session(client);
+  assert.equal(sessionOf({ session }), session);
+  assert.throws(() => sessionOf({}), { name: 'TypeError', message: /mount sessionMiddleware/ });
+  assert.throws(() => sessionOf({ session: {} }), TypeError);
 });
 
 test('cookie settings: name, domain, path, secure, SameSite, HttpOnly, browser close', async () => {

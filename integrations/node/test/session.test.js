@@ -72,6 +72,44 @@ test('values that JSON cannot hold are refused', async () => {
   assert.equal(session.modified, false);
 });
 
+test('values that would not read back as written are a TypeError naming the member', async () => {
+  const session = new Session(client);
+  const circular = { name: 'loop' };
+  circular.self = circular;
+  const refused = [
+    ['big', 10n, /session member "big": a BigInt/],
+    ['deep', { n: [1, 2n] }, /session member "deep" \(at "1"\): a BigInt/],
+    ['nan', NaN, /session member "nan": NaN/],
+    ['inf', { at: -Infinity }, /session member "inf" \(at "at"\): -Infinity/],
+    ['fn', { run() {} }, /session member "fn" \(at "run"\): a function/],
+    ['sym', Symbol('s'), /session member "sym": a symbol/],
+    ['holes', [1, undefined], /session member "holes" \(at "1"\): undefined in an array/],
+    ['map', new Map([['a', 1]]), /session member "map": a Map would read back as \{\}/],
+    ['loop', circular, /session member "loop" cannot be stored as JSON: .*circular/i],
+  ];
+  for (const [name, value, message] of refused) {
+    await assert.rejects(session.set(name, value), { name: 'TypeError', message });
+  }
+  await assert.rejects(session.update({ fine: 1, bad: NaN }), { name: 'TypeError', message: /"bad"/ });
+  assert.equal(await session.has('fine'), false, 'update stores nothing when a member is refused');
+  assert.equal(session.modified, false);
+
+  // A value changed in place after set() is checked again at save(), by name.
+  await session.set('later', {});
+  (await session.get('later')).n = 1n;
+  await assert.rejects(session.save(), { name: 'TypeError', message: /session member "later" \(at "n"\): a BigInt/ });
+
+  // A Date is stored as its ISO 8601 string; an undefined object member is left out.
+  const dated = new Session(client);
+  await dated.set('when', new Date(Date.UTC(2030, 0, 2, 3, 4, 5)));
+  await dated.set('profile', { name: 'ada', email: undefined });
+  await dated.save();
+  assert.deepEqual((await client.load(dated.sessionKey)).data, {
+    when: '2030-01-02T03:04:05.000Z',
+    profile: { name: 'ada' },
+  });
+});
+
 test('save sends only the changed members, so concurrent writers keep each other', async () => {
   const { sessionKey } = await client.create({ shared: 0, cart: [] });
   const first = new Session(client, sessionKey);
