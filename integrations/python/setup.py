@@ -1,17 +1,25 @@
-"""Build hook: the wheel carries gRPC stubs generated from the repository's proto/.
+"""Build hooks: the wheel carries gRPC stubs generated from the repository's
+proto/, and the sdist carries that proto, so a wheel can be built from it.
 
 Everything else about the package is in pyproject.toml. The stubs are
 written into the build directory by ``sessiond_client.generate`` (the same
 code as ``python -m sessiond_client.generate``), so they always match the
-proto the package was built from. The proto is found at ``../../proto``
-relative to this file, or at ``$SESSIOND_PROTO_DIR``.
+proto the package was built from. The proto is found at
+``$SESSIOND_PROTO_DIR``, else at ``proto/`` beside this file (in an
+unpacked sdist), else at ``../../proto`` (in a checkout).
+
+The sdist's copy of the proto is written into the sdist's own tree only,
+never into the checkout, where a stale copy could outlive an edit of the
+real one.
 """
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
 
 
 def _generator():
@@ -35,4 +43,22 @@ class BuildPyWithStubs(build_py):
         return super().get_outputs(include_bytecode) + stubs
 
 
-setup(cmdclass={"build_py": BuildPyWithStubs})
+class SdistWithProto(sdist):
+    """``sdist`` whose tree also holds ``proto/sessiond/v1/sessiond.proto``."""
+
+    def make_release_tree(self, base_dir, files):
+        super().make_release_tree(base_dir, files)
+        generator = _generator()
+        source = generator.default_proto_dir() / generator.PROTO_FILE
+        if not source.is_file():
+            raise generator.GenerateError(
+                f"{source} not found: build the sdist from a sessiond checkout, or set "
+                "SESSIOND_PROTO_DIR to its proto/ directory"
+            )
+        target = Path(base_dir) / generator.BUNDLED_PROTO_DIR / generator.PROTO_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not self.dry_run:
+            shutil.copyfile(source, target)
+
+
+setup(cmdclass={"build_py": BuildPyWithStubs, "sdist": SdistWithProto})

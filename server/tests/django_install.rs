@@ -2,7 +2,9 @@
 //! `integrations/python/README.md` documents, each taken from a fresh virtualenv by running its code block
 //! as written: installing the package (`## Install`), and working from the
 //! checkout without installing it (`### Working on it without installing`).
-//! Each then runs the example site's tests against a real sessiond.
+//! Each then runs the example site's tests against a real sessiond. A
+//! third test builds the sdist and installs it away from the checkout: it
+//! must carry the proto its build generates the stubs from.
 //!
 //! The blocks run with `sh -e` at the root of a copy of the checkout (so
 //! pip's in-tree build and the generated stubs stay out of the worktree),
@@ -25,6 +27,17 @@ use tempfile::TempDir;
 /// tests take a minute at most with pip's cache; the bound is for a wedged
 /// one.
 const STEP_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The build frontend the sdist is made with, as a publisher would make it.
+const BUILD: &str = "build==1.6.1";
+
+/// The modules of the package, each of which ships `py.typed`.
+const MODULES: [&str; 4] = [
+    "sessiond_client",
+    "sessiond_django",
+    "flask_sessiond",
+    "sessiond_asgi",
+];
 
 const INSTALL_HEADING: &str = "## Install";
 const CHECKOUT_HEADING: &str = "### Working on it without installing";
@@ -271,4 +284,66 @@ async fn the_checkout_steps_of_the_readme_are_all_it_takes() {
     let package = checkout.path().join("integrations/python");
     let package = package.to_str().unwrap();
     example_site_passes(venv.path(), checkout.path(), &[("PYTHONPATH", package)]).await;
+}
+
+#[tokio::test]
+async fn the_sdist_carries_the_proto_and_installs_away_from_the_checkout() {
+    let Some(venv) = fresh_venv().await else {
+        return;
+    };
+    let checkout = checkout_copy();
+    let dist = tempfile::tempdir().unwrap();
+    let dist_dir = dist.path().to_str().unwrap();
+    sh_ok(
+        venv.path(),
+        &checkout.path().join("integrations/python"),
+        &format!(
+            "python -m pip install --quiet --disable-pip-version-check {BUILD}\n\
+             python -m build --sdist --outdir {dist_dir} ."
+        ),
+        &[],
+    )
+    .await;
+    // Nothing of the checkout is left to find a proto in.
+    drop(checkout);
+    let sdist = std::fs::read_dir(dist.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.to_string_lossy().ends_with(".tar.gz"))
+        .expect("python -m build --sdist wrote no .tar.gz");
+    let elsewhere = tempfile::tempdir().unwrap();
+    sh_ok(
+        venv.path(),
+        elsewhere.path(),
+        &format!(
+            "python -m pip install --quiet --disable-pip-version-check {}",
+            sdist.display()
+        ),
+        &[],
+    )
+    .await;
+
+    // The stubs were generated from the sdist's proto, and every module
+    // says it is typed (found, not imported: the frameworks are extras).
+    let script = format!(
+        "import importlib.util, pathlib, sessiond.v1.sessiond_pb2_grpc as g\n\
+         print(g.__file__)\n\
+         for module in {MODULES:?}:\n    \
+         origin = pathlib.Path(importlib.util.find_spec(module).origin)\n    \
+         print(module, (origin.parent / 'py.typed').is_file())"
+    );
+    std::fs::write(elsewhere.path().join("check.py"), script).unwrap();
+    let imported = sh_ok(venv.path(), elsewhere.path(), "python check.py", &[]).await;
+    let mut lines = imported.stdout.lines();
+    let stubs = lines.next().unwrap_or_default();
+    assert!(
+        Path::new(stubs).starts_with(venv.path()),
+        "imported the stubs from {stubs}, not from the virtualenv"
+    );
+    let typed: Vec<&str> = lines.collect();
+    let expected: Vec<String> = MODULES
+        .iter()
+        .map(|module| format!("{module} True"))
+        .collect();
+    assert_eq!(typed, expected);
 }

@@ -111,9 +111,12 @@ class SessiondSessionInterface(SessionInterface):
 
     def open_session(self, app, request):
         settings = self.settings(app)
-        key = request.cookies.get(settings.cookie_name)
-        session = self.session_class(self.client, key, settings)
-        session.had_cookie = settings.cookie_name in request.cookies
+        # A cookie sent twice (one set for a parent domain or path, say):
+        # the last one, as Django's parse_cookie and Express read it, so
+        # that every app on the sessiond sees the same session.
+        keys = request.cookies.getlist(settings.cookie_name)
+        session = self.session_class(self.client, keys[-1] if keys else None, settings)
+        session.had_cookie = bool(keys)
         return session
 
     def save_session(self, app, session, response):

@@ -15,24 +15,32 @@ request.session.aflush()`` on logout call sessiond. When the app starts its
 response, Django's end-of-request rules run (``sessiond_client.response``):
 the session is saved, asynchronously, before the headers go out, and the
 cookie set or deleted as Django would; a session deleted meanwhile turns
-the response into a 400.
+the response into a 400. When sessiond cannot be reached for the load, the
+app still runs: the session raises ``SessiondUnavailable`` when the app
+first reads or writes it (a 500, as any other outage), so the routes that
+never touch it keep working.
 
 The cookie settings are Django's, with Django's defaults, so a login made
 by a Django app on the same sessiond is a login here.
 """
 
 from sessiond_client.client import AsyncClient
-from sessiond_client.response import INTERRUPTED_MESSAGE, patch_vary
+from sessiond_client.errors import SessiondUnavailable
+from sessiond_client.response import INTERRUPTED_MESSAGE, Finished, patch_vary
 from sessiond_client.session import Session
 from sessiond_client.settings import DEFAULT_COOKIE_AGE, DEFAULT_COOKIE_NAME, SessionSettings
 
-__all__ = ["SessionMiddleware"]
+__all__ = ["SessionMiddleware", "UnavailableSession"]
 
 
 def request_cookie(scope, name):
     """``(present, value)`` of the cookie ``name`` in the request's ``Cookie``
     headers, parsed leniently as Django's ``parse_cookie`` does (one odd
-    cookie of another app must not hide the session's)."""
+    cookie of another app must not hide the session's). A cookie sent twice
+    (one set for a parent domain or path, say) is the last one, as Django
+    and Express read it, so that every app on the sessiond sees the same
+    session."""
+    present, found = False, None
     for header, value in scope.get("headers", ()):
         if header != b"cookie":
             continue
@@ -42,8 +50,38 @@ def request_cookie(scope, name):
                 val = val.strip()
                 if len(val) >= 2 and val[0] == val[-1] == '"':
                     val = val[1:-1]
-                return True, val
-    return False, None
+                present, found = True, val
+    return present, found
+
+
+class UnavailableSession(Session):
+    """The session of a request whose load found sessiond unavailable.
+
+    The middleware loads before the app runs, so that reading never
+    awaits; an outage must not fail the routes that never touch the
+    session. This handle raises the load's ``SessiondUnavailable`` at the
+    first read or write (and at every one after), as the load itself would
+    have, and the end of the request neither saves it nor touches the
+    cookie.
+    """
+
+    def __init__(self, client, session_key, settings, error):
+        super().__init__(client, session_key, settings)
+        #: What the load raised.
+        self.error = error
+
+    @property
+    def _session(self):
+        self.accessed = True
+        raise self.error
+
+    def clear(self):
+        self.accessed = True
+        raise self.error
+
+    def _load_steps(self):
+        raise self.error
+        yield  # a generator, as the steps it replaces
 
 
 class SessionMiddleware:
@@ -93,7 +131,10 @@ class SessionMiddleware:
         had_cookie, key = request_cookie(scope, self.settings.cookie_name)
         session = Session(self.client, key, self.settings)
         if session.session_key is not None:
-            await session.aload()
+            try:
+                await session.aload()
+            except SessiondUnavailable as error:
+                session = UnavailableSession(self.client, key, self.settings, error)
         scope["session"] = session
         if scope["type"] == "websocket":
             # A websocket has no response to carry a cookie: it reads only.
@@ -105,7 +146,11 @@ class SessionMiddleware:
         async def send_with_session(message):
             nonlocal interrupted
             if message["type"] == "http.response.start":
-                finished = await session.afinish(had_cookie, message["status"])
+                if isinstance(session, UnavailableSession):
+                    # Nothing was read, so nothing to save or to set.
+                    finished = Finished([], vary_cookie=session.accessed)
+                else:
+                    finished = await session.afinish(had_cookie, message["status"])
                 interrupted = finished.interrupted
                 message = _with_session(message, finished)
             elif message["type"] == "http.response.body" and interrupted:

@@ -4,7 +4,8 @@
 Settings, named alike in every sessiond client:
 
 ``addresses``
-    one gRPC target ``host:port`` or a list of them (several sessiond
+    one ``host:port`` (a host name, an IPv4 address or ``[IPv6]``) or a
+    list of them (several sessiond
     replicas sharing a store). Calls go to the first that answers; when one
     cannot be reached, the call is tried on the next, and later calls start
     from the one that answered.
@@ -29,7 +30,9 @@ made them.
 """
 
 import asyncio
+import ipaddress
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -128,7 +131,34 @@ def _read(path, setting):
         raise ValueError(f"cannot read {setting} ({path}): {error.strerror}") from error
 
 
+#: A host name or an IPv4 address, then a port: what ``host:port`` may be
+#: outside brackets. Anything else (a URL, a gRPC ``dns:``/``unix:`` target)
+#: is refused rather than guessed at.
+_HOST_PORT = re.compile(r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?):(?P<port>[0-9]{1,5})")
+
+#: ``[IPv6]:port``.
+_BRACKETED_PORT = re.compile(r"\[(?P<host>[^\]]+)\]:(?P<port>[0-9]{1,5})")
+
+
+def _is_host_port(address):
+    """Whether ``address`` is ``host:port``: a host name, an IPv4 address or
+    a bracketed IPv6 one, and a port from 1 to 65535. gRPC would take a bare
+    host as port 443, and ``http://...`` only to fail at the first call."""
+    match = _HOST_PORT.fullmatch(address)
+    if match is None:
+        match = _BRACKETED_PORT.fullmatch(address)
+        if match is None:
+            return False
+        try:
+            if ipaddress.ip_address(match["host"]).version != 6:
+                return False
+        except ValueError:
+            return False
+    return 1 <= int(match["port"]) <= 65535
+
+
 def _addresses(addresses):
+    setting = "SESSIOND_ADDRESS" if isinstance(addresses, str) else "SESSIOND_ADDRESSES"
     if isinstance(addresses, str):
         addresses = [addresses]
     addresses = list(addresses) if isinstance(addresses, (list, tuple)) else None
@@ -137,7 +167,32 @@ def _addresses(addresses):
             "addresses (SESSIOND_ADDRESS, SESSIOND_ADDRESSES) must be a gRPC target "
             "such as 127.0.0.1:50051, or a non-empty list of them"
         )
+    for address in addresses:
+        if not _is_host_port(address):
+            raise ValueError(
+                f"{setting} holds {address!r}, which is not host:port: give sessiond's "
+                "host name or IP and its port, such as 127.0.0.1:50051 or [::1]:50051 "
+                "(no scheme such as http://)"
+            )
     return tuple(addresses)
+
+
+def _check_token(token):
+    """A token gRPC can send as a header value: printable ASCII, nothing
+    blank at either end (a newline read from a file would otherwise fail
+    every call with ``INTERNAL: Invalid metadata``). Never echoes it."""
+    if token is None or token == "":
+        # Empty, as an unset environment variable gives: no token.
+        return
+    if (
+        not isinstance(token, str)
+        or not all(" " <= char <= "~" for char in token)
+        or token != token.strip()
+    ):
+        raise ValueError(
+            "token (SESSIOND_TOKEN) must be printable ASCII with no space or line break "
+            "at either end (strip what was read from a file), or None"
+        )
 
 
 class _Connection:
@@ -155,8 +210,7 @@ class _Connection:
         self.addresses = _addresses(addresses)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ValueError("timeout (SESSIOND_TIMEOUT) must be a positive number of seconds")
-        if token is not None and (not isinstance(token, str) or not token.isascii()):
-            raise ValueError("token (SESSIOND_TOKEN) must be an ASCII string, or None")
+        _check_token(token)
         if tls is not None and not isinstance(tls, TlsFiles):
             raise ValueError("tls (SESSIOND_TLS_*) must be a sessiond_client.TlsFiles, or None")
         self.timeout = float(timeout)

@@ -46,11 +46,40 @@ def is_valid_key(key: Any) -> bool:
     )
 
 
+def _dumps(value):
+    # Strict JSON: sessiond refuses NaN and the infinities, which Python's
+    # json (and Django's JSONSerializer) would otherwise write.
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def _unencodable(session_dict, error):
+    """``error`` (a ``TypeError`` or ``ValueError`` of ``json.dumps``), again,
+    naming the first member that JSON cannot hold; never its value."""
+    for key, value in session_dict.items():
+        try:
+            _dumps({key: value})
+        except (TypeError, ValueError) as member_error:
+            return type(member_error)(
+                f"session member {key!r}: {member_error}; session data must be what "
+                "JSON holds (str, int, finite float, bool, None, list, dict with str keys)"
+            )
+    return error
+
+
 def encode_data(session_dict: dict) -> str:
     """The session as sessiond stores it: the text of a JSON object, byte
     for byte what Django's ``JSONSerializer`` writes (compact, ASCII), so
-    that a Django app sharing the table reads the same session."""
-    return json.dumps(session_dict, separators=(",", ":"))
+    that a Django app sharing the table reads the same session.
+
+    A value JSON cannot hold raises, as with Django's serializer, the
+    ``TypeError`` (a ``datetime``, a ``set``) or ``ValueError`` (NaN, the
+    infinities, a cycle) of ``json.dumps``, naming the member: before any
+    call, since every call encodes its request before it is sent.
+    """
+    try:
+        return _dumps(session_dict)
+    except (TypeError, ValueError) as error:
+        raise _unencodable(session_dict, error) from error
 
 
 def decode_data(text: str) -> Optional[dict]:
@@ -68,7 +97,13 @@ def encode_members(session_dict):
     """Each member as the JSON text of its value: text, not values, tells
     what a request changed, so that ``True`` replaced by ``1`` (equal in
     Python) differs, and so does a list changed in place."""
-    return {key: json.dumps(value, separators=(",", ":")) for key, value in session_dict.items()}
+    members = {}
+    for key, value in session_dict.items():
+        try:
+            members[key] = _dumps(value)
+        except (TypeError, ValueError) as error:
+            raise _unencodable({key: value}, error) from error
+    return members
 
 
 class Snapshot:

@@ -9,6 +9,8 @@ that holds ``sessiond_client``, so that a checkout with that directory on
 ``generate`` too, so an installed package carries its stubs and needs no
 generate step; the stubs are never checked in, so they cannot drift from
 the proto. Only this generator needs grpcio-tools; the client does not.
+The proto is read from ``--proto``, ``$SESSIOND_PROTO_DIR``, the
+``proto/`` an unpacked sdist carries, or the checkout's ``proto/``.
 """
 
 import argparse
@@ -31,13 +33,23 @@ class GenerateError(Exception):
     """The stubs could not be generated."""
 
 
+#: Where the sdist carries the proto, relative to the package's root (the
+#: directory of ``setup.py``); a checkout has no such directory.
+BUNDLED_PROTO_DIR = "proto"
+
+
 def default_proto_dir():
-    """``SESSIOND_PROTO_DIR``, else the ``proto/`` of the checkout this file is in."""
+    """``SESSIOND_PROTO_DIR``; else the ``proto/`` an unpacked sdist carries;
+    else the ``proto/`` of the checkout this file is in."""
     configured = os.environ.get("SESSIOND_PROTO_DIR")
     if configured:
         return Path(configured)
+    here = Path(__file__).resolve()
+    bundled = here.parents[1] / BUNDLED_PROTO_DIR
+    if (bundled / PROTO_FILE).is_file():
+        return bundled
     # integrations/python/sessiond_client/generate.py -> the repository root.
-    return Path(__file__).resolve().parents[3] / "proto"
+    return here.parents[3] / "proto"
 
 
 def default_out_dir():

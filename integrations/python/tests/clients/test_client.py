@@ -11,6 +11,7 @@ from conftest import closed_port, required
 from sessiond_client import (
     AsyncClient,
     Client,
+    Session,
     SessiondError,
     SessiondUnavailable,
     TlsFiles,
@@ -153,6 +154,69 @@ def test_bad_settings_name_the_setting():
         addresses = settings.pop("addresses")
         with pytest.raises(ValueError, match=name):
             Client(addresses, **settings)
+
+
+def test_addresses_must_be_host_port():
+    for good in ["127.0.0.1:50051", "localhost:1", "sessiond.internal:65535", "[::1]:50051"]:
+        assert Client(good).addresses == (good,)
+    for addresses, setting in [
+        ("localhost", "SESSIOND_ADDRESS"),  # gRPC would take port 443
+        ("http://127.0.0.1:50051", "SESSIOND_ADDRESS"),
+        ("127.0.0.1:0", "SESSIOND_ADDRESS"),
+        ("127.0.0.1:65536", "SESSIOND_ADDRESS"),
+        ("127.0.0.1:", "SESSIOND_ADDRESS"),
+        ("::1:50051", "SESSIOND_ADDRESS"),
+        ("[127.0.0.1]:50051", "SESSIOND_ADDRESS"),
+        ("127.0.0.1:50051/", "SESSIOND_ADDRESS"),
+        (["127.0.0.1:50051", "localhost"], "SESSIOND_ADDRESSES"),
+    ]:
+        bad = addresses if isinstance(addresses, str) else addresses[-1]
+        for make in (Client, AsyncClient):
+            with pytest.raises(ValueError) as raised:
+                make(addresses)
+            assert setting in str(raised.value) and repr(bad) in str(raised.value)
+
+
+def test_a_token_grpc_cannot_send_is_refused_without_echoing_it():
+    for token in ["s3cret-t0ken\n", " s3cret-t0ken", "s3cret-t0ken ", "s3cret\tt0ken", "s3cret-tökén"]:
+        with pytest.raises(ValueError) as raised:
+            Client("127.0.0.1:1", token=token)
+        assert "SESSIOND_TOKEN" in str(raised.value)
+        assert "s3cret" not in str(raised.value)
+    assert Client("127.0.0.1:1", token="s3cret t0ken~!")._metadata is not None
+    assert Client("127.0.0.1:1", token="")._metadata is None
+
+
+def test_values_json_cannot_hold_fail_before_any_call_naming_the_member(client):
+    # Nothing listens there: a call would raise SessiondUnavailable.
+    dead = Client(f"127.0.0.1:{closed_port()}", timeout=1)
+    key = client.create({"n": 1})
+    for value, error in [
+        (datetime.datetime.now(UTC), TypeError),
+        ({1, 2}, TypeError),
+        (float("nan"), ValueError),
+        (float("-inf"), ValueError),
+    ]:
+        data = {"fine": 1, "bad": value}
+        for send in (
+            lambda: dead.create(data),
+            lambda: dead.save(key, data),
+            lambda: dead.patch(key, set=data),
+            lambda: dead.cycle_key(key, data),
+        ):
+            with pytest.raises(error, match="session member 'bad'"):
+                send()
+        # The handle, new and loaded: the save fails before its call, and
+        # what is stored stays.
+        fresh = Session(dead)
+        fresh.update(data)
+        with pytest.raises(error, match="session member 'bad'"):
+            fresh.save()
+        loaded = Session(client, key)
+        loaded["n"] = value
+        with pytest.raises(error, match="session member 'n'"):
+            loaded.save()
+        assert client.load(key).data == {"n": 1}
 
 
 def test_tls_with_a_client_certificate():

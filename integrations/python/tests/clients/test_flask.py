@@ -106,3 +106,16 @@ def test_a_cookie_that_cannot_be_a_key_costs_no_call(token):
     browser.set_cookie("sessionid", "bad")
     response = browser.get("/whoami")
     assert (response.status_code, response.text) == (200, "anonymous")
+
+
+def test_a_cookie_sent_twice_is_the_last_as_django_reads_it(address, token, client):
+    # Django's parse_cookie and Express keep the last of two cookies of one
+    # name (one set for a parent domain, say); every app must read the same.
+    logged_in = client.create({"_auth_user_id": "7"})
+    other = client.create({})
+    app = flask_app(address, token)
+    for first, last, expected in [(logged_in, other, "anonymous"), (other, logged_in, "7")]:
+        # Without its cookie jar, which would replace the header.
+        browser = app.test_client(use_cookies=False)
+        response = browser.get("/whoami", headers={"Cookie": f"sessionid={first}; sessionid={last}"})
+        assert response.text == expected

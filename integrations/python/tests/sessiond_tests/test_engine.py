@@ -196,6 +196,36 @@ class WireTests(SimpleTestCase):
         self.assertIn(raised.exception.code, (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE))
         self.assertNotIn("xxxxxxxx", str(raised.exception))
 
+    def test_a_value_json_cannot_hold_fails_the_save_naming_it_before_any_call(self):
+        # Django's JSONSerializer raises TypeError for a datetime at save;
+        # so does this engine, naming the member. NaN, which sessiond
+        # refuses, is a ValueError here rather than its INVALID_ARGUMENT.
+        # Nothing listens there: a call would raise SessiondUnavailable.
+        with override_settings(SESSIOND_ADDRESS=f"127.0.0.1:{_closed_port()}"):
+            for value, error in [
+                (timezone.now(), TypeError),
+                ({1, 2}, TypeError),
+                (float("nan"), ValueError),
+                (float("inf"), ValueError),
+            ]:
+                with self.subTest(value=value):
+                    session = SessionStore()
+                    session["fine"] = 1
+                    session["when"] = value
+                    with self.assertRaisesMessage(error, "session member 'when'"):
+                        session.save()
+        # A loaded session: the Patch of the changed member is refused too,
+        # and what is stored stays as it was.
+        key = SessionStore()
+        key["n"] = 1
+        key.save()
+        self.addCleanup(key.delete)
+        session = SessionStore(key.session_key)
+        session["n"] = float("nan")
+        with self.assertRaisesMessage(ValueError, "session member 'n'"):
+            session.save()
+        self.assertEqual(json.loads(_load_raw(key.session_key).data), {"n": 1})
+
 
 class KeyTests(SimpleTestCase):
     """Keys sessiond would refuse never leave the process."""
@@ -288,6 +318,9 @@ class OutageTests(SimpleTestCase):
             {"SESSIOND_TIMEOUT": 0},
             {"SESSIOND_TIMEOUT": "5"},
             {"SESSIOND_ADDRESS": ""},
+            {"SESSIOND_ADDRESS": "localhost"},
+            {"SESSIOND_ADDRESSES": ["localhost:50051", "http://127.0.0.1:50051"]},
+            {"SESSIOND_TOKEN": "t0ken\n"},
             {"SESSIOND_TLS_CA": "/nonexistent/ca.pem"},
         ]:
             with self.subTest(**overrides), override_settings(**overrides):
