@@ -110,10 +110,23 @@ pub struct StoreArgs {
     /// (never the database) unless `?synchronous=full` (default `normal`)
     /// syncs every commit, one fsync per batch of writes. `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (with an
     /// optional `?schema=NAME`) is a PostgreSQL database that many sessiond
-    /// replicas may share.
+    /// replicas may share. TLS takes libpq's options: `sslmode=disable`,
+    /// `prefer` (default: TLS if the server offers it), `require` (TLS, the
+    /// certificate unchecked unless `sslrootcert` is given), `verify-ca`
+    /// (signed by `sslrootcert`) or `verify-full` (and naming the host);
+    /// `sslrootcert=FILE` or `system` (the OS trust store, verify-full
+    /// only); `sslcert`/`sslkey` for a client certificate; PGSSLMODE,
+    /// PGSSLROOTCERT, PGSSLCERT and PGSSLKEY apply where the URL says
+    /// nothing.
     /// `redis://[USER:PASSWORD@]HOST[:PORT][/DB][?prefix=PREFIX]` is a Redis
     /// server that several sessiond replicas can share; sessions expire there
-    /// by themselves (default prefix `sessiond:session:`). `file:///DIR`
+    /// by themselves (default prefix `sessiond:session:`). `rediss://` is
+    /// Redis over TLS, checked against the system trust store or `?ca=FILE`,
+    /// with `&cert=FILE&key=FILE` for a client certificate;
+    /// `redis[s]+sentinel://[USER:PASSWORD@]HOST:PORT[,…]/MASTER[/DB]` (and
+    /// `?sentinel_password=`) follows the master Sentinel names;
+    /// `redis[s]+cluster://[USER:PASSWORD@]HOST:PORT[,…]/` is a Redis
+    /// Cluster reached through any of these nodes. `file:///DIR`
     /// keeps one file per session in an existing directory, as Django's file
     /// engine does; `?prefix=NAME` is Django's SESSION_COOKIE_NAME (default
     /// sessionid), and a file's expiry is its modification time plus

@@ -234,7 +234,11 @@ async fn a_bad_redis_url_is_refused_naming_the_flag() {
         ("redis://cache:99999", "not a valid redis:// URL"),
         ("redis://cache/0?prefix=", "prefix must be non-empty"),
         ("redis://cache/0?ttl=5", "unknown option 'ttl'"),
-        ("rediss://cache", "TLS"),
+        (
+            "redis://cache/0?ca=/ca.pem",
+            "use rediss:// to connect with TLS",
+        ),
+        ("redis://a,b/0", "names one server"),
     ] {
         let err = ServeArgs::try_parse_from(["serve", "--store", url])
             .unwrap_err()

@@ -88,12 +88,21 @@ fn refusals_and_start_up_failures_never_show_a_secret() {
         // An '@' in the password, and a percent-encoded option name.
         format!("postgres://app:x@{URL_PASSWORD}@127.0.0.1:1/db"),
         format!("postgres://app@127.0.0.1:1/db?pass%77ord={QUERY_PASSWORD}"),
+        // An encrypted client key's password, which sessiond refuses.
+        format!("postgres://app@127.0.0.1:1/db?sslmode=require&sslpassword={QUERY_PASSWORD}"),
         format!("mysql://app:{URL_PASSWORD}@127.0.0.1/db"),
         format!("redis://:{URL_PASSWORD}@127.0.0.1/notadb"),
         // Valid, but nothing answers: a start-up failure (exit 1).
         format!("postgres://app:{URL_PASSWORD}@127.0.0.1:1/db"),
         format!("postgres://app@127.0.0.1:1/db?password={QUERY_PASSWORD}"),
+        format!(
+            "postgres://app:{URL_PASSWORD}@127.0.0.1:1/db?sslmode=verify-full&sslrootcert=/nonexistent.pem"
+        ),
         format!("redis://app:{URL_PASSWORD}@127.0.0.1:1/0"),
+        format!(
+            "redis+sentinel://app:{URL_PASSWORD}@127.0.0.1:1/master?sentinel_password={QUERY_PASSWORD}"
+        ),
+        format!("rediss+cluster://app:{URL_PASSWORD}@127.0.0.1:1/"),
     ];
     for store in stores {
         for command in ["serve", "migrate", "clearsessions"] {

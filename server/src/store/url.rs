@@ -56,8 +56,11 @@ engines! {
     /// table on PostgreSQL, shared by replicas.
     Postgres(PostgresUrl) = "postgres" | "postgresql",
     /// `redis://[USER:PASSWORD@]HOST[:PORT][/DB][?prefix=PREFIX]`: one hash
-    /// per session on a Redis server.
-    Redis(RedisUrl) = "redis" | "rediss",
+    /// per session on a Redis server; `rediss://` over TLS, and
+    /// `redis[s]+sentinel://` and `redis[s]+cluster://` for Redis deployed
+    /// for high availability.
+    Redis(RedisUrl) = "redis" | "rediss" | "redis+sentinel" | "rediss+sentinel"
+        | "redis+cluster" | "rediss+cluster",
     /// `file://DIR[?prefix=NAME]`: one file per session in a directory, as
     /// Django's file engine keeps them.
     File(FileUrl) = "file",

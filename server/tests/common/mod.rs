@@ -7,6 +7,7 @@
 pub mod flood;
 pub mod node;
 pub mod pki;
+pub mod postgres_tls;
 pub mod process;
 pub mod python;
 pub mod scrape;

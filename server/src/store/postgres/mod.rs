@@ -12,10 +12,13 @@
 //! comparisons use sessiond's clock, passed in as `now`, as Django uses the
 //! app server's.
 
+mod connector;
 mod errors;
 mod pool;
 mod schema;
+mod tls;
 mod url;
+mod verify;
 
 use std::sync::Arc;
 

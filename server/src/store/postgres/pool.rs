@@ -2,9 +2,9 @@
 //! turn a wrong URL, a refused user or a missing schema into advice.
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
+use super::errors::connect_advice;
 use super::url::PostgresUrl;
 use crate::store::kit::{OpenFailure, StoreOptions};
 
@@ -33,10 +33,16 @@ pub(super) async fn connect(
         session_options.push_str(&format!(" -c search_path={schema}"));
     }
     config.options(&session_options);
+    let settings = (url.tls)
+        .resolve(|name| std::env::var(name).ok())
+        .map_err(OpenFailure::driver)?;
+    let tls = settings.load().map_err(OpenFailure::driver)?;
+    config.ssl_mode(tls.driver_mode);
+    let hosts = config.get_hosts().to_vec();
 
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls.connector,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -51,10 +57,10 @@ pub(super) async fn connect(
         .map_err(OpenFailure::driver)?;
 
     let client = pool.get().await.map_err(|err| {
-        OpenFailure::unusable_because(
-            "cannot connect to PostgreSQL; check the URL, that the server runs and accepts this user",
-            err,
-        )
+        let advice = connect_advice(&err, &settings, &hosts).unwrap_or_else(|| {
+            "cannot connect to PostgreSQL; check the URL, that the server runs and accepts this user".into()
+        });
+        OpenFailure::unusable_because(advice, err)
     })?;
     if let Some(schema) = &url.schema {
         let created = client

@@ -1,8 +1,12 @@
 //! The `postgres://USER:PASSWORD@HOST:PORT/DATABASE[?schema=NAME]` store
-//! URL: libpq's connection URL, plus sessiond's own `schema` option.
+//! URL: libpq's connection URL, plus sessiond's own `schema` option. The
+//! TLS options (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`) are libpq's
+//! but read here, since tokio-postgres knows only some of them (see
+//! `tls.rs`).
 
 use std::fmt;
 
+use super::tls::TlsOptions;
 use crate::store::kit::{UrlOption, UrlOptionError, UrlQuery};
 
 /// The `schema` option: where sessiond's tables live instead of the user's
@@ -32,18 +36,20 @@ pub enum PostgresUrlError {
 /// Where the sessions live: a connection URL and an optional schema.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PostgresUrl {
-    /// The URL as given, without the `schema` option.
+    /// The URL as given, without the `schema` and TLS options.
     pub(super) url: String,
     pub(super) schema: Option<String>,
+    pub(super) tls: TlsOptions,
 }
 
 impl PostgresUrl {
     /// How the URL is written.
-    pub const FORM: &'static str = "postgres://USER@HOST/DATABASE[?schema=NAME]";
+    pub const FORM: &'static str =
+        "postgres://USER@HOST/DATABASE[?schema=NAME][&sslmode=MODE&sslrootcert=FILE|system]";
 
     /// Parses `postgres://user:password@host:port/database?schema=name`.
-    /// Options other than `schema` are libpq's and go to the driver as
-    /// given.
+    /// The TLS options are checked here; other options than `schema` are
+    /// libpq's and go to the driver as given.
     pub fn parse(text: &str) -> Result<Self, PostgresUrlError> {
         let (base, query) = text.split_once('?').unwrap_or((text, ""));
         if authority(base).matches('@').count() > 1 {
@@ -51,6 +57,7 @@ impl PostgresUrl {
         }
         let mut options = UrlQuery::parse("postgres", query);
         let schema = options.take(&SCHEMA)?;
+        let tls = TlsOptions::take(&mut options)?;
         let rest = options.into_rest();
         let url = if rest.is_empty() {
             base.to_owned()
@@ -59,7 +66,7 @@ impl PostgresUrl {
         };
         url.parse::<tokio_postgres::Config>()
             .map_err(PostgresUrlError::Invalid)?;
-        Ok(Self { url, schema })
+        Ok(Self { url, schema, tls })
     }
 
     /// The driver's settings from the URL.
@@ -81,8 +88,10 @@ impl fmt::Debug for PostgresUrl {
     }
 }
 
-/// The libpq option that holds a password, shown as `***`.
-const PASSWORD_OPTION: &str = "password";
+/// The libpq options that hold a password, shown as `***`: the user's, and
+/// that of an encrypted client key (refused by tokio-postgres, but a URL
+/// that holds one is still shown).
+const PASSWORD_OPTIONS: [&str; 2] = ["password", "sslpassword"];
 
 /// The `user:password@host:port` part of a URL without its query.
 fn authority(base: &str) -> &str {
@@ -117,14 +126,15 @@ impl fmt::Display for PostgresUrl {
                     .next()
                     .map(|(name, _)| name.into_owned())
                     .unwrap_or_default();
-                if name == PASSWORD_OPTION {
-                    format!("{PASSWORD_OPTION}=***")
+                if PASSWORD_OPTIONS.contains(&name.as_str()) {
+                    format!("{name}=***")
                 } else {
                     pair.to_owned()
                 }
             });
+        let tls = self.tls.query_pairs();
         let schema = self.schema.iter().map(|schema| format!("schema={schema}"));
-        for (at, option) in options.chain(schema).enumerate() {
+        for (at, option) in options.chain(tls).chain(schema).enumerate() {
             f.write_str(if at == 0 { "?" } else { "&" })?;
             f.write_str(&option)?;
         }
@@ -179,6 +189,23 @@ mod tests {
         assert_eq!(
             url.to_string(),
             "postgres://app:***@db/s?password=***&connect_timeout=3&schema=web"
+        );
+        // Encrypted client keys are not supported; the refusal does not
+        // repeat the key's password.
+        let err = PostgresUrl::parse("postgres://app@db/s?sslmode=require&sslpassword=hunter5")
+            .unwrap_err();
+        let shown = crate::error::ErrorChain(&err).to_string();
+        assert!(
+            shown.contains("sslpassword") && !shown.contains("hunter5"),
+            "{shown}"
+        );
+        let url = PostgresUrl::parse(
+            "postgres://app:hunter6@db/s?sslmode=verify-full&sslrootcert=/ca.pem",
+        )
+        .unwrap();
+        assert_eq!(
+            url.to_string(),
+            "postgres://app:***@db/s?sslmode=verify-full&sslrootcert=/ca.pem"
         );
         let url = PostgresUrl::parse("postgres://app@db/s?pass%77ord=hunter3").unwrap();
         assert_eq!(url.to_string(), "postgres://app@db/s?password=***");

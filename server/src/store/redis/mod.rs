@@ -1,11 +1,20 @@
 //! The `redis://` engine: Django's cache session engine on Redis, with
-//! Django's database semantics where Redis allows them.
+//! Django's database semantics where Redis allows them. One server
+//! (`redis://`), the master that Sentinel names (`redis+sentinel://`) or a
+//! Redis Cluster (`redis+cluster://`), each also over TLS (`rediss…`); see
+//! [`RedisUrl`].
 //!
 //! # Layout
 //!
 //! One Redis hash per session, under the key `PREFIX + session_key` (the
 //! prefix defaults to `sessiond:session:`; `redis://HOST/DB?prefix=myapp:`
-//! changes it). The hash has two fields, named after Django's columns:
+//! changes it). On a cluster the key is `PREFIX{session_key}`: the braces
+//! make the session key the hash tag, so whatever a session gains beside
+//! its hash later (`PREFIX{session_key}:…`) shares its slot and one script
+//! can still change both; the prefix may then hold no brace. (Sessions kept
+//! on one Redis keep the key without braces: moving them to a cluster means
+//! renaming them, or letting users log in again.) The hash has two fields,
+//! named after Django's columns:
 //!
 //! - `session_data`: the encoded session data, as the codec wrote it;
 //! - `expire_date`: the expiry as RFC 3339 text in UTC with six fractional
@@ -56,22 +65,52 @@
 //! the same way (Lua cannot compare our timestamps reliably: string order
 //! there depends on the server's locale).
 //!
+//! On a cluster, a script may touch one hash slot only, and cycle-key's old
+//! and new keys lie in different slots: there it runs as ordered steps
+//! (write the new key, then delete the old one), described with what a
+//! failure between them leaves in [`cycle_steps`]. Every other operation
+//! touches one session's key, so it is as atomic as on one server.
+//!
+//! # Failover
+//!
+//! Redis replicates asynchronously: a write acknowledged by a master that
+//! dies before its replica received it is lost when Sentinel or the cluster
+//! promotes that replica. Just before a failover, then: a created session
+//! may read as missing, a save or patch as the version before it, a delete
+//! (logout) may be undone, the session live again until it expires, and a
+//! cycle-key may be lost (the new key missing, the old one live) or, on a
+//! cluster, half lost (the delete of the old key undone: the old key live
+//! again with the data it had before the cycle, beside the new one). What
+//! each single write changes stays atomic. The PostgreSQL engine loses no
+//! acknowledged write (its commit is durable before it answers), except
+//! across a failover to an asynchronous standby, which has the same window.
+//!
 //! # Connections and failures
 //!
-//! One multiplexed connection, re-established in the background after a
-//! failure (the `redis` crate's connection manager), so sessiond recovers by
-//! itself when Redis comes back. Connect and response timeouts come from
-//! `--store-timeout`, and every operation as a whole is bounded by it too:
-//! an unreachable or stalled Redis answers `UNAVAILABLE` within the timeout.
+//! One multiplexed connection ([`link`]), re-established after a failure,
+//! so sessiond recovers by itself when Redis comes back: the `redis`
+//! crate's connection manager for one server, its cluster connection
+//! (which follows the slot map) for a cluster, and for Sentinel a
+//! connection to the master that asks the sentinels again once they
+//! announce a new master (`+switch-master`) or the master fails or turns
+//! replica ([`sentinel`]). Connect and response timeouts
+//! come from `--store-timeout`, and every operation as a whole is bounded by
+//! it too: an unreachable or stalled Redis answers `UNAVAILABLE` within the
+//! timeout. A call that fails during a failover is not retried by sessiond
+//! (a write whose answer was lost may have been applied); the client sees
+//! `UNAVAILABLE` and may retry.
 //!
-//! Out of scope for now: TLS (`rediss://`), Unix sockets, Sentinel and
-//! Cluster (cycle-key touches two keys in one script, which Cluster allows
-//! only within one hash slot).
+//! Out of scope for now: Unix sockets, reading from replicas, and a TLS
+//! option to skip certificate checks.
 
 mod connection;
+mod cycle_steps;
 mod errors;
+mod link;
 mod scripts;
+mod sentinel;
 mod stored;
+mod tls;
 mod url;
 
 use std::fmt;
@@ -79,7 +118,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
 use ::redis::{Script, Value};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -88,6 +126,7 @@ use crate::session::{ExpireDate, Record, SessionKey};
 use crate::store::kit::{Engine, OpenFailure, StoreError, StoreOptions};
 use crate::store::{Patcher, SessionStore};
 use errors::{Fault, classify};
+use link::Link;
 use scripts::Scripts;
 use stored::{
     DATA_FIELD, EXPIRE_FIELD, Stored, expire_at_millis, from_text, integer, text, to_text,
@@ -106,8 +145,11 @@ pub struct RedisStore {
     /// `None` once closed. Cloned out for each call (a cheap handle to one
     /// shared, multiplexed connection); the lock is never held across an
     /// `.await`.
-    connection: Mutex<Option<ConnectionManager>>,
+    connection: Mutex<Option<Link>>,
     prefix: String,
+    /// Keys carry the session key as a hash tag (`PREFIX{KEY}`), and
+    /// cycle-key runs as ordered steps (see [`cycle_steps`]).
+    cluster: bool,
     timeout: Duration,
     scripts: Scripts,
 }
@@ -116,6 +158,7 @@ impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
+            .field("cluster", &self.cluster)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -132,6 +175,7 @@ impl Engine for RedisUrl {
         Ok(Arc::new(RedisStore {
             connection: Mutex::new(Some(connection)),
             prefix: self.prefix.clone(),
+            cluster: self.is_cluster(),
             timeout: options.timeout,
             scripts: Scripts::new(),
         }))
@@ -179,7 +223,7 @@ impl RedisStore {
         .await
     }
 
-    fn connection(&self) -> Result<ConnectionManager, StoreError> {
+    fn connection(&self) -> Result<Link, StoreError> {
         self.connection
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -187,10 +231,20 @@ impl RedisStore {
             .ok_or_else(|| StoreError::Unavailable(Box::new(Fault::Closed)))
     }
 
+    /// The Redis key of a session: `PREFIX` + `KEY`, or on a cluster
+    /// `PREFIX{KEY}`, whose braces make the session key the hash tag, so
+    /// that keys a session may gain beside its hash (`PREFIX{KEY}:…`) land
+    /// in the same slot and one script can still change them together.
     fn key(&self, key: &SessionKey) -> String {
-        let mut full = String::with_capacity(self.prefix.len() + key.as_str().len());
+        let mut full = String::with_capacity(self.prefix.len() + key.as_str().len() + 2);
         full.push_str(&self.prefix);
-        full.push_str(key.as_str());
+        if self.cluster {
+            full.push('{');
+            full.push_str(key.as_str());
+            full.push('}');
+        } else {
+            full.push_str(key.as_str());
+        }
         full
     }
 
@@ -317,6 +371,18 @@ impl SessionStore for RedisStore {
         let mut conn = self.connection()?;
         let old_key = self.key(old_key);
         let new_key = self.key(new_key);
+        if self.cluster {
+            return self
+                .bounded(self.cycle_in_steps(
+                    &mut conn,
+                    &old_key,
+                    &new_key,
+                    session_data,
+                    expire_date,
+                    now,
+                ))
+                .await;
+        }
         let expire_text = to_text(expire_date);
         let expire_at = expire_at_millis(expire_date);
         self.bounded(async {
@@ -391,12 +457,14 @@ impl SessionStore for RedisStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        drop(connection);
+        if let Some(connection) = connection {
+            connection.stop().await;
+        }
     }
 }
 
 /// The session stored under the full key `key`, if any.
-async fn read(conn: &mut ConnectionManager, key: &str) -> Result<Option<Stored>, StoreError> {
+async fn read(conn: &mut Link, key: &str) -> Result<Option<Stored>, StoreError> {
     let reply: Value = ::redis::cmd("HMGET")
         .arg(key)
         .arg(DATA_FIELD)

@@ -1,5 +1,7 @@
 //! The Lua scripts that make every write that checks before it writes one
-//! atomic step on Redis (see the engine's documentation).
+//! atomic step on Redis (see the engine's documentation). Each touches the
+//! keys of one session only, except the two cycle scripts, which a cluster
+//! replaces with the steps in `cycle_steps`.
 
 use ::redis::Script;
 
@@ -57,6 +59,26 @@ redis.call('DEL', KEYS[1])
 return 1
 ";
 
+/// Writes unconditionally: the copy that cycle-key in steps makes under a
+/// new key no client knows yet. KEYS: session. ARGV: data, expire text,
+/// expire ms. 1.
+const PUT_SCRIPT: &str = r"
+redis.call('HSET', KEYS[1], 'session_data', ARGV[1], 'expire_date', ARGV[2])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+return 1
+";
+
+/// Compare-and-delete. KEYS: session. ARGV: data read, expire text read. 1
+/// deleted, -1 missing, or the current `[data, expire]` when it is no
+/// longer what was read.
+const DELETE_IF_UNCHANGED_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local current = redis.call('HMGET', KEYS[1], 'session_data', 'expire_date')
+if current[1] ~= ARGV[1] or current[2] ~= ARGV[2] then return current end
+redis.call('DEL', KEYS[1])
+return 1
+";
+
 /// The compiled scripts; each keeps its SHA1, so calls send `EVALSHA` and
 /// load the script only when Redis does not know it (e.g. after a restart).
 pub(super) struct Scripts {
@@ -65,6 +87,8 @@ pub(super) struct Scripts {
     pub(super) patch: Script,
     pub(super) cycle_with_data: Script,
     pub(super) cycle_move: Script,
+    pub(super) put: Script,
+    pub(super) delete_if_unchanged: Script,
 }
 
 impl Scripts {
@@ -75,6 +99,8 @@ impl Scripts {
             patch: Script::new(PATCH_SCRIPT),
             cycle_with_data: Script::new(CYCLE_WITH_DATA_SCRIPT),
             cycle_move: Script::new(CYCLE_MOVE_SCRIPT),
+            put: Script::new(PUT_SCRIPT),
+            delete_if_unchanged: Script::new(DELETE_IF_UNCHANGED_SCRIPT),
         }
     }
 }
