@@ -19,9 +19,6 @@ use std::time::Duration;
 use common::TestServer;
 use common::python::{self, integration_dir};
 
-/// The build backend of the package's build hook, pinned as well.
-const SETUPTOOLS: &str = "setuptools==84.2.1";
-
 /// The Python packages of the distribution `sessiond-client`
 /// (integrations/python/pyproject.toml); the build adds the stubs.
 const PACKAGES: [&str; 4] = [
@@ -38,13 +35,7 @@ const PYTHON_TIMEOUT: Duration = Duration::from_secs(300);
 const SUMMARY_PREFIX: &str = "sessiond-suite: ";
 
 fn venv() -> Option<PathBuf> {
-    python::venv(&[
-        python::DJANGO,
-        python::GRPCIO,
-        python::GRPCIO_TOOLS,
-        python::PROTOBUF,
-        SETUPTOOLS,
-    ])
+    python::django_venv()
 }
 
 /// Writes to the process's stderr, which the test harness does not capture:

@@ -11,6 +11,18 @@ const { dataText } = require('./member-json');
 
 /** A call that takes longer fails with DEADLINE_EXCEEDED; five seconds, as the Rust client. */
 const DEFAULT_TIMEOUT_MS = 5000;
+/**
+ * Idle time after which the client sends an HTTP/2 PING. A replica that died
+ * without closing its connections (power lost, a killed VM, a firewall that
+ * forgets the flow) sends no FIN or RST, and calls would otherwise go into the
+ * dead connection until each one timed out. 20 s is a third of sessiond's own
+ * ping interval (`--keepalive`, 60 s), so the client notices first. sessiond
+ * (hyper's HTTP/2) answers pings at any rate and never closes a connection for
+ * them. The Python client uses the same values.
+ */
+const KEEPALIVE_TIME_MS = 20000;
+/** How long a PING may go unanswered before the connection is dropped and the next call reconnects or fails over. */
+const KEEPALIVE_TIMEOUT_MS = 5000;
 /** Where the proto lives relative to its include directory. */
 const PROTO_FILE = path.join('sessiond', 'v1', 'sessiond.proto');
 
@@ -136,9 +148,9 @@ function channelCredentials(tls) {
 }
 
 /**
- * Channel options for `tls.serverName`: the name checked against the
- * server's certificate and sent as SNI and `:authority`, instead of the
- * address's host.
+ * Channel options: keepalive, and for `tls.serverName` the name checked
+ * against the server's certificate and sent as SNI and `:authority`, instead
+ * of the address's host.
  * @param {object | undefined} tls
  * @returns {object}
  */
@@ -146,7 +158,14 @@ function channelOptions(tls) {
   // grpc-js keeps channelz statistics of every call unless told not to;
   // nothing here reads them, and they cost 15-20 µs of CPU a call
   // (bench/clients/run.py).
-  const options = { 'grpc.enable_channelz': 0 };
+  const options = {
+    'grpc.enable_channelz': 0,
+    'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
+    'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+    // A web app's connection to sessiond sits idle between requests, which is
+    // when a dead peer goes unnoticed: ping then too.
+    'grpc.keepalive_permit_without_calls': 1,
+  };
   const serverName = tls ? tls.serverName : undefined;
   if (serverName === undefined || serverName === null) return options;
   if (typeof serverName !== 'string' || !HOST_NAME.test(serverName)) {

@@ -49,6 +49,8 @@ __all__ = [
     "CHANNEL_OPTIONS",
     "DEFAULT_ADDRESS",
     "DEFAULT_TIMEOUT",
+    "KEEPALIVE_TIME_MS",
+    "KEEPALIVE_TIMEOUT_MS",
     "AsyncClient",
     "Client",
     "TlsFiles",
@@ -81,6 +83,24 @@ INITIAL_RECONNECT_BACKOFF_MS = 100
 #: holds the channel back for 20 s after sessiond answers again.
 MIN_CONNECT_TIMEOUT_MS = 1000
 
+#: After this long without a frame from sessiond, the client sends an
+#: HTTP/2 PING. A replica that died without closing its connections (power
+#: lost, killed VM, a firewall that forgets the flow) sends no FIN or RST,
+#: and a channel would otherwise go on sending calls into the dead
+#: connection until each one timed out. 20 s is a third of sessiond's own
+#: ping interval (``--keepalive``, 60 s by default), so the client notices
+#: first, and one ping per idle connection every 20 s costs nothing.
+#: sessiond (hyper's HTTP/2) answers pings at any rate and never closes a
+#: connection for them, unlike a gRPC C-core server, which by default
+#: closes a connection pinged more often than every 5 minutes while idle.
+KEEPALIVE_TIME_MS = 20_000
+
+#: How long a PING may go unanswered before the connection is dropped and
+#: the next call goes to another address (or reconnects). sessiond answers
+#: a ping straight from its I/O loop, in well under a millisecond on the
+#: networks it belongs on; 5 s leaves room for a stalled host.
+KEEPALIVE_TIMEOUT_MS = 5_000
+
 #: Options of every channel.
 CHANNEL_OPTIONS = (
     # sessiond bounds the data it stores (--max-data-bytes); the client's
@@ -89,6 +109,14 @@ CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", INITIAL_RECONNECT_BACKOFF_MS),
     ("grpc.min_reconnect_backoff_ms", MIN_CONNECT_TIMEOUT_MS),
     ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
+    ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+    ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+    # Ping idle connections too: a web app's connection to sessiond sits
+    # idle between requests, which is exactly when a dead peer goes
+    # unnoticed; and keep pinging however long no call is sent (gRPC's
+    # default stops after two pings without data).
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
 )
 
 
@@ -245,9 +273,17 @@ class _Connection:
         code = failure.code()
         details = failure.details() or ""
         if code == grpc.StatusCode.UNAVAILABLE:
+            # gRPC reports a refused TLS handshake (no client certificate, a
+            # CA that does not match) as a closed socket: name the settings.
+            tls = (
+                ", and that SESSIOND_TLS_CA (and SESSIOND_TLS_CERT, SESSIOND_TLS_KEY when "
+                "sessiond asks for a client certificate) match its TLS settings"
+                if self._credentials is not None
+                else ""
+            )
             error = SessiondUnavailable(
                 f"sessiond at {address} is unavailable for {rpc} ({details}); check that it "
-                "is running and that SESSIOND_ADDRESS (or SESSIOND_ADDRESSES) points at it",
+                f"is running and that SESSIOND_ADDRESS (or SESSIOND_ADDRESSES) points at it{tls}",
                 code,
                 rpc,
             )

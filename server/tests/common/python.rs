@@ -18,6 +18,14 @@ pub const PSYCOPG: &str = "psycopg[binary]==3.3.9";
 pub const GRPCIO: &str = "grpcio==1.85.1";
 pub const GRPCIO_TOOLS: &str = "grpcio-tools==1.85.1";
 pub const PROTOBUF: &str = "protobuf==7.36.2";
+/// The build backend of the package's build hook, pinned as well.
+pub const SETUPTOOLS: &str = "setuptools==84.2.1";
+
+/// What the Django engine's tests run on: Django, the gRPC runtime, the
+/// stub generator and the build backend, in one virtualenv they share.
+pub fn django_venv() -> Option<PathBuf> {
+    venv(&[DJANGO, GRPCIO, GRPCIO_TOOLS, PROTOBUF, SETUPTOOLS])
+}
 
 /// The frameworks of the package's `[flask]` and `[asgi]` extras, the ASGI
 /// server their tests serve Starlette with, and the test runner.
