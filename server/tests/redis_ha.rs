@@ -1,8 +1,9 @@
 //! Redis as managed services run it: TLS-only (`rediss://`), a Redis
-//! Cluster of three masters (`redis+cluster://`) and a master with a replica
-//! watched by Sentinel (`redis+sentinel://`), each made of `redis-server`
-//! child processes of the test on free ports, in temporary directories,
-//! stopped when the test ends.
+//! Cluster of three masters, with or without replicas (`redis+cluster://`),
+//! and a master with a replica watched by Sentinel (`redis+sentinel://`),
+//! the cluster and Sentinel also over TLS (`rediss+…`), each made of
+//! `redis-server` child processes of the test on free ports, in temporary
+//! directories, stopped when the test ends.
 //!
 //! Without `redis-server` (and `redis-cli` for the cluster) these tests
 //! print a `SKIPPED:` line; under `CI=true` they fail.
@@ -19,14 +20,15 @@ use std::time::{Duration, Instant};
 use chrono::{TimeDelta, Utc};
 use clap::Parser;
 use common::pki::{self, Pki};
-use common::redis_server::{
-    self, MASTER_NAME, RedisCluster, RedisPki, RedisProcess, RedisSentinel, free_port, query,
-};
+use common::redis_cluster::RedisCluster;
+use common::redis_sentinel::{MASTER_NAME, RedisSentinel};
+use common::redis_server::{self, RedisPki, RedisProcess, free_port, query};
 use common::{TestServer, code};
 use sessiond::Server;
 use sessiond::cli::ServeArgs;
 use sessiond::session::{ExpireDate, Record, SessionKey};
 use sessiond::store::{self, SessionStore, StoreError, StoreOptions, StoreUrl};
+use sessiond_client::Client;
 use tonic::Code;
 
 /// The password every server of these tests asks for; it must never show.
@@ -373,6 +375,97 @@ async fn tls_cluster_serves_through_rediss_cluster() {
     );
 }
 
+/// The number of the node that replicates the master numbered `master`.
+async fn replica_of(cluster: &RedisCluster, master: usize) -> usize {
+    let port = format!("master_port:{}\r\n", cluster.nodes[master].port);
+    for node in 0..cluster.nodes.len() {
+        if cluster.replication(node).await.contains(&port) {
+            return node;
+        }
+    }
+    panic!("no node replicates node {master}");
+}
+
+/// A master dies and the cluster promotes its replica: the same sessiond
+/// serves every session again, those the dead master held too (from the
+/// promoted replica), and writes across slots, without a restart.
+#[tokio::test]
+async fn cluster_failover_keeps_sessiond_serving_from_the_promoted_replica() {
+    let Some(mut cluster) = RedisCluster::start_with_replicas("cluster_failover").await else {
+        return;
+    };
+    let prefix = "app:s:";
+    let url = format!("redis+cluster://{}/?prefix={prefix}", cluster.seeds());
+    let server = TestServer::start_on(&url, &["--store-timeout", "1s"]).await;
+    let client = &server.client;
+    every_rpc(&server).await;
+    let mut sessions = Vec::new();
+    for n in 0..30 {
+        let data = format!(r#"{{"n":{n}}}"#);
+        let created = client.create(&data, None).await.unwrap();
+        sessions.push((created.session_key, data));
+    }
+
+    // The first master that holds sessions: a seed of sessiond's when one
+    // of the seeds is a master.
+    let on_nodes = cluster_keys(&cluster, prefix).await;
+    let mut victim = None;
+    for (node, keys) in on_nodes.iter().enumerate() {
+        if !keys.is_empty() && cluster.replication(node).await.contains("role:master") {
+            victim = Some(node);
+            break;
+        }
+    }
+    let victim = victim.expect("no master holds a session");
+    let held = &on_nodes[victim];
+    let replica = replica_of(&cluster, victim).await;
+    // Replication is asynchronous: only what reached the replica survives
+    // the master's death, so the test waits for it (WAIT 1 replica).
+    let acked: i64 = query(
+        &cluster.nodes[victim].addr(),
+        redis::cmd("WAIT").arg(1).arg(5000),
+    )
+    .await;
+    assert_eq!(acked, 1);
+
+    cluster.nodes[victim].kill().await;
+    // Calls on the dead master's slots fail (UNAVAILABLE) until its replica
+    // takes over; then every session reads back.
+    eventually(
+        "every session after the failover",
+        Duration::from_secs(60),
+        || async {
+            for (key, data) in &sessions {
+                let loaded = client.load(key).await.ok()?;
+                assert_eq!(loaded.as_ref().map(|l| &l.data), Some(data), "{key}");
+            }
+            Some(())
+        },
+    )
+    .await;
+    assert!(
+        cluster.replication(replica).await.contains("role:master"),
+        "node {replica} was not promoted"
+    );
+    let mut conn = redis_server::connect(&cluster.nodes[replica].addr()).await;
+    let promoted = redis_server::keys(&mut conn, prefix).await;
+    assert!(
+        held.iter().all(|key| promoted.contains(key)),
+        "the promoted replica lacks sessions: {held:?} / {promoted:?}"
+    );
+
+    // Writes reach every master, the promoted one too: each cycle moves a
+    // session to a slot of its own.
+    for (key, data) in &sessions {
+        let moved = client.cycle_key(key, None, None).await.unwrap();
+        let loaded = client.load(&moved.session_key).await.unwrap();
+        assert_eq!(&loaded.unwrap().data, data);
+        assert_eq!(client.load(key).await.unwrap(), None);
+    }
+    every_rpc(&server).await;
+    server.stop().await;
+}
+
 fn key(text: &str) -> SessionKey {
     SessionKey::parse(text).unwrap()
 }
@@ -458,25 +551,39 @@ async fn cluster_urls_refuse_what_a_cluster_cannot_do() {
 
 // ---------------------------------------------------------------- Sentinel
 
-#[tokio::test]
-async fn sentinel_failover_keeps_sessiond_serving_from_the_promoted_replica() {
-    let Some(mut redis) = RedisSentinel::start("sentinel").await else {
-        return;
-    };
+/// A sessiond on the master the sentinel names, under the `ha:` prefix,
+/// through `scheme` with `&`-led extra `options`; calls to a dead master
+/// fail within a second.
+async fn serve_through_sentinel(redis: &RedisSentinel, scheme: &str, options: &str) -> TestServer {
     let url = format!(
-        "redis+sentinel://{}/{MASTER_NAME}/0?prefix=ha:",
+        "{scheme}://{}/{MASTER_NAME}/0?prefix=ha:{options}",
         redis.sentinel.addr()
     );
-    let server = TestServer::start_on(&url, &["--store-timeout", "1s"]).await;
-    let client = &server.client;
-    let live = every_rpc(&server).await;
-    let created = client
-        .create(r#"{"before":"failover"}"#, None)
+    TestServer::start_on(&url, &["--store-timeout", "1s"]).await
+}
+
+/// The session data stored under `ha:KEY` on the server at `addr`.
+async fn stored_data(redis: &RedisSentinel, addr: &str, key: &str) -> Option<String> {
+    redis
+        .query(
+            addr,
+            redis::cmd("HGET")
+                .arg(format!("ha:{key}"))
+                .arg("session_data"),
+        )
         .await
-        .unwrap();
+}
+
+/// Kills the master once the replica holds every write, waits until
+/// `client` (a sessiond on the `ha:` prefix) reads `key`, holding `data`,
+/// from the replica the sentinel promotes, and checks that new sessions are
+/// written to it.
+async fn kill_master_and_follow(redis: &mut RedisSentinel, client: &Client, key: &str, data: &str) {
     // Replication is asynchronous: only what reached the replica survives
     // the master's death, so the test waits for it (WAIT 1 replica).
-    let acked: i64 = query(&redis.master.addr(), redis::cmd("WAIT").arg(1).arg(5000)).await;
+    let acked: i64 = redis
+        .query(&redis.master.addr(), redis::cmd("WAIT").arg(1).arg(5000))
+        .await;
     assert_eq!(acked, 1);
     assert_eq!(redis.master_port().await, redis.master.port);
 
@@ -486,13 +593,11 @@ async fn sentinel_failover_keeps_sessiond_serving_from_the_promoted_replica() {
     let loaded = eventually(
         "load after the failover",
         Duration::from_secs(60),
-        || async { client.load(&created.session_key).await.ok().flatten() },
+        || async { client.load(key).await.ok().flatten() },
     )
     .await;
-    assert_eq!(loaded.data, r#"{"before":"failover"}"#);
+    assert_eq!(loaded.data, data);
     assert_eq!(redis.master_port().await, redis.replica.port);
-    let loaded = client.load(&live).await.unwrap().unwrap();
-    assert_eq!(loaded.data, r#"{"user":"bob"}"#);
     // Writes go to the new master.
     let after = eventually(
         "create after the failover",
@@ -500,14 +605,31 @@ async fn sentinel_failover_keeps_sessiond_serving_from_the_promoted_replica() {
         || async { client.create(r#"{"after":"failover"}"#, None).await.ok() },
     )
     .await;
-    let stored: Option<String> = query(
-        &redis.replica.addr(),
-        redis::cmd("HGET")
-            .arg(format!("ha:{}", after.session_key))
-            .arg("session_data"),
+    let stored = stored_data(redis, &redis.replica.addr(), &after.session_key).await;
+    assert_eq!(stored.as_deref(), Some(r#"{"after":"failover"}"#));
+}
+
+#[tokio::test]
+async fn sentinel_failover_keeps_sessiond_serving_from_the_promoted_replica() {
+    let Some(mut redis) = RedisSentinel::start("sentinel").await else {
+        return;
+    };
+    let server = serve_through_sentinel(&redis, "redis+sentinel", "").await;
+    let client = &server.client;
+    let live = every_rpc(&server).await;
+    let created = client
+        .create(r#"{"before":"failover"}"#, None)
+        .await
+        .unwrap();
+    kill_master_and_follow(
+        &mut redis,
+        client,
+        &created.session_key,
+        r#"{"before":"failover"}"#,
     )
     .await;
-    assert_eq!(stored.as_deref(), Some(r#"{"after":"failover"}"#));
+    let loaded = client.load(&live).await.unwrap().unwrap();
+    assert_eq!(loaded.data, r#"{"user":"bob"}"#);
     every_rpc(&server).await;
     server.stop().await;
 }
@@ -535,11 +657,7 @@ async fn sentinel_switchover_moves_writes_to_the_new_master() {
     let Some(redis) = RedisSentinel::start("sentinel_switchover").await else {
         return;
     };
-    let url = format!(
-        "redis+sentinel://{}/{MASTER_NAME}/0?prefix=ha:",
-        redis.sentinel.addr()
-    );
-    let server = TestServer::start_on(&url, &["--store-timeout", "1s"]).await;
+    let server = serve_through_sentinel(&redis, "redis+sentinel", "").await;
     let client = &server.client;
     let created = client.create(r#"{"n":1}"#, None).await.unwrap();
     let acked: i64 = query(&redis.master.addr(), redis::cmd("WAIT").arg(1).arg(5000)).await;
@@ -579,5 +697,59 @@ async fn sentinel_switchover_moves_writes_to_the_new_master() {
     })
     .await;
     every_rpc(&server).await;
+    server.stop().await;
+}
+
+/// Sentinel, master and replica that speak TLS only and ask every client
+/// for a certificate of the test CA (`rediss+sentinel://`): sessiond checks
+/// the sentinel's certificate and the master's (by the IP address the
+/// sentinel announces) against `ca=`, presents `cert=` and `key=` to both,
+/// and does so again for the replica the sentinel promotes.
+#[tokio::test]
+async fn tls_sentinel_serves_through_rediss_sentinel_and_follows_a_failover() {
+    let certs = tempfile::tempdir().unwrap();
+    let pki = RedisPki::new(certs.path());
+    let Some(mut redis) = RedisSentinel::start_with("tls_sentinel", Some(&pki)).await else {
+        return;
+    };
+    let sentinel = redis.sentinel.addr();
+    let client_cert = format!(
+        "cert={}&key={}",
+        pki.client_cert.display(),
+        pki.client_key.display()
+    );
+
+    // A CA that did not sign the servers' certificates is refused at
+    // start-up, and the message says which check failed.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = RedisPki::new(other_dir.path());
+    let text = start_error(&format!(
+        "rediss+sentinel://{sentinel}/{MASTER_NAME}?ca={}&{client_cert}",
+        other.ca.display()
+    ))
+    .await;
+    assert!(text.contains("--store"), "{text}");
+    assert!(
+        text.contains("not signed by a CA that ca= trusts"),
+        "wrong CA: {text}"
+    );
+    // The servers check clients: without a client certificate, refused.
+    let text = start_error(&format!(
+        "rediss+sentinel://{sentinel}/{MASTER_NAME}?ca={}",
+        pki.ca.display()
+    ))
+    .await;
+    assert!(
+        text.contains("cert=") && text.contains("key="),
+        "no client cert: {text}"
+    );
+
+    let tls = format!("&ca={}&{client_cert}", pki.ca.display());
+    let server = serve_through_sentinel(&redis, "rediss+sentinel", &tls).await;
+    let client = &server.client;
+    let live = every_rpc(&server).await;
+    let stored = stored_data(&redis, &redis.master.addr(), &live).await;
+    assert_eq!(stored.as_deref(), Some(r#"{"user":"bob"}"#));
+    kill_master_and_follow(&mut redis, client, &live, r#"{"user":"bob"}"#).await;
     server.stop().await;
 }

@@ -13,6 +13,8 @@ pub mod python;
 pub mod scrape;
 pub mod skip;
 
+pub mod redis_cluster;
+pub mod redis_sentinel;
 pub mod redis_server;
 
 use std::net::SocketAddr;

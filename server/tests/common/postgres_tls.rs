@@ -1,6 +1,6 @@
 //! PostgreSQL servers of the test binary's own, for TLS: one `initdb`, then
 //! a copy of the data directory per server, each on a free port of
-//! 127.0.0.1 with its own certificate (made here with rcgen):
+//! 127.0.0.1 with its own certificate (from the test CA of `pki`):
 //!
 //! - [`Variant::TlsOnly`]: a certificate for `localhost` and 127.0.0.1
 //!   signed by [`Pki::ca`]; `pg_hba.conf` has `hostssl` lines only, and the
@@ -17,12 +17,12 @@
 //! loudly, or fail under `CI=true` (see `skip`).
 
 use std::net::TcpListener;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use super::pki::{PemPair, TestCa, Validity, write_private};
 use super::skip;
 
 /// Where Debian puts each PostgreSQL version's server programs
@@ -225,76 +225,31 @@ fn start() -> Servers {
 struct Made {
     pki: Pki,
     ca_pem: String,
-    servers: Vec<(Variant, String, String)>,
+    servers: Vec<(Variant, PemPair)>,
 }
 
 fn make_certificates(dir: &Path) -> Made {
-    let ca = issuer("sessiond test CA");
-    let other_ca = issuer("a CA that signed nothing here");
-    let server = |names: &[&str], expired: bool| {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
-        let mut params = rcgen::CertificateParams::new(names).unwrap();
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        }
-        let cert = params.signed_by(&key, &ca).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let (good, good_key) = server(&["localhost", "127.0.0.1"], false);
-    let (expired, expired_key) = server(&["localhost", "127.0.0.1"], true);
-    let (wrong, wrong_key) = server(&["db.example.com"], false);
-
-    let client_key = rcgen::KeyPair::generate().unwrap();
-    let mut client_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    client_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, CERT_USER);
-    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let client = client_params.signed_by(&client_key, &ca).unwrap();
-
-    let write = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    };
+    let ca = TestCa::new("sessiond test CA");
+    let other_ca = TestCa::new("a CA that signed nothing here");
+    let local = ["localhost", "127.0.0.1"];
+    let client = ca.client_cert(CERT_USER).write(dir, "client");
     Made {
         pki: Pki {
-            ca: write("ca.pem", &ca.pem()),
-            other_ca: write("other-ca.pem", &other_ca.pem()),
-            client_cert: write("client.pem", &client.pem()),
-            client_key: write_private(&dir.join("client-key.pem"), &client_key.serialize_pem()),
+            ca: ca.write_ca(dir, "ca.pem"),
+            other_ca: other_ca.write_ca(dir, "other-ca.pem"),
+            client_cert: client.cert,
+            client_key: client.key,
         },
-        ca_pem: ca.pem(),
+        ca_pem: ca.ca_pem(),
         servers: vec![
-            (Variant::TlsOnly, good, good_key),
-            (Variant::Expired, expired, expired_key),
-            (Variant::WrongHost, wrong, wrong_key),
+            (Variant::TlsOnly, ca.server_cert(&local, Validity::Current)),
+            (Variant::Expired, ca.server_cert(&local, Validity::Expired)),
+            (
+                Variant::WrongHost,
+                ca.server_cert(&["db.example.com"], Validity::Current),
+            ),
         ],
     }
-}
-
-fn issuer(name: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap()
-}
-
-/// Writes a private key, readable by its owner alone from the start.
-fn write_private(path: &Path, text: &str) -> PathBuf {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap();
-    file.write_all(text.as_bytes()).unwrap();
-    path.to_owned()
 }
 
 /// The server's settings: only TCP on 127.0.0.1, TLS with its certificate
@@ -305,10 +260,10 @@ fn configure(data: &Path, variant: Variant, port: u16, made: &Made) {
          fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
          shared_buffers = 16MB\nmax_connections = 200\n"
     );
-    let hba = match made.servers.iter().find(|(v, _, _)| *v == variant) {
-        Some((_, cert, key)) => {
-            std::fs::write(data.join("server.crt"), cert).unwrap();
-            write_private(&data.join("server.key"), key);
+    let hba = match made.servers.iter().find(|(v, _)| *v == variant) {
+        Some((_, pair)) => {
+            std::fs::write(data.join("server.crt"), &pair.cert).unwrap();
+            write_private(data, "server.key", &pair.key);
             std::fs::write(data.join("root.crt"), &made.ca_pem).unwrap();
             conf.push_str(
                 "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n\

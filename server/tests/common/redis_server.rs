@@ -1,18 +1,21 @@
 //! Redis for tests: the shared server on 127.0.0.1:6379 (each test under a
 //! key prefix of its own, so tests run in parallel), or a private
-//! `redis-server` child process that a test may stop and restart.
+//! `redis-server` child process that a test may stop and restart; and the
+//! pieces `redis_cluster` and `redis_sentinel` are made of (a process in a
+//! directory of its own, the certificates of TLS-only servers).
 //!
 //! A test that needs the shared Redis and cannot reach it says so on stderr
 //! with a `SKIPPED:` line and returns; under `CI=true` it fails instead,
 //! since CI starts Redis and a silent skip would hide a broken setup.
 
-use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::process::{Child, Command};
 
+use super::pki::{TestCa, Validity};
 use super::skip;
 
 /// The Redis every machine of this project runs (see `.ci/run`).
@@ -339,46 +342,48 @@ pub async fn query<T: redis::FromRedisValue>(addr: &str, command: &redis::Cmd) -
     command.query_async(&mut connect(addr).await).await.unwrap()
 }
 
-/// A CA and a server certificate for both `localhost` and `127.0.0.1` (the
-/// address a cluster announces its nodes by), as PEM files in `dir`, keys
-/// readable by the owner alone.
+/// A CA, a server certificate for both `localhost` and `127.0.0.1` (the
+/// address a cluster announces its nodes by, and sentinels their master)
+/// and a client certificate, as PEM files in `dir`, keys readable by the
+/// owner alone.
+#[derive(Clone)]
 pub struct RedisPki {
-    pub ca: std::path::PathBuf,
-    pub cert: std::path::PathBuf,
-    pub key: std::path::PathBuf,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// For servers that check clients (`tls-auth-clients yes`).
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 impl RedisPki {
-    pub fn new(dir: &std::path::Path) -> Self {
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "sessiond redis test CA");
-        let ca =
-            rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
-                .unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .unwrap()
-                .signed_by(&key, &ca)
-                .unwrap();
-        let ca_path = dir.join("redis-ca.pem");
-        std::fs::write(&ca_path, ca.pem()).unwrap();
-        let cert_path = dir.join("redis.pem");
-        std::fs::write(&cert_path, cert.pem()).unwrap();
+    pub fn new(dir: &Path) -> Self {
+        let ca = TestCa::new("sessiond redis test CA");
+        let server = ca
+            .server_cert(&["localhost", "127.0.0.1"], Validity::Current)
+            .write(dir, "redis");
+        let client = ca.client_cert("sessiond").write(dir, "redis-client");
         Self {
-            ca: ca_path,
-            cert: cert_path,
-            key: super::pki::write_private(dir, "redis-key.pem", &key.serialize_pem()),
+            ca: ca.write_ca(dir, "redis-ca.pem"),
+            cert: server.cert,
+            key: server.key,
+            client_cert: client.cert,
+            client_key: client.key,
         }
     }
 
     /// The `redis-server` flags of a TLS-only server with these files that
     /// does not ask clients for certificates.
     pub fn server_args(&self, port: u16) -> Vec<String> {
-        let path = |path: &std::path::Path| path.to_string_lossy().into_owned();
+        self.server_args_checking(port, false)
+    }
+
+    /// The same, asking clients for a certificate signed by the CA when
+    /// `check_clients` is set. Its own outgoing connections (replication,
+    /// a sentinel's) then present the server certificate, as Redis does
+    /// without `tls-client-cert-file`.
+    pub fn server_args_checking(&self, port: u16, check_clients: bool) -> Vec<String> {
+        let path = |path: &Path| path.to_string_lossy().into_owned();
         vec![
             "--tls-port".to_owned(),
             port.to_string(),
@@ -389,7 +394,7 @@ impl RedisPki {
             "--tls-ca-cert-file".to_owned(),
             path(&self.ca),
             "--tls-auth-clients".to_owned(),
-            "no".to_owned(),
+            if check_clients { "yes" } else { "no" }.to_owned(),
         ]
     }
 
@@ -401,165 +406,17 @@ impl RedisPki {
             self.ca.to_string_lossy().into_owned(),
         ]
     }
-}
 
-/// A Redis Cluster of three masters without replicas, each a child process
-/// on ports of its own.
-pub struct RedisCluster {
-    pub nodes: Vec<RedisProcess>,
-}
-
-impl RedisCluster {
-    /// Starts three nodes, joins them with `redis-cli --cluster create` and
-    /// waits until every node reports the cluster as ok. `None` (after a
-    /// `SKIPPED:` line) when Redis is not installed, outside CI.
-    pub async fn start(test: &str) -> Option<Self> {
-        Self::start_with(test, None).await
-    }
-
-    /// As [`start`](Self::start); with `tls`, the nodes speak TLS only, to
-    /// clients and to each other.
-    pub async fn start_with(test: &str, tls: Option<&RedisPki>) -> Option<Self> {
-        if !installed(test, true) {
-            return None;
-        }
-        let cli_tls = tls.map(RedisPki::cli_args).unwrap_or_default();
-        let mut nodes = Vec::new();
-        for _ in 0..3 {
-            let port = free_port();
-            let mut args = [
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                "2000",
-                // The bus port is chosen too: PORT + 10000 may be taken or
-                // past 65535.
-                "--cluster-port",
-                &free_port().to_string(),
-            ]
-            .map(str::to_owned)
-            .to_vec();
-            if let Some(tls) = tls {
-                args.extend(tls.server_args(port));
-                args.extend(["--tls-cluster", "yes"].map(str::to_owned));
-            }
-            nodes.push(RedisProcess::start(port, &args).await);
-        }
-        let mut create = cli_tls.clone();
-        create.extend(["--cluster", "create"].map(str::to_owned));
-        create.extend(nodes.iter().map(RedisProcess::addr));
-        create.extend(["--cluster-replicas", "0", "--cluster-yes"].map(str::to_owned));
-        redis_cli(&create).await;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for node in &nodes {
-            loop {
-                let mut args = cli_tls.clone();
-                args.extend(["-p".to_owned(), node.port.to_string()]);
-                args.extend(["CLUSTER", "INFO"].map(str::to_owned));
-                let info = redis_cli(&args).await;
-                if info.contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the cluster never became ok: {info}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        Some(Self { nodes })
-    }
-
-    /// `HOST:PORT,HOST:PORT` of the first two nodes: the seeds sessiond is
-    /// given, so that it must discover the third.
-    pub fn seeds(&self) -> String {
-        format!("{},{}", self.nodes[0].addr(), self.nodes[1].addr())
-    }
-}
-
-/// The name the Sentinel tests give their master.
-pub const MASTER_NAME: &str = "sessiond-master";
-
-/// One master, one replica and one sentinel that watches them, with short
-/// timeouts so that a failover takes seconds.
-pub struct RedisSentinel {
-    pub master: RedisProcess,
-    pub replica: RedisProcess,
-    pub sentinel: RedisProcess,
-}
-
-impl RedisSentinel {
-    /// Starts the three and waits until the sentinel knows the replica and
-    /// the replica is in sync. `None` (after a `SKIPPED:` line) when Redis is
-    /// not installed, outside CI.
-    pub async fn start(test: &str) -> Option<Self> {
-        if !installed(test, false) {
-            return None;
-        }
-        let master = RedisProcess::start(free_port(), &[]).await;
-        let replica_args = ["--replicaof", "127.0.0.1", &master.port.to_string()];
-        let replica = RedisProcess::start(free_port(), &replica_args.map(str::to_owned)).await;
-
-        // Sentinel rewrites its configuration file, so it lives in the
-        // process's own directory.
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("sentinel.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "sentinel monitor {MASTER_NAME} 127.0.0.1 {} 1\n\
-                 sentinel down-after-milliseconds {MASTER_NAME} 500\n\
-                 sentinel failover-timeout {MASTER_NAME} 3000\n",
-                master.port
-            ),
-        )
-        .unwrap();
-        let args = [
-            config.to_string_lossy().into_owned(),
-            "--sentinel".to_owned(),
-        ];
-        let sentinel = RedisProcess::start_in(dir, free_port(), &args).await;
-
-        let cluster = Self {
-            master,
-            replica,
-            sentinel,
+    /// A client of the TLS server at `addr` (`HOST:PORT`) that trusts the
+    /// CA and presents the client certificate.
+    pub fn client(&self, addr: &str) -> redis::Client {
+        let certificates = redis::TlsCertificates {
+            client_tls: Some(redis::ClientTlsConfig {
+                client_cert: std::fs::read(&self.client_cert).unwrap(),
+                client_key: std::fs::read(&self.client_key).unwrap(),
+            }),
+            root_cert: Some(std::fs::read(&self.ca).unwrap()),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let replicas: Vec<HashMap<String, String>> = query(
-                &cluster.sentinel.addr(),
-                redis::cmd("SENTINEL").arg("REPLICAS").arg(MASTER_NAME),
-            )
-            .await;
-            let known = replicas.iter().any(|replica| {
-                replica.get("port") == Some(&cluster.replica.port.to_string())
-                    && replica.get("master-link-status").map(String::as_str) == Some("ok")
-                    && replica.get("flags").is_some_and(|flags| flags == "slave")
-            });
-            if known {
-                return Some(cluster);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the sentinel never saw the replica in sync: {replicas:?}\n{}",
-                cluster.sentinel.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// The port of the server the sentinel calls the master now.
-    pub async fn master_port(&self) -> u16 {
-        let (_, port): (String, u16) = query(
-            &self.sentinel.addr(),
-            redis::cmd("SENTINEL")
-                .arg("GET-MASTER-ADDR-BY-NAME")
-                .arg(MASTER_NAME),
-        )
-        .await;
-        port
+        redis::Client::build_with_tls(format!("rediss://{addr}/"), certificates).unwrap()
     }
 }
