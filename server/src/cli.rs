@@ -5,6 +5,7 @@
 //! configurations ([`ServerConfig`](crate::ServerConfig),
 //! [`StoreConfig`]).
 
+mod backup;
 mod durations;
 mod serve;
 
@@ -19,8 +20,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{DEFAULT_LISTEN, DEFAULT_PURGE_BATCH_SIZE, DEFAULT_STORE};
 use crate::error::ErrorChain;
-use crate::healthcheck::HealthcheckConfig;
+use crate::healthcheck::{ClientCertificate, HealthcheckConfig};
 use crate::store::{StoreConfig, StoreOptions, StoreUrl};
+pub use backup::BackupArgs;
 use durations::{parse_session_age, parse_store_timeout};
 pub use serve::ServeArgs;
 
@@ -60,8 +62,23 @@ pub enum Command {
     /// Remove expired sessions once and print how many (like Django's
     /// `manage.py clearsessions`), then exit.
     Clearsessions(ClearArgs),
-    /// Ask a running sessiond's gRPC health service whether it is serving;
-    /// exits 0 if so, 1 if not (for container health checks).
+    /// Copy an SQLite store to the file DEST while sessiond serves it, then
+    /// exit.
+    ///
+    /// The copy is one consistent snapshot, taken with SQLite's online
+    /// backup API: it holds every write acknowledged before the backup
+    /// began, and writes go on meanwhile. It is written to DEST.partial-PID
+    /// beside DEST, readable by its owner only (mode 0600), checked with
+    /// SQLite's integrity check and only then renamed to DEST, so a backup
+    /// cut short never looks complete. Long backups log their progress every
+    /// second; the last line (on stdout) gives the sessions, bytes and
+    /// seconds. A cache (--cache) is not copied: it fills again from the
+    /// database.
+    #[command(after_help = backup::RESTORE_HELP)]
+    Backup(BackupArgs),
+    /// Ask a running sessiond's gRPC health service whether it is serving
+    /// (as a whole, or --service); exits 0 if so, 1 if not or if it cannot
+    /// be asked, 2 on bad flags (for container health checks and probes).
     Healthcheck(HealthcheckArgs),
 }
 
@@ -87,6 +104,39 @@ pub struct HealthcheckArgs {
         value_name = "NAME"
     )]
     pub tls_name: String,
+
+    /// With --tls-ca: present this client certificate (PEM), when the
+    /// server requires one (--tls-client-ca, mutual TLS). Needs --tls-key.
+    #[arg(
+        long,
+        env = "SESSIOND_HEALTHCHECK_TLS_CERT",
+        requires_all = ["tls_key", "tls_ca"],
+        value_name = "PATH"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(
+        long,
+        env = "SESSIOND_HEALTHCHECK_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "PATH"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// The service to ask about. "" (the default) is the server as a whole:
+    /// SERVING from start until shutdown, for liveness.
+    /// `sessiond.v1.SessionService` is SERVING only while the store answers
+    /// sessiond's readiness probe (see `serve --readiness-interval`), for
+    /// readiness.
+    #[arg(
+        long,
+        env = "SESSIOND_HEALTHCHECK_SERVICE",
+        default_value = "",
+        hide_default_value = true,
+        value_name = "NAME"
+    )]
+    pub service: String,
 
     /// How long to wait for the answer.
     #[arg(long, env = "SESSIOND_HEALTHCHECK_TIMEOUT", default_value = DEFAULT_HEALTHCHECK_TIMEOUT_TEXT, value_parser = parse_store_timeout, value_name = "DURATION")]
@@ -222,6 +272,11 @@ impl HealthcheckArgs {
             listen: self.listen,
             tls_ca: self.tls_ca,
             tls_name: self.tls_name,
+            tls_client: self
+                .tls_cert
+                .zip(self.tls_key)
+                .map(|(cert, key)| ClientCertificate { cert, key }),
+            service: self.service,
             timeout: self.timeout,
         }
     }

@@ -39,6 +39,11 @@ pub const DEFAULT_PURGE_BATCH_SIZE: u64 = 1000;
 /// for a lock), short enough that a restart is not held up by a stuck client.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often the store is pinged for readiness: a load balancer that polls
+/// every few seconds sees an outage within one of its own periods, and a
+/// ping every 2 s is nothing next to the calls a store serves.
+pub const DEFAULT_READINESS_INTERVAL: Duration = Duration::from_secs(2);
+
 /// Calls in flight past which new ones are refused with RESOURCE_EXHAUSTED
 /// rather than queued: a call takes well under a millisecond, so a healthy
 /// server is far below this; with sessions of a few KiB the calls it admits
@@ -108,6 +113,10 @@ pub struct ServerConfig {
     pub purge: PurgeSettings,
     /// `--shutdown-delay`, `--drain-timeout`.
     pub shutdown: ShutdownSettings,
+    /// `--readiness-interval`: how often the store is pinged to report the
+    /// session service's health; zero turns the probe off (the service
+    /// then stays SERVING).
+    pub readiness_interval: Duration,
 }
 
 /// Who may call: bearer tokens from a file and one more from the
@@ -188,6 +197,7 @@ impl Default for ServerConfig {
             django: DjangoConfig::default(),
             purge: PurgeSettings::default(),
             shutdown: ShutdownSettings::default(),
+            readiness_interval: DEFAULT_READINESS_INTERVAL,
         }
     }
 }

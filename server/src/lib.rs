@@ -42,7 +42,8 @@
 //!   stateless replicas), Redis, files, memory, and a cache in front of a
 //!   database (Django's `cached_db`); each is one folder on a shared kit.
 //!
-//! Around them, [`Server`] wires the health and reflection services, the
+//! Around them, [`Server`] wires the health and reflection services (the
+//! session service's health follows a background ping of the store), the
 //! background purge and an ordered shutdown: health NOT_SERVING, stop
 //! accepting, drain in-flight calls, stop the purge, close the engine.
 //! Before a call reaches [`service`], it is counted and limited (`calls`:

@@ -10,6 +10,7 @@ use clap::Parser;
 use sessiond::cli::{Cli, Command, LogFormat, ServeArgs};
 use sessiond::error::ErrorChain;
 use sessiond::signals::{Hangups, Signals};
+use sessiond::store::BackupError;
 use sessiond::{Server, healthcheck};
 use tracing_subscriber::EnvFilter;
 
@@ -43,8 +44,17 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("sessiond: {}", ErrorChain(err.as_ref()));
-            ExitCode::FAILURE
+            exit_code(&err)
         }
+    }
+}
+
+/// 2 for a command that this configuration cannot run at all, as clap exits
+/// on a usage error; 1 for a command that failed.
+fn exit_code(err: &anyhow::Error) -> ExitCode {
+    match err.downcast_ref::<BackupError>() {
+        Some(err) if err.is_usage_error() => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
     }
 }
 
@@ -74,6 +84,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .clear_expired(args.purge_batch_size)
                 .await?;
             println!("{removed}");
+            Ok(())
+        }
+        Command::Backup(args) => {
+            let config = args.store.into_config();
+            let summary = config.back_up(&args.dest, args.force).await?;
+            println!(
+                "{}: backed up to {}: {summary}",
+                config.url,
+                args.dest.display()
+            );
             Ok(())
         }
         Command::Healthcheck(args) => {

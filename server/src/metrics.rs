@@ -4,7 +4,8 @@
 //! What is counted: every session call by method and status code, with its
 //! duration; calls in flight; engine errors by kind; purges and the rows
 //! they removed; sessions created, cycled and deleted; connections open,
-//! refused and failed accepts. Labels hold only
+//! refused and failed accepts; whether the store answers the readiness
+//! probe. Labels hold only
 //! names from a fixed set (methods, codes, kinds), never keys or data, so
 //! the number of series stays bounded.
 
@@ -111,6 +112,7 @@ struct Inner {
     connections_open: Gauge<i64, std::sync::atomic::AtomicI64>,
     connections_refused: Family<ReasonLabels, Counter>,
     accept_failures: Counter<u64, AtomicU64>,
+    store_up: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
 impl Default for Metrics {
@@ -198,6 +200,13 @@ impl Metrics {
              followed by a pause",
             accept_failures.clone(),
         );
+        let store_up = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        store_up.set(1);
+        registry.register(
+            "store_up",
+            "1 while the store answers the readiness probe, 0 while it does not",
+            store_up.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -216,6 +225,7 @@ impl Metrics {
                 connections_open,
                 connections_refused,
                 accept_failures,
+                store_up,
             }),
         }
     }
@@ -311,6 +321,11 @@ impl Metrics {
 
     pub fn accept_failed(&self) {
         self.inner.accept_failures.inc();
+    }
+
+    /// What the readiness probe heard from the store.
+    pub fn store_up(&self, up: bool) {
+        self.inner.store_up.set(i64::from(up));
     }
 
     /// The OpenMetrics text of every metric.
@@ -436,6 +451,7 @@ mod tests {
         metrics.connection_closed();
         metrics.connection_refused(Refusal::MaxConnectionsPerIp);
         metrics.accept_failed();
+        metrics.store_up(false);
         let text = metrics.render();
         for line in [
             "sessiond_calls_total{method=\"Load\",code=\"OK\"} 1",
@@ -451,6 +467,7 @@ mod tests {
             "sessiond_connections_open 1",
             "sessiond_connections_refused_total{reason=\"max_connections_per_ip\"} 1",
             "sessiond_accept_failures_total 1",
+            "sessiond_store_up 0",
             "# EOF",
         ] {
             assert!(text.contains(line), "no {line:?} in\n{text}");

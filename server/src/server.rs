@@ -11,6 +11,7 @@ mod connections;
 mod drain;
 mod exposure;
 mod grpc;
+mod readiness;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use admission::{Admission, ConnectionCap};
 use background::Background;
 use connections::Connections;
 pub use exposure::Unauthenticated;
+use readiness::{ProbeSettings, Readiness};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -138,10 +140,11 @@ impl Server {
             .and_then(|listener| listener.local_addr().ok())
     }
 
-    /// Serves on `listener` until `shutdown` completes, then shuts down in
-    /// order: health NOT_SERVING, wait the shutdown delay, stop accepting,
-    /// drain in-flight calls, stop the purge and the metrics endpoint, close
-    /// the engine.
+    /// Serves on `listener` until `shutdown` completes, meanwhile reporting
+    /// the session service's health as the store answers a ping; then shuts
+    /// down in order: stop the readiness probe, health NOT_SERVING, wait
+    /// the shutdown delay, stop accepting, drain in-flight calls, stop the
+    /// purge and the metrics endpoint, close the engine.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -190,12 +193,27 @@ impl Server {
             metrics_listener,
             metrics_token,
         );
+        let readiness = Readiness::start(
+            store.clone(),
+            health.clone(),
+            ProbeSettings {
+                interval: config.readiness_interval,
+                store_timeout: config.store.options.timeout,
+                store: config.store.url.to_string(),
+            },
+            &metrics,
+        );
         let cap = ConnectionCap::resolve(config.connections.max_connections);
         log_serving(&listener, &config, &codec, &tokens, tls.as_ref(), cap);
 
         let (closing_tx, closing) = tokio::sync::oneshot::channel();
-        let close_listener =
-            drain::close_listener(shutdown, health, config.shutdown.delay, closing_tx);
+        let close_listener = drain::close_listener(
+            shutdown,
+            health,
+            readiness,
+            config.shutdown.delay,
+            closing_tx,
+        );
         let acceptor = tls.as_ref().map(|tls| tls.acceptor.clone());
         let admission = Admission::new(
             cap.max,

@@ -116,6 +116,10 @@ impl SessionStore for Gated {
         self.database.clear_expired_batch(now, limit).await
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.database.ping().await
+    }
+
     async fn close(&self) {
         self.database.close().await;
     }

@@ -506,6 +506,16 @@ async fn writes_after_close_fail_cleanly(engine: Subject) {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
 
+async fn ping_answers_while_open_and_fails_once_closed(engine: Subject) {
+    let Subject { store, _guard, .. } = engine;
+    store.ping().await.unwrap();
+    // Again: a ping changes nothing that the next one depends on.
+    store.ping().await.unwrap();
+    store.close().await;
+    let err = store.ping().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+}
+
 /// Instantiates every contract test for each engine: one line per engine,
 /// its store URL and optionally a cache's, as [`engine`] reads them.
 macro_rules! contract {
@@ -526,6 +536,7 @@ macro_rules! contract {
                 cycle_key_with_data_stores_that_data_under_the_new_key,
                 a_refused_patch_changes_nothing,
                 writes_after_close_fail_cleanly,
+                ping_answers_while_open_and_fails_once_closed,
             );
         )*
     };

@@ -54,6 +54,10 @@ pub(super) fn parse_purge_interval(text: &str) -> Result<Duration, String> {
     parse_bounded(text, Duration::from_secs(30 * DAY))
 }
 
+pub(super) fn parse_readiness_interval(text: &str) -> Result<Duration, String> {
+    parse_bounded(text, Duration::from_secs(HOUR))
+}
+
 pub(super) fn parse_shutdown_wait(text: &str) -> Result<Duration, String> {
     parse_bounded(text, Duration::from_secs(HOUR))
 }

@@ -9,8 +9,8 @@ use sessiond_signing::DEFAULT_SALT;
 
 use super::StoreArgs;
 use super::durations::{
-    parse_handshake_timeout, parse_keepalive, parse_purge_interval, parse_request_timeout,
-    parse_shutdown_wait,
+    parse_handshake_timeout, parse_keepalive, parse_purge_interval, parse_readiness_interval,
+    parse_request_timeout, parse_shutdown_wait,
 };
 use crate::codec::{CodecKind, DjangoConfig};
 use crate::config::{
@@ -31,6 +31,8 @@ const DEFAULT_HANDSHAKE_TIMEOUT_TEXT: &str = "10s";
 const DEFAULT_PURGE_INTERVAL_TEXT: &str = "1h";
 /// [`crate::config::DEFAULT_DRAIN_TIMEOUT`] as the flag's default.
 const DEFAULT_DRAIN_TIMEOUT_TEXT: &str = "10s";
+/// [`crate::config::DEFAULT_READINESS_INTERVAL`] as the flag's default.
+const DEFAULT_READINESS_INTERVAL_TEXT: &str = "2s";
 
 /// The flags of `sessiond serve`.
 #[derive(Debug, Clone, Parser)]
@@ -228,6 +230,16 @@ pub struct ServeArgs {
     /// closing the remaining connections anyway.
     #[arg(long, env = "SESSIOND_DRAIN_TIMEOUT", default_value = DEFAULT_DRAIN_TIMEOUT_TEXT, value_parser = parse_shutdown_wait, value_name = "DURATION")]
     pub drain_timeout: Duration,
+
+    /// How often the store is pinged (SELECT 1, PING; within
+    /// --store-timeout and this interval) to report readiness: the gRPC
+    /// health service reports sessiond.v1.SessionService NOT_SERVING while
+    /// the store does not answer and SERVING again once it does, while the
+    /// overall status ("") stays SERVING until shutdown. With --cache, only
+    /// the database counts (the cache is pinged and logged). 0 turns the
+    /// probe off: the service then stays SERVING.
+    #[arg(long, env = "SESSIOND_READINESS_INTERVAL", default_value = DEFAULT_READINESS_INTERVAL_TEXT, value_parser = parse_readiness_interval, value_name = "DURATION")]
+    pub readiness_interval: Duration,
 }
 
 impl ServeArgs {
@@ -281,6 +293,7 @@ impl ServeArgs {
                 delay: self.shutdown_delay,
                 drain_timeout: self.drain_timeout,
             },
+            readiness_interval: self.readiness_interval,
         }
     }
 }

@@ -1,7 +1,8 @@
-//! The end of serving, in order: health NOT_SERVING, an optional delay for
-//! load balancers to notice, the listener closed, in-flight calls drained
-//! (bounded by the drain timeout), then a moment for idle connections to
-//! close by themselves.
+//! The end of serving, in order: the readiness probe stopped, health
+//! NOT_SERVING (the overall status and the session service), an optional
+//! delay for load balancers to notice, the listener closed, in-flight calls
+//! drained (bounded by the drain timeout), then a moment for idle
+//! connections to close by themselves.
 
 use std::future::Future;
 use std::time::Duration;
@@ -14,19 +15,25 @@ use crate::calls::InFlight;
 use crate::proto::session_service_server::SessionServiceServer;
 use crate::service::SessionRpc;
 
+use super::readiness::Readiness;
+
 /// After the last in-flight call, how long connections get to close by
 /// themselves: enough to flush the final responses to the socket.
 const IDLE_CONNECTION_GRACE: Duration = Duration::from_millis(500);
 
 /// Completes once `shutdown` has, health reports NOT_SERVING and `delay`
 /// has passed: the moment to close the listener. `closing` hears of it.
+/// The readiness probe is stopped first, so that it cannot report the
+/// service SERVING again.
 pub(super) async fn close_listener(
     shutdown: impl Future<Output = ()>,
     health: HealthReporter,
+    readiness: Readiness,
     delay: Duration,
     closing: oneshot::Sender<()>,
 ) {
     shutdown.await;
+    readiness.stop().await;
     report_not_serving(&health).await;
     if !delay.is_zero() {
         tracing::info!(delay = ?delay, "reporting NOT_SERVING before closing the listener");

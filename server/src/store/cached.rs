@@ -104,6 +104,9 @@ pub struct CachedStore {
     /// How long after its start a load may still fill the cache.
     fill_deadline: Duration,
     tombstone_lifetime: TimeDelta,
+    /// What the last ping heard from the cache, so that an outage is
+    /// logged once, not at every ping.
+    cache_answered: AtomicBool,
 }
 
 /// Sessions whose cached copy may be older than the database's.
@@ -162,6 +165,7 @@ impl CachedStore {
             stale: Mutex::new(Stale::default()),
             fill_deadline: timeout,
             tombstone_lifetime: lifetime,
+            cache_answered: AtomicBool::new(true),
         }
     }
 
@@ -568,8 +572,47 @@ impl SessionStore for CachedStore {
         Ok(removed)
     }
 
+    /// Pings both. Only the database decides the answer: with the cache
+    /// down every call still succeeds, from the database, so a shared cache
+    /// failing must not take every replica out of service. A cache that
+    /// stops or starts answering is logged once.
+    async fn ping(&self) -> Result<(), StoreError> {
+        let (database, cache) = tokio::join!(self.database.ping(), self.cache.ping());
+        let answered = cache.is_ok();
+        if self.cache_answered.swap(answered, Ordering::Relaxed) != answered {
+            match cache {
+                Ok(()) => tracing::info!("the cache answers again"),
+                Err(err) => cache_failed("the cache does not answer", &err),
+            }
+        }
+        database
+    }
+
     async fn close(&self) {
         self.database.close().await;
         self.cache.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{StoreOptions, StoreUrl, open};
+
+    async fn memory() -> Arc<dyn SessionStore> {
+        let url: StoreUrl = "memory://".parse().unwrap();
+        open(&url, &StoreOptions::default()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_ping_answers_as_the_database_does_whatever_the_cache_does() {
+        let (database, cache) = (memory().await, memory().await);
+        let store = CachedStore::new(database.clone(), cache.clone(), Duration::from_secs(1));
+        store.ping().await.unwrap();
+        cache.close().await;
+        store.ping().await.unwrap();
+        database.close().await;
+        let err = store.ping().await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     }
 }

@@ -14,6 +14,7 @@
 //! folder whose URL type implements [`Engine`] and one line in the list of
 //! `url.rs`.
 
+mod backup;
 mod cached;
 mod file;
 pub mod kit;
@@ -31,6 +32,7 @@ use chrono::{DateTime, Utc};
 
 use crate::session::{ExpireDate, InvalidInput, Record, SessionKey};
 
+pub use self::backup::{BackupError, BackupSummary};
 pub use self::cached::CachedStore;
 pub use self::file::{FileStore, FileUrl, FileUrlError};
 pub use self::kit::{
@@ -41,7 +43,7 @@ pub use self::memory::{DEFAULT_MAX_SESSIONS, MemoryStore, MemoryUrl, MemoryUrlEr
 pub use self::open::{MaintenanceError, OpenError, StoreConfig, open};
 pub use self::postgres::{DEFAULT_POOL_SIZE, PostgresStore, PostgresUrl, PostgresUrlError};
 pub use self::redis::{RedisStore, RedisUrl, RedisUrlError};
-pub use self::sqlite::{SqliteStore, SqliteUrl, SqliteUrlError, Synchronous};
+pub use self::sqlite::{SqliteBackupError, SqliteStore, SqliteUrl, SqliteUrlError, Synchronous};
 pub use self::url::{StoreUrl, StoreUrlError};
 
 /// Computes the new `session_data` of a patched session from the stored one
@@ -115,6 +117,12 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// transaction; returns how many. Callers loop until fewer than `limit`
     /// come back, so other calls interleave between batches.
     async fn clear_expired_batch(&self, now: DateTime<Utc>, limit: u64) -> Result<u64, StoreError>;
+
+    /// Answers `Ok` when the engine is reachable and can serve calls: the
+    /// readiness probe asks every few seconds, so it is the cheapest round
+    /// trip the engine has (a trivial read, `SELECT 1`, `PING`, a look at
+    /// the directory). Bounded by the store timeout like any operation.
+    async fn ping(&self) -> Result<(), StoreError>;
 
     /// Finishes pending writes and releases the engine's resources.
     async fn close(&self);

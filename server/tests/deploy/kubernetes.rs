@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use sessiond::proto::session_service_server::SERVICE_NAME;
 use yaml_rust2::Yaml;
 
 use super::cli::Surface;
@@ -71,6 +72,48 @@ fn check_sessiond_container(
             assert_eq!(exec[..2], ["sessiond", "healthcheck"], "{who}: {kind}");
         }
     }
+    // Readiness follows the store (the session service's health); liveness
+    // and startup the process (the overall status), or a store outage
+    // would restart every pod.
+    for (kind, probe) in &probes {
+        let service = probed_service(probe, kind);
+        let expected = if *kind == "readinessProbe" {
+            SERVICE_NAME
+        } else {
+            ""
+        };
+        assert_eq!(
+            service, expected,
+            "{who}: {kind} should ask for the service {expected:?}"
+        );
+    }
+    let readiness = &container["readinessProbe"];
+    let timeout = readiness["timeoutSeconds"].as_i64().unwrap_or(1);
+    let threshold = readiness["failureThreshold"].as_i64().unwrap_or(3);
+    assert!(
+        (2..=3).contains(&timeout),
+        "{who}: readinessProbe timeoutSeconds {timeout}: 2 or 3 s leave a busy server time to answer without hiding one that hangs"
+    );
+    assert!(
+        (2..=3).contains(&threshold),
+        "{who}: readinessProbe failureThreshold {threshold}: 2 or 3 ride out one slow answer without keeping calls going to a store that is down"
+    );
+    if let Some(exec) = readiness["exec"]["command"].as_vec() {
+        let words: Vec<&str> = exec.iter().filter_map(Yaml::as_str).collect();
+        let mut given = BTreeMap::new();
+        if let Some(at) = words.iter().position(|word| *word == "--timeout") {
+            given.insert(
+                "SESSIOND_HEALTHCHECK_TIMEOUT".to_owned(),
+                words[at + 1].to_owned(),
+            );
+        }
+        let own = surface.duration(&given, "SESSIOND_HEALTHCHECK_TIMEOUT");
+        assert!(
+            own < Duration::from_secs(u64::try_from(timeout).unwrap()),
+            "{who}: healthcheck --timeout ({own:?}) should end before the readinessProbe's timeoutSeconds, so that it says why"
+        );
+    }
+
     // Health turns NOT_SERVING for the shutdown delay: liveness must not
     // kill the pod for it.
     let liveness = &container["livenessProbe"];
@@ -112,6 +155,29 @@ fn check_sessiond_container(
         );
     }
     (listen, values)
+}
+
+/// The service a probe asks about: a gRPC probe's `service`, or the
+/// `--service` of `sessiond healthcheck`; `""` (the server as a whole)
+/// when it names none.
+fn probed_service(probe: &Yaml, kind: &str) -> String {
+    if !probe["grpc"].is_badvalue() {
+        return probe["grpc"]["service"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+    }
+    let exec = kube::strings(&probe["exec"]["command"], kind);
+    let mut words = exec.iter();
+    while let Some(word) = words.next() {
+        if word == "--service" {
+            return words.next().cloned().unwrap_or_default();
+        }
+        if let Some(value) = word.strip_prefix("--service=") {
+            return value.to_owned();
+        }
+    }
+    String::new()
 }
 
 /// Every container runs as non-root, unprivileged, on a read-only root.

@@ -24,6 +24,10 @@ pub(super) enum FileError {
     SyncDir(#[source] io::Error),
     #[error("cannot list the session directory")]
     List(#[source] io::Error),
+    #[error("cannot reach the session directory")]
+    Directory(#[source] io::Error),
+    #[error("the session directory has been replaced by something other than a directory")]
+    NotADirectory,
     #[error("a session's file name is taken by something other than a regular file")]
     NotAFile,
     #[error("a session file's modification time is outside the range of expiry dates")]
@@ -37,14 +41,15 @@ impl From<FileError> for StoreError {
     fn from(err: FileError) -> Self {
         let io_kind = match &err {
             FileError::Closed => return Self::Unavailable(err.into()),
-            FileError::NotAFile => return Self::Internal(err.into()),
+            FileError::NotAFile | FileError::NotADirectory => return Self::Internal(err.into()),
             FileError::TimeOutOfRange => return Self::Corrupt(err.into()),
             FileError::Read(io)
             | FileError::Write(io)
             | FileError::Move(io)
             | FileError::Remove(io)
             | FileError::SyncDir(io)
-            | FileError::List(io) => io.kind(),
+            | FileError::List(io)
+            | FileError::Directory(io) => io.kind(),
         };
         match io_kind {
             io::ErrorKind::IsADirectory

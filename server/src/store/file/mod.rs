@@ -267,6 +267,13 @@ impl SessionStore for FileStore {
             .await
     }
 
+    /// A look at the directory, which a lost mount or a removed directory
+    /// fails; on a blocking thread, since a stalled network file system
+    /// hangs even that.
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(Sessions::check_dir).await
+    }
+
     /// Refuses further writes, then waits for the writes under way.
     async fn close(&self) {
         let sessions = self.sessions.clone();

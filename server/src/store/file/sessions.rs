@@ -133,6 +133,18 @@ impl Sessions {
         }))
     }
 
+    /// Whether the directory is still there and this store open.
+    pub(super) fn check_dir(&self) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(FileError::Closed.into());
+        }
+        match fs::metadata(&self.dir) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(FileError::NotADirectory.into()),
+            Err(err) => Err(FileError::Directory(err).into()),
+        }
+    }
+
     /// Whether `key` has a file, expired or not.
     pub(super) fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
         match fs::symlink_metadata(self.path(key)) {

@@ -248,6 +248,11 @@ impl SessionStore for MemoryStore {
         Ok(removed as u64)
     }
 
+    /// Always reachable while open: it lives in this process.
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.state().map(|_| ())
+    }
+
     async fn close(&self) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.closed = true;

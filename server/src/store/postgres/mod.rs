@@ -244,6 +244,12 @@ impl SessionStore for PostgresStore {
         .await
     }
 
+    /// `SELECT 1` on a pooled connection: a connection that broke while
+    /// idle is replaced first, so an answer means PostgreSQL takes queries.
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.query_opt("SELECT 1", &[]).await.map(|_| ())
+    }
+
     async fn close(&self) {
         self.pool.close();
     }

@@ -449,6 +449,20 @@ impl SessionStore for RedisStore {
         Ok(0)
     }
 
+    /// `PING`: on a cluster every master answers, since each holds the
+    /// sessions of its slots.
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.connection()?;
+        self.bounded(async {
+            let _: Value = ::redis::cmd("PING")
+                .query_async(&mut conn)
+                .await
+                .map_err(classify)?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Drops this store's handle to the connection; it closes once the calls
     /// still in flight are done. Later calls fail with `UNAVAILABLE`.
     async fn close(&self) {

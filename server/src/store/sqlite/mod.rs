@@ -17,6 +17,7 @@
 //! `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC, and compared as text the same way,
 //! so Django and sessiond agree on what has expired (see `dates`).
 
+mod backup;
 mod checkpoint;
 mod connection;
 mod dates;
@@ -37,6 +38,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use crate::session::{ExpireDate, Record, SessionKey};
 use crate::store::kit::{Engine, Migration, OpenFailure, StoreError, StoreOptions};
 use crate::store::{Patcher, SessionStore};
+pub use backup::SqliteBackupError;
+pub(crate) use backup::back_up;
 use connection::{check_path, explain_open_error, keep_private, log_synchronous, open_read_write};
 use dates::{from_django_text, to_django_text};
 use errors::{classify, is_busy};
@@ -275,6 +278,23 @@ impl SessionStore for SqliteStore {
             WriteOutcome::Removed(count) => Ok(count),
             WriteOutcome::Done | WriteOutcome::Patched(_) => Ok(0),
         }
+    }
+
+    /// A read of the table, as a Load does: it fails when the table is
+    /// gone or the file is locked past the store timeout; and without the
+    /// writer thread, which every write needs.
+    async fn ping(&self) -> Result<(), StoreError> {
+        if !self.writer.is_running() {
+            return Err(StoreError::Unavailable(
+                "the sqlite writer has stopped".into(),
+            ));
+        }
+        self.read(|conn| {
+            conn.prepare_cached("SELECT 1 FROM django_session LIMIT 1")?
+                .exists([])
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn close(&self) {

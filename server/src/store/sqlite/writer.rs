@@ -146,6 +146,12 @@ impl Writer {
             .map_err(|_| StoreError::Unavailable("the sqlite writer has stopped".into()))?
     }
 
+    /// Whether the writer thread still takes writes: false once it has
+    /// stopped, or if it never started.
+    pub(super) fn is_running(&self) -> bool {
+        !self.commands.is_closed()
+    }
+
     /// Lets queued writes finish, then stops the thread and waits for it.
     pub(super) async fn stop(&self) {
         let _ = self.commands.send(Command::Stop).await;
