@@ -57,8 +57,17 @@ pub struct Cli {
 pub enum Command {
     /// Serve the gRPC API (applies pending migrations first).
     Serve(Box<ServeArgs>),
-    /// Create or upgrade the session table, then exit.
-    Migrate(StoreArgs),
+    /// Create or upgrade the session table, then exit: run it before
+    /// deploying a new release (a pre-deploy job, an initContainer), so
+    /// that no replica migrates while serving. Exits 1, with the reason, if
+    /// the schema cannot be migrated or is newer than this sessiond can
+    /// serve.
+    ///
+    /// Every migration keeps the previous release working (expand, then
+    /// contract, one release later), so rolling the binary back needs no
+    /// schema rollback; a migration that cannot declares itself not
+    /// backward compatible, and an older sessiond then refuses the schema.
+    Migrate(MigrateArgs),
     /// Remove expired sessions once and print how many (like Django's
     /// `manage.py clearsessions`), then exit.
     Clearsessions(ClearArgs),
@@ -160,7 +169,8 @@ pub struct StoreArgs {
     /// (never the database) unless `?synchronous=full` (default `normal`)
     /// syncs every commit, one fsync per batch of writes. `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (with an
     /// optional `?schema=NAME`) is a PostgreSQL database that many sessiond
-    /// replicas may share. TLS takes libpq's options: `sslmode=disable`,
+    /// replicas may share; `pool_size=N` (1 to 1024, default 16) is the
+    /// most connections each replica opens. TLS takes libpq's options: `sslmode=disable`,
     /// `prefer` (default: TLS if the server offers it), `require` (TLS, the
     /// certificate unchecked unless `sslrootcert` is given), `verify-ca`
     /// (signed by `sslrootcert`) or `verify-full` (and naming the host);
@@ -252,6 +262,19 @@ impl StoreArgs {
             },
         }
     }
+}
+
+/// The flags of `sessiond migrate`.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Print the migrations that would run (version, name, whether the
+    /// previous release can serve the result, and their SQL) and change
+    /// nothing. Still exits 1 when the schema could not be migrated.
+    #[arg(long, env = "SESSIOND_MIGRATE_DRY_RUN")]
+    pub dry_run: bool,
 }
 
 /// The flags of `sessiond clearsessions`.

@@ -10,12 +10,16 @@ use clap::Parser;
 use sessiond::cli::{Cli, Command, LogFormat, ServeArgs};
 use sessiond::error::ErrorChain;
 use sessiond::signals::{Hangups, Signals};
-use sessiond::store::BackupError;
-use sessiond::{Server, healthcheck};
+use sessiond::store::{BackupError, PendingMigration, StoreUrl};
+use sessiond::{Server, StartError, healthcheck};
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The exit code of a configuration sessiond cannot run with, clap's own
+/// for a usage error.
+const USAGE_EXIT_CODE: u8 = 2;
 
 /// After the server has stopped, how long leftover background work may run.
 const RUNTIME_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
@@ -50,19 +54,33 @@ fn main() -> ExitCode {
 }
 
 /// 2 for a command that this configuration cannot run at all, as clap exits
-/// on a usage error; 1 for a command that failed.
+/// on a usage error; 1 for a command that failed, and may work if tried
+/// again (a database down). The systemd unit's RestartPreventExitStatus=
+/// relies on the difference: restarting does not fix a configuration.
 fn exit_code(err: &anyhow::Error) -> ExitCode {
-    match err.downcast_ref::<BackupError>() {
-        Some(err) if err.is_usage_error() => ExitCode::from(2),
-        _ => ExitCode::FAILURE,
+    let usage = err
+        .downcast_ref::<BackupError>()
+        .is_some_and(BackupError::is_usage_error)
+        || err
+            .downcast_ref::<StartError>()
+            .is_some_and(StartError::is_configuration_error);
+    if usage {
+        ExitCode::from(USAGE_EXIT_CODE)
+    } else {
+        ExitCode::FAILURE
     }
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve(*args).await,
+        Command::Migrate(args) if args.dry_run => {
+            let config = args.store.into_config();
+            print_pending(&config.url, &config.pending_migrations().await?);
+            Ok(())
+        }
         Command::Migrate(args) => {
-            let config = args.into_config();
+            let config = args.store.into_config();
             let migrations = config.migrate().await?;
             if migrations.is_empty() {
                 println!("{}: schema is up to date", config.url);
@@ -104,6 +122,36 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// What `migrate --dry-run` found: each pending migration, then its SQL
+/// indented, as an operator reviews it before a deploy.
+fn print_pending(url: &StoreUrl, pending: &[PendingMigration]) {
+    if pending.is_empty() {
+        println!("{url}: schema is up to date; nothing to apply");
+        return;
+    }
+    println!(
+        "{url}: {} pending migration(s); nothing applied (--dry-run)",
+        pending.len()
+    );
+    for migration in pending {
+        let compatible = if migration.backward_compatible {
+            "backward compatible"
+        } else {
+            "NOT backward compatible: the previous release cannot serve the result"
+        };
+        println!("{:04} {} ({compatible})", migration.version, migration.name);
+        if migration.adopt {
+            println!(
+                "    adopts the existing django_session table, which is in Django's shape; runs no SQL"
+            );
+            continue;
+        }
+        for line in migration.sql.lines() {
+            println!("    {line}");
+        }
+    }
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let signals = Signals::catch().context("cannot catch SIGINT and SIGTERM")?;
     let hangups = Hangups::catch().context("cannot catch SIGHUP")?;
@@ -116,11 +164,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "cannot listen on {listen} (--listen, SESSIOND_LISTEN); is another server using it?"
         )
     })?;
+    // Connections queue on the bound socket from here on, so a unit that
+    // waits for sessiond (Type=notify) may start.
+    notify_service_manager(sd_notify::NotifyState::Ready);
     let reloads = tokio::spawn(hangups.reload(server.tokens()));
-    let served = server.serve(listener, signals.received()).await;
+    let shutdown = async {
+        signals.received().await;
+        notify_service_manager(sd_notify::NotifyState::Stopping);
+    };
+    let served = server.serve(listener, shutdown).await;
     reloads.abort();
     served?;
     Ok(())
+}
+
+/// Tells systemd (Type=notify) that sessiond is ready or stopping; does
+/// nothing when no service manager asked (NOTIFY_SOCKET unset). A failure
+/// costs only the notice, so it is logged and serving goes on.
+fn notify_service_manager(state: sd_notify::NotifyState) {
+    let notice = state.to_string();
+    if let Err(err) = sd_notify::notify(&[state]) {
+        tracing::warn!(error = %err, notice, "cannot notify the service manager (NOTIFY_SOCKET)");
+    }
 }
 
 /// Raises the soft open-file limit to the hard one, as systemd advises

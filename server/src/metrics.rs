@@ -5,27 +5,36 @@
 //! duration; calls in flight; engine errors by kind; purges and the rows
 //! they removed; sessions created, cycled and deleted; connections open,
 //! refused and failed accepts; whether the store answers the readiness
-//! probe. Labels hold only
+//! probe; when purges last completed. Read at each scrape rather than
+//! recorded by calls: the process's memory, CPU time and open files under
+//! the names every Prometheus client uses (`process`), the build's version,
+//! and the store's pool and files (`store`). Labels hold only
 //! names from a fixed set (methods, codes, kinds), never keys or data, so
 //! the number of series stays bounded.
+
+mod process;
+mod purge;
+mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
 use tokio::net::TcpListener;
 
 use axum::response::IntoResponse as _;
 
 use crate::auth::Tokens;
 use crate::method::Method;
+use crate::store::SessionStore;
 
 /// The media type of the OpenMetrics text that prometheus-client writes.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -113,6 +122,8 @@ struct Inner {
     connections_refused: Family<ReasonLabels, Counter>,
     accept_failures: Counter<u64, AtomicU64>,
     store_up: Gauge<i64, std::sync::atomic::AtomicI64>,
+    last_purge: Arc<purge::LastPurge>,
+    purge_interval: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -122,8 +133,29 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The metrics of a server without a store: no store gauges.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("sessiond");
+        Self::build(None)
+    }
+
+    /// The metrics of a server on `store`, whose gauges are read at each
+    /// scrape.
+    pub fn for_store(store: Arc<dyn SessionStore>) -> Self {
+        Self::build(Some(store))
+    }
+
+    fn build(store: Option<Arc<dyn SessionStore>>) -> Self {
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessCollector::default()));
+        let registry = root.sub_registry_with_prefix("sessiond");
+        registry.register(
+            "build",
+            "The version of sessiond running",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        if let Some(store) = store {
+            registry.register_collector(Box::new(store::StoreCollector { store }));
+        }
         let calls = Family::<CallLabels, Counter>::default();
         registry.register(
             "calls",
@@ -207,9 +239,18 @@ impl Metrics {
             "1 while the store answers the readiness probe, 0 while it does not",
             store_up.clone(),
         );
+        let last_purge = Arc::new(purge::LastPurge::default());
+        registry.register_collector(Box::new(last_purge.clone()));
+        let purge_interval = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "purge_interval",
+            "The background purge's interval (--purge-interval); 0 when it is off",
+            Unit::Seconds,
+            purge_interval.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
-                registry,
+                registry: root,
                 calls,
                 call_seconds,
                 call_series: (0..METHOD_SLOTS * CODES)
@@ -226,6 +267,8 @@ impl Metrics {
                 connections_refused,
                 accept_failures,
                 store_up,
+                last_purge,
+                purge_interval,
             }),
         }
     }
@@ -288,6 +331,13 @@ impl Metrics {
             .purged_rows
             .get_or_create(&labels)
             .inc_by(removed);
+        self.inner.last_purge.completed(removed);
+    }
+
+    /// The background purge runs every `interval` (zero: never), so that
+    /// an alert can tell a stalled purge from a slow schedule.
+    pub fn purge_interval(&self, interval: Duration) {
+        self.inner.purge_interval.set(interval.as_secs_f64());
     }
 
     pub fn session_created(&self) {
@@ -364,11 +414,17 @@ impl Metrics {
                         )
                             .into_response();
                     }
-                    (
-                        [(http::header::CONTENT_TYPE, CONTENT_TYPE)],
-                        metrics.render(),
-                    )
-                        .into_response()
+                    // Rendering reads /proc and stats the store's files:
+                    // quick, but file system calls, so off the runtime.
+                    match tokio::task::spawn_blocking(move || metrics.render()).await {
+                        Ok(text) => {
+                            ([(http::header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
+                        }
+                        Err(err) => {
+                            tracing::error!(error = %err, "rendering the metrics failed");
+                            http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                        }
+                    }
                 }
             }),
         );
@@ -376,6 +432,22 @@ impl Metrics {
             .with_graceful_shutdown(shutdown)
             .await
     }
+}
+
+/// Writes one gauge of `value`, for the collectors that read theirs at
+/// each scrape.
+fn encode_gauge<N>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: N,
+) -> Result<(), std::fmt::Error>
+where
+    ConstGauge<N>: EncodeMetric,
+{
+    let gauge = ConstGauge::new(value);
+    gauge.encode(encoder.encode_descriptor(name, help, unit, gauge.metric_type())?)
 }
 
 /// Binds the metrics address; a clear error names the flag.
@@ -427,6 +499,12 @@ mod tests {
     #[test]
     fn every_metric_is_rendered_with_its_labels() {
         let metrics = Metrics::new();
+        let before = metrics.render();
+        assert!(
+            !before.contains("sessiond_purge_last"),
+            "a purge before any purge:\n{before}"
+        );
+        metrics.purge_interval(Duration::from_secs(90));
         metrics.call(
             Some(Method::Load),
             tonic::Code::Ok,
@@ -462,6 +540,19 @@ mod tests {
             "sessiond_engine_errors_total{kind=\"unavailable\"} 1",
             "sessiond_purges_total{trigger=\"background\"} 1",
             "sessiond_purged_sessions_total{trigger=\"background\"} 7",
+            "sessiond_purge_last_removed_sessions 7",
+            "sessiond_purge_last_success_timestamp_seconds ",
+            "sessiond_purge_interval_seconds 90.0",
+            concat!(
+                "sessiond_build_info{version=\"",
+                env!("CARGO_PKG_VERSION"),
+                "\"} 1"
+            ),
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_max_fds ",
+            "process_start_time_seconds ",
             "sessiond_sessions_created_total 1",
             "sessiond_sessions_deleted_total 1",
             "sessiond_connections_open 1",

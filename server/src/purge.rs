@@ -22,6 +22,7 @@ pub(crate) fn spawn(
     metrics: Metrics,
     stop: CancellationToken,
 ) -> Option<JoinHandle<()>> {
+    metrics.purge_interval(interval);
     if interval.is_zero() {
         tracing::info!("background purge disabled");
         return None;

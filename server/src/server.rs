@@ -71,6 +71,26 @@ pub enum StartError {
     },
 }
 
+impl StartError {
+    /// Whether the settings themselves are wrong, so that starting again
+    /// with them fails again: a refused combination, a value out of range,
+    /// a file that does not say what it must. A file that cannot be read,
+    /// an address in use, a store that does not answer or refuses a
+    /// migration may change by themselves, and are not.
+    pub fn is_configuration_error(&self) -> bool {
+        match self {
+            Self::Unauthenticated(_)
+            | Self::MessageLimit { .. }
+            | Self::MetricsExposed { .. }
+            | Self::MetricsToken(_)
+            | Self::Codec(_) => true,
+            Self::Tokens(err) => !matches!(err, TokensError::Read { .. }),
+            Self::Tls(err) => !matches!(err, TlsError::Read { .. }),
+            Self::Metrics(_) | Self::Open(_) | Self::Migrate { .. } => false,
+        }
+    }
+}
+
 /// Why serving stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -116,13 +136,14 @@ impl Server {
             None => None,
         };
         let store = open_and_migrate(&config.store).await?;
+        let metrics = Metrics::for_store(store.clone());
         Ok(Self {
             config,
             codec,
             store,
             tokens,
             tls,
-            metrics: Metrics::new(),
+            metrics,
             metrics_listener,
             metrics_token,
         })

@@ -707,7 +707,9 @@ fn serving_the_network_without_authentication_is_refused() {
     let output = run(store_env(&mut sessiond(), &dir.path().join("db.sqlite3"))
         .arg("serve")
         .env("SESSIOND_LISTEN", "0.0.0.0:0"));
-    assert_eq!(output.status.code(), Some(1));
+    // A configuration error, as clap's: a restart would not fix it
+    // (RestartPreventExitStatus=2 in the systemd unit).
+    assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
     assert!(
         stderr.contains("refusing to listen on 0.0.0.0:0"),
@@ -717,4 +719,90 @@ fn serving_the_network_without_authentication_is_refused() {
         stderr.contains("--insecure-allow-unauthenticated"),
         "{stderr}"
     );
+}
+
+/// The next notice `socket` receives, within 30 s.
+async fn next_notice(socket: &tokio::net::UnixDatagram, log: &Path) -> String {
+    let mut buf = [0; 512];
+    let received = tokio::time::timeout(Duration::from_secs(30), socket.recv(&mut buf)).await;
+    let Ok(received) = received else {
+        panic!(
+            "no notice from sessiond:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    };
+    String::from_utf8(buf[..received.unwrap()].to_vec()).unwrap()
+}
+
+/// systemd's Type=notify: READY=1 once the port takes connections, not
+/// before; STOPPING=1 as soon as SIGTERM starts the drain.
+#[tokio::test]
+async fn tells_the_service_manager_when_it_is_ready_and_when_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let notices = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+    // A port known before sessiond starts, to try it the moment READY=1
+    // arrives.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let log = dir.path().join("sessiond.log");
+    let mut command = sessiond();
+    store_env(&mut command, &dir.path().join("notify.sqlite3"))
+        .arg("serve")
+        .env("SESSIOND_LISTEN", addr.to_string())
+        .env("SESSIOND_SHUTDOWN_DELAY", "1s")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    assert_eq!(next_notice(&notices, &log).await, "READY=1\n");
+    let url = format!("http://{addr}");
+    assert_eq!(health(&url, "").await.unwrap(), ServingStatus::Serving);
+
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        run(Command::new("kill").args(["-TERM", &pid]))
+            .status
+            .success()
+    );
+    assert_eq!(next_notice(&notices, &log).await, "STOPPING=1\n");
+    // Still draining when it says so: the listener closes only after the
+    // shutdown delay.
+    assert_eq!(health(&url, "").await.unwrap(), ServingStatus::NotServing);
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(exit.code(), Some(0), "{log}");
+}
+
+/// Without NOTIFY_SOCKET, outside systemd, nothing is sent and nothing is
+/// said about it; with one that nobody listens on, serving goes on.
+#[tokio::test]
+async fn serves_with_no_service_manager_or_an_absent_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nonotify.sqlite3");
+    let server = Running::start(store_env(&mut sessiond(), &db).env_remove("NOTIFY_SOCKET"));
+    server.signal("TERM");
+    let (exit, log) = server.wait();
+    assert_eq!(exit, Some(0), "{log}");
+    assert!(!log.contains("NOTIFY_SOCKET"), "{log}");
+
+    let absent = dir.path().join("nobody-listens.sock");
+    let server = Running::start(store_env(&mut sessiond(), &db).env("NOTIFY_SOCKET", &absent));
+    assert_eq!(
+        health(&server.url(), "").await.unwrap(),
+        ServingStatus::Serving
+    );
+    server.signal("TERM");
+    let (exit, log) = server.wait();
+    assert_eq!(exit, Some(0), "{log}");
+    assert!(log.contains("cannot notify the service manager"), "{log}");
 }

@@ -6,10 +6,13 @@
 //! checked too: non-root, probes that reach the server, shutdown budgets
 //! that cover the drain, selectors that pick the pods. The unit goes
 //! through `systemd-analyze verify`; the configurations that need no
-//! database server are opened with `Server::open`.
+//! database server are opened with `Server::open`. The example alert rules
+//! read only metrics a real server exports.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "deploy/alerts.rs"]
+mod alerts;
 #[path = "deploy/cli.rs"]
 mod cli;
 #[path = "deploy/compose.rs"]
@@ -41,9 +44,10 @@ const DOCKERIGNORE: &str = ".dockerignore";
 const SIDECAR: &str = "deploy/kubernetes/sidecar.yaml";
 const SHARED: &str = "deploy/kubernetes/shared-service.yaml";
 const COMPOSE: &str = "deploy/compose.yaml";
+const ALERTS: &str = "deploy/prometheus/alerts.yaml";
 
 /// Every deployment file; each has a module of tests of its own.
-const FILES: [&str; 7] = [
+const FILES: [&str; 8] = [
     UNIT,
     ENV_EXAMPLE,
     DOCKERFILE,
@@ -51,6 +55,7 @@ const FILES: [&str; 7] = [
     SIDECAR,
     SHARED,
     COMPOSE,
+    ALERTS,
 ];
 
 /// Where the Django integration reads its settings: names apps may set.

@@ -360,3 +360,35 @@ async fn two_replicas_cycling_one_session_at_once_leave_exactly_one_copy() {
     one.stop().await;
     two.stop().await;
 }
+
+#[tokio::test]
+async fn pool_size_caps_the_connections_of_a_replica() {
+    require_postgres!();
+    let schema = PgSchema::new();
+    let url: StoreUrl = format!("{}&pool_size=2", schema.url()).parse().unwrap();
+    assert!(url.to_string().ends_with("&pool_size=2"), "{url}");
+    let store = sessiond::store::open(&url, &sessiond::store::StoreOptions::default())
+        .await
+        .unwrap();
+    let mut pings = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let store = store.clone();
+        pings.spawn(async move { store.ping().await });
+    }
+    while let Some(result) = pings.join_next().await {
+        result.unwrap().unwrap();
+    }
+    let pool = store.gauges().pool.unwrap();
+    assert_eq!(pool.max, 2);
+    assert!(pool.in_use + pool.idle <= 2, "{pool:?}");
+    store.close().await;
+
+    let err = "postgres://postgres@127.0.0.1/test?pool_size=0"
+        .parse::<StoreUrl>()
+        .unwrap_err();
+    let shown = sessiond::error::ErrorChain(&err).to_string();
+    assert!(
+        shown.contains("pool_size must be a whole number from 1 to 1024, got '0'"),
+        "{shown}"
+    );
+}

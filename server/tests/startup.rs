@@ -214,7 +214,8 @@ async fn a_database_from_a_newer_sessiond_is_refused() {
     let path = dir.path().join("sessions.sqlite3");
     open_db(&path)
         .execute(
-            "INSERT INTO sessiond_migrations VALUES (999, '0999_future', '2030-01-01', 0)",
+            "INSERT INTO sessiond_migrations (version, name, applied_at, adopted) \
+             VALUES (999, '0999_future', '2030-01-01', 0)",
             [],
         )
         .unwrap();

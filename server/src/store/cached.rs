@@ -61,7 +61,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{Migration, Patcher, SessionStore, StoreError};
+use super::{Migration, Patcher, PendingMigration, SessionStore, StoreError, StoreGauges};
 use crate::error::ErrorChain;
 use crate::session::{ExpireDate, InvalidInput, Record, SessionKey};
 
@@ -460,6 +460,12 @@ impl SessionStore for CachedStore {
         Ok(done)
     }
 
+    async fn pending_migrations(&self) -> Result<Vec<PendingMigration>, StoreError> {
+        let mut pending = self.database.pending_migrations().await?;
+        pending.extend(self.cache.pending_migrations().await?);
+        Ok(pending)
+    }
+
     async fn load(
         &self,
         key: &SessionKey,
@@ -586,6 +592,12 @@ impl SessionStore for CachedStore {
             }
         }
         database
+    }
+
+    /// The database's: it holds the sessions and answers every miss, so
+    /// its pool and files are what an operator watches.
+    fn gauges(&self) -> StoreGauges {
+        self.database.gauges()
     }
 
     async fn close(&self) {

@@ -17,6 +17,7 @@
 mod backup;
 mod cached;
 mod file;
+mod gauges;
 pub mod kit;
 mod memory;
 mod open;
@@ -35,9 +36,10 @@ use crate::session::{ExpireDate, InvalidInput, Record, SessionKey};
 pub use self::backup::{BackupError, BackupSummary};
 pub use self::cached::CachedStore;
 pub use self::file::{FileStore, FileUrl, FileUrlError};
+pub use self::gauges::{PoolGauges, SqliteGauges, StoreGauges};
 pub use self::kit::{
     DEFAULT_SESSION_AGE, DEFAULT_STORE_TIMEOUT, DriverError, Engine, Migration, OpenFailure,
-    SchemaError, StoreError, StoreOptions,
+    PendingMigration, SchemaError, StoreError, StoreOptions,
 };
 pub use self::memory::{DEFAULT_MAX_SESSIONS, MemoryStore, MemoryUrl, MemoryUrlError};
 pub use self::open::{MaintenanceError, OpenError, StoreConfig, open};
@@ -64,6 +66,13 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// Engines without a schema (Redis, files, memory) keep the default,
     /// which has nothing to do.
     async fn migrate(&self) -> Result<Vec<Migration>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// What [`migrate`](Self::migrate) would do, found without changing the
+    /// schema (`sessiond migrate --dry-run`); fails where `migrate` would
+    /// refuse the schema.
+    async fn pending_migrations(&self) -> Result<Vec<PendingMigration>, StoreError> {
         Ok(Vec::new())
     }
 
@@ -123,6 +132,14 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// trip the engine has (a trivial read, `SELECT 1`, `PING`, a look at
     /// the directory). Bounded by the store timeout like any operation.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The engine's pool and files as they are now, for the metrics
+    /// endpoint. Read at each scrape from what the engine keeps anyway:
+    /// quick, and it never waits for a call or a connection. Engines with
+    /// nothing to tell keep the default, which is empty.
+    fn gauges(&self) -> StoreGauges {
+        StoreGauges::default()
+    }
 
     /// Finishes pending writes and releases the engine's resources.
     async fn close(&self);

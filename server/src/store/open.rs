@@ -7,7 +7,9 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::store::cached::CachedStore;
-use crate::store::kit::{Migration, OpenFailure, StoreError, StoreOptions};
+use crate::store::kit::{
+    Migration, Migrations, OpenFailure, PendingMigration, StoreError, StoreOptions,
+};
 use crate::store::url::StoreUrl;
 use crate::store::{SessionStore, clear_expired};
 
@@ -47,7 +49,7 @@ pub enum MaintenanceError {
     Open(#[from] OpenError),
     #[error("{url} does not exist (--store, SESSIOND_STORE); nothing to clear")]
     Missing { url: Box<StoreUrl> },
-    #[error("cannot migrate {url}")]
+    #[error("cannot migrate {url} (--store, SESSIOND_STORE)")]
     Migrate {
         url: Box<StoreUrl>,
         #[source]
@@ -110,6 +112,27 @@ impl StoreConfig {
     pub async fn migrate(&self) -> Result<Vec<Migration>, MaintenanceError> {
         let store = self.open().await?;
         let result = store.migrate().await;
+        store.close().await;
+        result.map_err(|source| MaintenanceError::Migrate {
+            url: Box::new(self.url.clone()),
+            source,
+        })
+    }
+
+    /// What [`migrate`](Self::migrate) would do, changing nothing
+    /// (`sessiond migrate --dry-run`). Fails where `migrate` would refuse
+    /// the schema.
+    pub async fn pending_migrations(&self) -> Result<Vec<PendingMigration>, MaintenanceError> {
+        // Opening SQLite creates the file; a dry run has no reason to, and
+        // everything is pending on a database that does not exist.
+        let engine = self.url.engine();
+        if let Some(migrations) = engine.migrations()
+            && !engine.storage_exists()
+        {
+            return Ok(Migrations::all_pending(migrations));
+        }
+        let store = self.open().await?;
+        let result = store.pending_migrations().await;
         store.close().await;
         result.map_err(|source| MaintenanceError::Migrate {
             url: Box::new(self.url.clone()),

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::cli::{self, Surface};
+use super::image::is_pinned;
 use super::kube;
 use super::{COMPOSE, DOCKERFILE, fail_on, read, repo, shutdown_budget};
 
@@ -88,6 +89,19 @@ fn runs_sessiond_on_postgres_with_a_redis_cache() {
             "{COMPOSE}: {port} publishes beyond the host's loopback"
         );
     }
+    // Every `up` runs the same servers.
+    for (name, service) in services.as_hash().unwrap() {
+        if let Some(image) = service["image"].as_str()
+            && service["build"].is_badvalue()
+        {
+            assert!(
+                is_pinned(image),
+                "{COMPOSE}: {} runs {image}: pin an exact version (postgres:17.6, redis:7.4.6) or a digest",
+                name.as_str().unwrap_or_default()
+            );
+        }
+    }
+
     let grace = cli::parse_seconds(kube::string(
         &sessiond["stop_grace_period"],
         "stop_grace_period",

@@ -7,6 +7,7 @@ use std::process::Command;
 use super::cli::Surface;
 use super::{
     DOCKERFILE, DOCKERIGNORE, fail_on, listen_addr, on_temporary_sqlite, open, read, repo,
+    shutdown_budget,
 };
 
 /// One instruction, its keyword upper-cased, continuation lines joined.
@@ -103,6 +104,54 @@ pub fn stages(text: &str) -> Vec<Stage> {
         "the Dockerfile ends inside a continuation"
     );
     stages
+}
+
+/// How long `docker stop` waits after the stop signal before SIGKILL, when
+/// not told otherwise; an image cannot change it.
+const DOCKER_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether `image` names one build of an image for good: a digest
+/// (`@sha256:` and 64 hex digits), or a tag that is an exact release
+/// (`17.6`, `7.4.6`, `1.95.0-bookworm`), not a moving one (`17`, `latest`).
+pub fn is_pinned(image: &str) -> bool {
+    if let Some((_, digest)) = image.split_once("@sha256:") {
+        return digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit());
+    }
+    let Some((_, tag)) = image
+        .rsplit_once(':')
+        .filter(|(name, _)| !name.ends_with('/'))
+    else {
+        return false;
+    };
+    let version = tag.split('-').next().unwrap_or_default();
+    let numbers: Vec<&str> = version.split('.').collect();
+    numbers.len() >= 2
+        && numbers
+            .iter()
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()))
+}
+
+#[test]
+fn pinned_images_are_told_from_moving_ones() {
+    let digest = "a".repeat(64);
+    for pinned in [
+        "postgres:17.6",
+        "redis:7.4.6",
+        "rust:1.95.0-bookworm",
+        &format!("gcr.io/distroless/cc-debian12:nonroot@sha256:{digest}"),
+    ] {
+        assert!(is_pinned(pinned), "{pinned}");
+    }
+    for moving in [
+        "postgres:17",
+        "redis",
+        "rust:latest",
+        "gcr.io/distroless/cc-debian12:nonroot",
+        "registry:5000/x",
+        "x@sha256:abc",
+    ] {
+        assert!(!is_pinned(moving), "{moving}");
+    }
 }
 
 /// The JSON array of an exec-form instruction (`["sessiond", "serve"]`).
@@ -240,7 +289,58 @@ fn the_dockerfile_builds_in_stages_and_runs_as_non_root() {
         "the build stage should run `cargo build --release --locked -p sessiond`"
     );
 
+    // Every base image pinned; `scratch` and earlier stages are no image.
+    let mut names = vec!["scratch".to_owned()];
+    for stage in &stages {
+        let mut words = stage.from.split_whitespace();
+        let image = words.next().unwrap();
+        assert!(
+            names.iter().any(|name| name == image) || is_pinned(image),
+            "{DOCKERFILE}: FROM {image}: pin it by digest (@sha256:…) or at least an exact version tag, so that a rebuild gets the image that was reviewed"
+        );
+        if let (Some(keyword), Some(name)) = (words.next(), words.next()) {
+            assert!(keyword.eq_ignore_ascii_case("AS"), "FROM {}", stage.from);
+            names.push(name.to_owned());
+        }
+    }
+    for image in ["rust:", "gcr.io/distroless/"] {
+        assert!(
+            stages
+                .iter()
+                .any(|stage| stage.from.starts_with(image) && stage.from.contains("@sha256:")),
+            "{DOCKERFILE}: the {image} base is no longer pinned by digest"
+        );
+    }
+
+    // The binary is shipped without its debug line tables, which are kept
+    // in a stage of their own.
+    let build_script: String = build.all("RUN").map(|run| run.rest.as_str()).collect();
+    for step in [
+        "objcopy --only-keep-debug",
+        "objcopy --strip-debug",
+        "--add-gnu-debuglink",
+    ] {
+        assert!(
+            build_script.contains(step),
+            "{DOCKERFILE}: the build stage should strip the binary, keeping its symbols apart (`{step}`)"
+        );
+    }
+    let symbols = stages
+        .iter()
+        .find(|stage| stage.from.ends_with(" AS symbols"))
+        .expect("a `symbols` stage with the debug file");
+    assert!(
+        symbols.all("COPY").any(|copy| copy.rest.contains(".debug")),
+        "{DOCKERFILE}: the symbols stage should hold the debug file"
+    );
+
     let runtime = stages.last().unwrap();
+    assert!(
+        runtime
+            .all("COPY")
+            .all(|copy| !copy.rest.contains("symbols")),
+        "{DOCKERFILE}: the symbols do not belong in the image"
+    );
     let user = &runtime
         .last("USER")
         .expect("the final stage sets no USER")
@@ -291,6 +391,23 @@ fn the_dockerfile_builds_in_stages_and_runs_as_non_root() {
     let command = exec_form(command);
     assert_eq!(command[..2], ["sessiond", "healthcheck"]);
     assert_eq!(runtime.last("STOPSIGNAL").unwrap().rest, "SIGTERM");
+    // A plain `docker stop` must not kill the server in the middle of its
+    // drain.
+    let budget = shutdown_budget(&surface, &env);
+    assert!(
+        budget < DOCKER_STOP_TIMEOUT,
+        "{DOCKERFILE}: SESSIOND_SHUTDOWN_DELAY + SESSIOND_DRAIN_TIMEOUT ({budget:?}) should end within docker's default stop timeout ({DOCKER_STOP_TIMEOUT:?})"
+    );
+    for documented in [
+        "--stop-timeout",
+        "stop_grace_period",
+        "terminationGracePeriodSeconds",
+    ] {
+        assert!(
+            text.contains(documented),
+            "{DOCKERFILE}: say how to give a longer drain more time ({documented})"
+        );
+    }
     let mut argv = exec_form(&runtime.last("ENTRYPOINT").unwrap().rest);
     argv.extend(exec_form(&runtime.last("CMD").unwrap().rest));
     assert_eq!(argv[..2], ["sessiond", "serve"]);

@@ -286,18 +286,81 @@ async fn the_sidecar_serves_loopback_on_a_pod_volume() {
         .unwrap();
 }
 
+/// The `kubectl create secret generic` command of a manifest's header
+/// comment: the Secret's name and the keys it creates (`--from-file=KEY=…`,
+/// `--from-literal=KEY=…`).
+fn secret_recipe(text: &str) -> Option<(String, Vec<String>)> {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|line| line.trim_start_matches('#').trim())
+        .collect();
+    let start = lines
+        .iter()
+        .position(|line| line.contains("kubectl create secret generic "))?;
+    let mut command = String::new();
+    for line in &lines[start..] {
+        command.push_str(line.trim_end_matches('\\'));
+        command.push(' ');
+        if !line.ends_with('\\') {
+            break;
+        }
+    }
+    let mut words = command
+        .split_once("kubectl create secret generic ")?
+        .1
+        .split_whitespace();
+    let name = words.next()?.to_owned();
+    let keys = words
+        .filter_map(|word| {
+            word.strip_prefix("--from-file=")
+                .or_else(|| word.strip_prefix("--from-literal="))
+        })
+        .map(|source| source.split('=').next().unwrap_or_default().to_owned())
+        .collect();
+    Some((name, keys))
+}
+
+#[test]
+fn the_secret_recipe_is_read() {
+    let text = "# a\n#   kubectl create secret generic s \\\n#     --from-file=a=./x --from-literal=b='c=d'\n# e --from-file=f=g\n";
+    assert_eq!(
+        secret_recipe(text),
+        Some(("s".to_owned(), vec!["a".to_owned(), "b".to_owned()]))
+    );
+}
+
+/// A NetworkPolicy rule's ports, by number: named ports are the
+/// container's.
+fn policy_ports(rule: &Yaml, container: &Yaml) -> Vec<(String, i64)> {
+    kube::list(&rule["ports"], "NetworkPolicy ports")
+        .iter()
+        .map(|port| {
+            let protocol = port["protocol"].as_str().unwrap_or("TCP").to_owned();
+            let number = match port["port"].as_str() {
+                Some(name) => kube::port(container, name)
+                    .unwrap_or_else(|| panic!("{SHARED}: no container port named {name}")),
+                None => kube::integer(&port["port"], "NetworkPolicy port"),
+            };
+            (protocol, number)
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn the_shared_service_balances_tokened_replicas_on_postgres() {
     let surface = Surface::read();
-    let docs = kube::load(SHARED, &read(SHARED));
+    let text = read(SHARED);
+    let docs = kube::load(SHARED, &text);
     let mut found = kinds(&docs);
     found.sort_unstable();
+    // No Secret: a placeholder in this file would replace the real one on
+    // every `kubectl apply`.
     assert_eq!(
         found,
         [
             "Deployment",
+            "NetworkPolicy",
             "PodDisruptionBudget",
-            "Secret",
             "Service",
             "Service"
         ]
@@ -306,17 +369,6 @@ async fn the_shared_service_balances_tokened_replicas_on_postgres() {
         docs.iter()
             .filter(move |doc| doc["kind"].as_str() == Some(kind))
     };
-
-    let secret = of_kind("Secret").next().unwrap();
-    assert_eq!(kube::string(&secret["apiVersion"], "apiVersion"), "v1");
-    let secret_name = kube::string(&secret["metadata"]["name"], "Secret name");
-    let secret_data = kube::string_map(&secret["stringData"], "stringData");
-    for (key, value) in &secret_data {
-        assert!(
-            value.contains("REPLACE_ME"),
-            "{SHARED}: Secret {key} should be an obvious placeholder"
-        );
-    }
 
     let deployment = of_kind("Deployment").next().unwrap();
     assert_eq!(
@@ -339,7 +391,16 @@ async fn the_shared_service_balances_tokened_replicas_on_postgres() {
         "{SHARED}: without a shutdown delay the Service still sends calls to a closed listener"
     );
 
-    // The store URL and the tokens come from the Secret of this file.
+    // The store URL and the tokens come from the Secret that the header's
+    // `kubectl create secret` makes, with every key they read.
+    let (secret_name, created) = secret_recipe(&text).unwrap_or_else(|| {
+        panic!("{SHARED}: the header should say how to create the Secret (`kubectl create secret generic`)")
+    });
+    let readme = read("README.md");
+    assert!(
+        readme.contains(&format!("kubectl create secret generic {secret_name}")),
+        "README.md should say how to create the Secret {secret_name}"
+    );
     let env = kube::env(container);
     let from_secret = |var: &str| {
         env.iter().find_map(|(name, source)| match source {
@@ -348,10 +409,19 @@ async fn the_shared_service_balances_tokened_replicas_on_postgres() {
         })
     };
     let (name, key) = from_secret("SESSIOND_STORE").expect("SESSIOND_STORE from the Secret");
-    assert_eq!(name, secret_name);
-    let store = &secret_data[key];
-    assert!(store.starts_with("postgres://"), "{SHARED}: not PostgreSQL");
-    surface.check_value("SESSIOND_STORE", store).unwrap();
+    assert_eq!(*name, secret_name);
+    assert!(
+        created.contains(key),
+        "{SHARED}: the Secret is created without the key {key} (SESSIOND_STORE)"
+    );
+    let store = text
+        .split("'postgres://")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .map(|rest| format!("postgres://{rest}"))
+        .unwrap_or_else(|| panic!("{SHARED}: the header shows no PostgreSQL URL for the Secret"));
+    surface.check_value("SESSIOND_STORE", &store).unwrap();
+    let store_port = i64::from(url::Url::parse(&store).unwrap().port().unwrap_or(5432));
 
     let tokens_file = Path::new(&values["SESSIOND_TOKENS_FILE"]);
     let mount = tokens_file.parent().unwrap().to_string_lossy();
@@ -366,22 +436,17 @@ async fn the_shared_service_balances_tokened_replicas_on_postgres() {
         .iter()
         .find(|item| item["path"].as_str() == Some(&file_name))
         .unwrap_or_else(|| panic!("{SHARED}: the Secret volume has no {file_name}"));
-    let tokens = &secret_data[kube::string(&item["key"], "item key")];
+    let tokens_key = kube::string(&item["key"], "item key");
+    assert!(
+        created.iter().any(|key| key == tokens_key),
+        "{SHARED}: the Secret is created without the key {tokens_key} (the tokens file)"
+    );
     let mode = volume["secret"]["defaultMode"].as_i64().unwrap_or(0o644);
     assert_eq!(
         mode & 0o004,
         0,
         "{SHARED}: the tokens file is readable by everyone"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("tokens");
-    // As shipped, the placeholders are refused, so nobody serves them by
-    // mistake; with real tokens in their place the file is a valid one.
-    std::fs::write(&copy, tokens).unwrap();
-    let refused = sessiond::auth::Tokens::load(Some(copy.as_path()), None).unwrap_err();
-    assert!(refused.to_string().contains("at least 16"), "{refused}");
-    std::fs::write(&copy, tokens.replace("REPLACE_ME", "0123456789abcdef0123")).unwrap();
-    sessiond::auth::Tokens::load(Some(copy.as_path()), None).unwrap();
 
     // Prometheus finds the metrics port.
     let annotations = kube::string_map(
@@ -426,5 +491,90 @@ async fn the_shared_service_balances_tokened_replicas_on_postgres() {
     assert!(
         (1..3).contains(&min_available),
         "{SHARED}: minAvailable {min_available} of 3 either protects nothing or blocks every drain"
+    );
+
+    // gRPC from the labelled app pods, metrics from the monitoring
+    // namespace, out to PostgreSQL and DNS: each on the port the container
+    // listens on.
+    let policy = of_kind("NetworkPolicy").next().unwrap();
+    assert_eq!(
+        kube::string(&policy["apiVersion"], "apiVersion"),
+        "networking.k8s.io/v1"
+    );
+    let spec = &policy["spec"];
+    let selector = kube::string_map(&spec["podSelector"]["matchLabels"], "podSelector");
+    assert!(
+        kube::selects(&selector, &labels),
+        "{SHARED}: the NetworkPolicy does not select the pods"
+    );
+    let types = kube::strings(&spec["policyTypes"], "policyTypes");
+    assert!(
+        types.iter().any(|t| t == "Ingress") && types.iter().any(|t| t == "Egress"),
+        "{SHARED}: the NetworkPolicy should restrict ingress and egress, not {types:?}"
+    );
+    let grpc_port = i64::from(listen.port());
+    let metrics_port = i64::from(metrics.port());
+    let mut ingress_ports = Vec::new();
+    for rule in kube::list(&spec["ingress"], "ingress") {
+        let ports = policy_ports(rule, container);
+        let peers = kube::list(&rule["from"], "ingress from");
+        assert!(
+            !peers.is_empty(),
+            "{SHARED}: an ingress rule without `from` lets everyone in"
+        );
+        for (protocol, port) in &ports {
+            assert_eq!(protocol, "TCP", "{SHARED}: ingress port {port}");
+            let expected = if *port == grpc_port {
+                ("podSelector", "sessiond-client", "true")
+            } else if *port == metrics_port {
+                (
+                    "namespaceSelector",
+                    "kubernetes.io/metadata.name",
+                    "monitoring",
+                )
+            } else {
+                panic!(
+                    "{SHARED}: the NetworkPolicy opens port {port}, which sessiond does not listen on"
+                )
+            };
+            let (selector_kind, label, value) = expected;
+            for peer in peers {
+                let peer_labels =
+                    kube::string_map(&peer[selector_kind]["matchLabels"], selector_kind);
+                assert_eq!(
+                    peer_labels.get(label).map(String::as_str),
+                    Some(value),
+                    "{SHARED}: port {port} should be open to {selector_kind} {label}={value} only"
+                );
+            }
+            assert!(
+                text.contains(label) && text.contains(value),
+                "{SHARED}: the comments should say who {label}={value} lets in"
+            );
+        }
+        ingress_ports.extend(ports.into_iter().map(|(_, port)| port));
+    }
+    ingress_ports.sort_unstable();
+    assert_eq!(
+        ingress_ports,
+        [metrics_port.min(grpc_port), metrics_port.max(grpc_port)],
+        "{SHARED}: the NetworkPolicy should let in the gRPC and the metrics ports, once each"
+    );
+    let egress: Vec<(String, i64)> = kube::list(&spec["egress"], "egress")
+        .iter()
+        .flat_map(|rule| policy_ports(rule, container))
+        .collect();
+    for needed in [("TCP", store_port), ("UDP", 53), ("TCP", 53)] {
+        assert!(
+            egress
+                .iter()
+                .any(|(protocol, port)| (protocol.as_str(), *port) == needed),
+            "{SHARED}: the NetworkPolicy blocks {needed:?}, which sessiond needs (PostgreSQL, DNS)"
+        );
+    }
+    assert_eq!(
+        egress.len(),
+        3,
+        "{SHARED}: egress beyond PostgreSQL and DNS: {egress:?}"
     );
 }

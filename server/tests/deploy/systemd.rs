@@ -94,6 +94,12 @@ fn the_unit_is_hardened_and_outlasts_the_drain() {
     );
     assert_eq!(service("KillSignal"), Some("SIGTERM"));
     assert_eq!(service("Restart"), Some("on-failure"));
+    // sessiond says READY=1 itself (sd_notify), once it listens.
+    assert_eq!(service("Type"), Some("notify"));
+    assert!(
+        matches!(service("NotifyAccess"), None | Some("main")),
+        "only sessiond itself sends the notices"
+    );
     assert_eq!(
         service("EnvironmentFile"),
         Some("-/etc/sessiond/sessiond.env")
@@ -159,6 +165,77 @@ fn the_unit_is_hardened_and_outlasts_the_drain() {
         .any(|filter| filter == "@system-service")
     {
         problems.push("SystemCallFilter=@system-service expected".into());
+    }
+    fail_on(problems);
+}
+
+/// The exit code of `sessiond serve` with `env` and nothing else.
+fn exit_code_of_serve(env: &[(&str, &str)]) -> Option<i32> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sessiond"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SESSIOND_") || name == "NOTIFY_SOCKET" {
+            command.env_remove(name);
+        }
+    }
+    let output = command
+        .arg("serve")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    output.status.code()
+}
+
+#[test]
+fn restarts_stop_at_configuration_errors_only() {
+    let unit = Unit::parse(&read(UNIT));
+    let prevented: BTreeSet<i32> = unit
+        .values("Service", "RestartPreventExitStatus")
+        .flat_map(str::split_whitespace)
+        .map(|status| {
+            status
+                .parse()
+                .unwrap_or_else(|_| panic!("RestartPreventExitStatus={status}: a number expected"))
+        })
+        .collect();
+    assert!(
+        !prevented.is_empty(),
+        "{UNIT}: no RestartPreventExitStatus="
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("db.sqlite3").display());
+    let unreachable = format!(
+        "sqlite://{}",
+        dir.path().join("not/yet/mounted.sqlite3").display()
+    );
+    let mut problems = Vec::new();
+    // Settings that will never work: no restart.
+    for (what, env) in [
+        ("an unknown value", vec![("SESSIOND_LOG_FORMAT", "xml")]),
+        (
+            "a network address without authentication",
+            vec![
+                ("SESSIOND_STORE", &*store),
+                ("SESSIOND_LISTEN", "0.0.0.0:0"),
+            ],
+        ),
+        (
+            "the django codec without its secret",
+            vec![("SESSIOND_STORE", &*store), ("SESSIOND_CODEC", "django")],
+        ),
+    ] {
+        let code = exit_code_of_serve(&env);
+        if !code.is_some_and(|code| prevented.contains(&code)) {
+            problems.push(format!(
+                "{what} exits {code:?}, which RestartPreventExitStatus= {prevented:?} does not list"
+            ));
+        }
+    }
+    // A store that may come back: restarted.
+    let code = exit_code_of_serve(&[("SESSIOND_STORE", &unreachable)]);
+    if code.is_none_or(|code| code == 0 || prevented.contains(&code)) {
+        problems.push(format!(
+            "a store that cannot be opened yet exits {code:?}: systemd would not try again"
+        ));
     }
     fail_on(problems);
 }

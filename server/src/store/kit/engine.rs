@@ -9,6 +9,7 @@ use async_trait::async_trait;
 
 use crate::store::SessionStore;
 use crate::store::kit::error::OpenFailure;
+use crate::store::kit::migrations::Migrations;
 
 /// A storage engine, as its parsed store URL: `Display` shows the URL as it
 /// would be written, never with a password.
@@ -24,6 +25,12 @@ pub trait Engine: fmt::Display + Send + Sync {
     /// keep the default.
     fn storage_exists(&self) -> bool {
         true
+    }
+
+    /// The migrations of an engine with a schema (the SQL engines), to list
+    /// when its storage does not exist yet.
+    fn migrations(&self) -> Option<&'static Migrations> {
+        None
     }
 
     /// Opens the engine (connecting, creating a file) without migrating.

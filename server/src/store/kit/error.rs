@@ -49,10 +49,17 @@ pub enum StoreError {
 pub enum SchemaError {
     #[error("the django_session table does not exist; run `sessiond migrate` first")]
     Missing,
+    /// A newer sessiond migrated the database, and not only by migrations
+    /// that keep older binaries working (see the kit's `migrations`).
     #[error(
-        "the database is at schema version {found}, newer than this sessiond knows ({known}); upgrade sessiond"
+        "the database is at schema version {found}, newer than this sessiond knows ({known}), and migration {breaking} is not backward compatible; run the sessiond that migrated it (or a newer one), or restore a backup taken before that migration"
     )]
-    Newer { found: i64, known: i64 },
+    Newer {
+        found: i64,
+        known: i64,
+        /// The first newer migration that is not marked compatible.
+        breaking: String,
+    },
     #[error(
         "the existing django_session table is not in Django's shape (expected {expected}; found {found}); sessiond does not alter it: {remedy}"
     )]

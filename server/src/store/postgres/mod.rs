@@ -29,10 +29,12 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use crate::session::{ExpireDate, Record, SessionKey};
-use crate::store::kit::{Engine, Migration, OpenFailure, StoreError, StoreOptions};
-use crate::store::{Patcher, SessionStore};
+use crate::store::kit::{
+    Engine, Migration, Migrations, OpenFailure, PendingMigration, StoreError, StoreOptions,
+};
+use crate::store::{Patcher, PoolGauges, SessionStore, StoreGauges};
 use errors::classify;
-pub use pool::DEFAULT_POOL_SIZE;
+pub use url::DEFAULT_POOL_SIZE;
 pub use url::{PostgresUrl, PostgresUrlError};
 
 const INSERT: &str = "INSERT INTO django_session (session_key, session_data, expire_date) \
@@ -59,6 +61,10 @@ impl std::fmt::Debug for PostgresStore {
 impl Engine for PostgresUrl {
     fn is_database(&self) -> bool {
         true
+    }
+
+    fn migrations(&self) -> Option<&'static Migrations> {
+        Some(&schema::MIGRATIONS)
     }
 
     async fn open(&self, options: &StoreOptions) -> Result<Arc<dyn SessionStore>, OpenFailure> {
@@ -113,6 +119,14 @@ impl SessionStore for PostgresStore {
                 Err(err)
             }
         }
+    }
+
+    async fn pending_migrations(&self) -> Result<Vec<PendingMigration>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(classify)?;
+        let pending = schema::pending(&tx).await;
+        let _ = tx.rollback().await;
+        pending
     }
 
     async fn load(
@@ -248,6 +262,20 @@ impl SessionStore for PostgresStore {
     /// idle is replaced first, so an answer means PostgreSQL takes queries.
     async fn ping(&self) -> Result<(), StoreError> {
         self.query_opt("SELECT 1", &[]).await.map(|_| ())
+    }
+
+    fn gauges(&self) -> StoreGauges {
+        let status = self.pool.status();
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        StoreGauges {
+            pool: Some(PoolGauges {
+                in_use: count(status.size.saturating_sub(status.available)),
+                idle: count(status.available),
+                max: count(status.max_size),
+                waiters: Some(count(status.waiting)),
+            }),
+            sqlite: None,
+        }
     }
 
     async fn close(&self) {

@@ -8,11 +8,6 @@ use super::errors::connect_advice;
 use super::url::PostgresUrl;
 use crate::store::kit::{OpenFailure, StoreOptions};
 
-/// Connections per replica. PostgreSQL serves each connection with one
-/// process, so a few busy connections per replica keep it fast; many
-/// replicas times this must stay under the server's `max_connections`.
-pub const DEFAULT_POOL_SIZE: usize = 16;
-
 /// Builds the pool, checks that the server answers, and creates the URL's
 /// schema if it is missing.
 pub(super) async fn connect(
@@ -48,7 +43,7 @@ pub(super) async fn connect(
         },
     );
     let pool = Pool::builder(manager)
-        .max_size(DEFAULT_POOL_SIZE)
+        .max_size(url.pool_size)
         .wait_timeout(Some(options.timeout))
         .create_timeout(Some(options.timeout))
         .recycle_timeout(Some(options.timeout))

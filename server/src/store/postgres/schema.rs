@@ -5,14 +5,20 @@
 use deadpool_postgres::Transaction;
 
 use super::errors::classify;
-use crate::store::kit::{Migration, MigrationFile, Migrations, SchemaTransaction, StoreError};
+use crate::store::kit::{
+    Migration, MigrationFile, Migrations, PendingMigration, RecordedMigration, SchemaTransaction,
+    StoreError,
+};
 
 /// Arbitrary but fixed: with the schema's name, the advisory lock every
 /// replica takes to migrate that schema.
 const MIGRATION_LOCK_CLASS: i32 = 0x7365_7373; // "sess"
 
-const MIGRATIONS: Migrations = Migrations {
+pub(super) const MIGRATIONS: Migrations = Migrations {
     bookkeeping: include_str!("../../../../migrations/postgres/sessiond_migrations.sql"),
+    bookkeeping_upgrade: include_str!(
+        "../../../../migrations/postgres/sessiond_migrations_compatible.sql"
+    ),
     files: &[MigrationFile {
         version: 1,
         name: "0001_django_session",
@@ -39,6 +45,12 @@ pub(super) async fn migrate(tx: &Transaction<'_>) -> Result<Vec<Migration>, Stor
     MIGRATIONS.apply(&mut Schema(tx)).await
 }
 
+/// What [`migrate`] would do, found without changing anything, inside
+/// `tx`, which the caller rolls back.
+pub(super) async fn pending(tx: &Transaction<'_>) -> Result<Vec<PendingMigration>, StoreError> {
+    MIGRATIONS.pending(&mut Schema(tx)).await
+}
+
 struct Schema<'tx, 'conn>(&'tx Transaction<'conn>);
 
 impl SchemaTransaction for Schema<'_, '_> {
@@ -56,6 +68,26 @@ impl SchemaTransaction for Schema<'_, '_> {
             .await
             .map_err(classify)?;
         Ok(row.get(0))
+    }
+
+    async fn recorded_after(&mut self, version: i64) -> Result<Vec<RecordedMigration>, StoreError> {
+        let rows = self
+            .0
+            .query(
+                "SELECT version, name, backward_compatible FROM sessiond_migrations \
+                 WHERE version > $1 ORDER BY version",
+                &[&version],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|row| RecordedMigration {
+                version: row.get(0),
+                name: row.get(1),
+                backward_compatible: row.get(2),
+            })
+            .collect())
     }
 
     async fn table_exists(&mut self, table: &str) -> Result<bool, StoreError> {
@@ -98,11 +130,33 @@ impl SchemaTransaction for Schema<'_, '_> {
     async fn record(&mut self, file: &MigrationFile, adopted: bool) -> Result<(), StoreError> {
         self.0
             .execute(
-                "INSERT INTO sessiond_migrations (version, name, adopted) VALUES ($1, $2, $3)",
-                &[&file.version, &file.name, &adopted],
+                "INSERT INTO sessiond_migrations (version, name, adopted, backward_compatible) \
+                 VALUES ($1, $2, $3, $4)",
+                &[
+                    &file.version,
+                    &file.name,
+                    &adopted,
+                    &file.backward_compatible(),
+                ],
             )
             .await
             .map_err(classify)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+
+    #[test]
+    fn every_migration_declares_whether_it_is_backward_compatible() {
+        for file in MIGRATIONS.files {
+            assert!(
+                file.declared_compatibility().is_some(),
+                "{} has no `-- backward-compatible: yes|no` line",
+                file.name
+            );
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The `postgres://USER:PASSWORD@HOST:PORT/DATABASE[?schema=NAME]` store
-//! URL: libpq's connection URL, plus sessiond's own `schema` option. The
+//! URL: libpq's connection URL, plus sessiond's own `schema` and
+//! `pool_size` options. The
 //! TLS options (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`) are libpq's
 //! but read here, since tokio-postgres knows only some of them (see
 //! `tls.rs`).
@@ -9,6 +10,13 @@ use std::fmt;
 use super::tls::TlsOptions;
 use crate::store::kit::{UrlOption, UrlOptionError, UrlQuery};
 
+/// Connections per replica, unless the URL says `?pool_size=N`. PostgreSQL
+/// serves each connection with one process, so a few busy connections per
+/// replica keep it fast; replicas (surge included) times this must stay
+/// under the server's `max_connections` (100 by default) less what others
+/// need.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
 /// The `schema` option: where sessiond's tables live instead of the user's
 /// `search_path`. Quoted into SQL, so it must be a plain identifier.
 const SCHEMA: UrlOption<Option<String>> = UrlOption {
@@ -16,6 +24,26 @@ const SCHEMA: UrlOption<Option<String>> = UrlOption {
     expected: "a plain SQL identifier (letters, digits and _, not starting with a digit)",
     parse: |name| is_plain_identifier(name).then(|| Some(name.to_owned())),
     default: || None,
+    secret: false,
+};
+
+/// The most connections one replica may open: far beyond what PostgreSQL
+/// serves well (a process per connection), but a typo like 10000 is
+/// refused rather than tried.
+const MAX_POOL_SIZE: usize = 1024;
+
+/// The `pool_size` option: connections this replica keeps at most. Not
+/// `max_connections`, which is PostgreSQL's server-wide setting (and
+/// sessiond's own limit on gRPC clients).
+const POOL_SIZE: UrlOption<usize> = UrlOption {
+    name: "pool_size",
+    expected: "a whole number from 1 to 1024",
+    parse: |text| {
+        text.parse()
+            .ok()
+            .filter(|size| (1..=MAX_POOL_SIZE).contains(size))
+    },
+    default: || DEFAULT_POOL_SIZE,
     secret: false,
 };
 
@@ -33,23 +61,25 @@ pub enum PostgresUrlError {
     Options(#[from] UrlOptionError),
 }
 
-/// Where the sessions live: a connection URL and an optional schema.
+/// Where the sessions live: a connection URL, an optional schema, and how
+/// many connections to keep.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PostgresUrl {
-    /// The URL as given, without the `schema` and TLS options.
+    /// The URL as given, without sessiond's and the TLS options.
     pub(super) url: String,
     pub(super) schema: Option<String>,
+    /// Connections this replica keeps at most.
+    pub(super) pool_size: usize,
     pub(super) tls: TlsOptions,
 }
 
 impl PostgresUrl {
     /// How the URL is written.
-    pub const FORM: &'static str =
-        "postgres://USER@HOST/DATABASE[?schema=NAME][&sslmode=MODE&sslrootcert=FILE|system]";
+    pub const FORM: &'static str = "postgres://USER@HOST/DATABASE[?schema=NAME][&pool_size=N][&sslmode=MODE&sslrootcert=FILE|system]";
 
     /// Parses `postgres://user:password@host:port/database?schema=name`.
-    /// The TLS options are checked here; other options than `schema` are
-    /// libpq's and go to the driver as given.
+    /// The TLS options are checked here; other options than `schema` and
+    /// `pool_size` are libpq's and go to the driver as given.
     pub fn parse(text: &str) -> Result<Self, PostgresUrlError> {
         let (base, query) = text.split_once('?').unwrap_or((text, ""));
         if authority(base).matches('@').count() > 1 {
@@ -57,6 +87,7 @@ impl PostgresUrl {
         }
         let mut options = UrlQuery::parse("postgres", query);
         let schema = options.take(&SCHEMA)?;
+        let pool_size = options.take(&POOL_SIZE)?;
         let tls = TlsOptions::take(&mut options)?;
         let rest = options.into_rest();
         let url = if rest.is_empty() {
@@ -66,7 +97,12 @@ impl PostgresUrl {
         };
         url.parse::<tokio_postgres::Config>()
             .map_err(PostgresUrlError::Invalid)?;
-        Ok(Self { url, schema, tls })
+        Ok(Self {
+            url,
+            schema,
+            pool_size,
+            tls,
+        })
     }
 
     /// The driver's settings from the URL.
@@ -134,7 +170,10 @@ impl fmt::Display for PostgresUrl {
             });
         let tls = self.tls.query_pairs();
         let schema = self.schema.iter().map(|schema| format!("schema={schema}"));
-        for (at, option) in options.chain(tls).chain(schema).enumerate() {
+        let pool_size =
+            (self.pool_size != DEFAULT_POOL_SIZE).then(|| format!("pool_size={}", self.pool_size));
+        let ours = schema.chain(pool_size);
+        for (at, option) in options.chain(tls).chain(ours).enumerate() {
             f.write_str(if at == 0 { "?" } else { "&" })?;
             f.write_str(&option)?;
         }
@@ -174,6 +213,36 @@ mod tests {
         assert!(PostgresUrl::parse("postgres://localhost:notaport/test").is_err());
         let url = PostgresUrl::parse("postgres://h/db?host=a&host=b").unwrap();
         assert_eq!(url.to_string(), "postgres://h/db?host=a&host=b");
+    }
+
+    #[test]
+    fn the_pool_size_is_bounded_and_shown_when_not_the_default() {
+        let url = PostgresUrl::parse("postgres://db/s").unwrap();
+        assert_eq!(url.pool_size, DEFAULT_POOL_SIZE);
+        let url = PostgresUrl::parse("postgres://db/s?pool_size=4&connect_timeout=3").unwrap();
+        assert_eq!(url.pool_size, 4);
+        assert_eq!(url.url, "postgres://db/s?connect_timeout=3");
+        assert_eq!(
+            url.to_string(),
+            "postgres://db/s?connect_timeout=3&pool_size=4"
+        );
+        assert_eq!(
+            PostgresUrl::parse("postgres://db/s?pool_size=1024&schema=web")
+                .unwrap()
+                .to_string(),
+            "postgres://db/s?schema=web&pool_size=1024"
+        );
+        for bad in ["0", "1025", "-1", "ten", ""] {
+            let err = PostgresUrl::parse(&format!("postgres://db/s?pool_size={bad}"))
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "postgres://: pool_size must be a whole number from 1 to 1024, got '{bad}'"
+                )
+            );
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::Connection;
 
@@ -79,6 +79,8 @@ struct State {
     copied_frames: i64,
     /// Passes finished.
     passes: u64,
+    /// When a pass last left nothing in the log to copy, for the metrics.
+    caught_up_time: Option<SystemTime>,
     /// Log length at which the writer next waits for a catch-up:
     /// [`RESTART_FRAMES`], or further out after a wait that timed out, so
     /// that a log held back by another process costs one wait per
@@ -126,6 +128,13 @@ impl Checkpointer {
                 tracing::warn!(error = %err, "cannot start the checkpoint thread; the writer checkpoints instead");
                 None
             }
+        }
+    }
+
+    /// A handle that reads when the log was last fully copied.
+    pub(super) fn watch(&self) -> CheckpointWatch {
+        CheckpointWatch {
+            shared: self.shared.clone(),
         }
     }
 
@@ -195,6 +204,20 @@ impl Checkpointer {
     }
 }
 
+/// Reads the checkpoint thread's progress, for the metrics; it stays
+/// readable after the thread has stopped.
+#[derive(Debug, Clone)]
+pub(super) struct CheckpointWatch {
+    shared: Arc<Shared>,
+}
+
+impl CheckpointWatch {
+    /// When a pass last copied every committed page into the database.
+    pub(super) fn last_caught_up(&self) -> Option<SystemTime> {
+        self.shared.lock().caught_up_time
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -253,6 +276,7 @@ fn run(conn: &Connection, shared: &Shared) {
                 state.passes += 1;
                 if !behind {
                     state.caught_up_at = Some(seen);
+                    state.caught_up_time = Some(SystemTime::now());
                 }
             }
             Err(err) => {

@@ -36,8 +36,10 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::session::{ExpireDate, Record, SessionKey};
-use crate::store::kit::{Engine, Migration, OpenFailure, StoreError, StoreOptions};
-use crate::store::{Patcher, SessionStore};
+use crate::store::kit::{
+    Engine, Migration, Migrations, OpenFailure, PendingMigration, StoreError, StoreOptions,
+};
+use crate::store::{Patcher, PoolGauges, SessionStore, SqliteGauges, StoreGauges};
 pub use backup::SqliteBackupError;
 pub(crate) use backup::back_up;
 use connection::{check_path, explain_open_error, keep_private, log_synchronous, open_read_write};
@@ -143,6 +145,10 @@ impl Engine for SqliteUrl {
         self.path.exists()
     }
 
+    fn migrations(&self) -> Option<&'static Migrations> {
+        Some(&schema::MIGRATIONS)
+    }
+
     async fn open(&self, options: &StoreOptions) -> Result<Arc<dyn SessionStore>, OpenFailure> {
         let (url, options) = (self.clone(), options.clone());
         let store = tokio::task::spawn_blocking(move || SqliteStore::open(&url, &options))
@@ -161,6 +167,18 @@ impl SessionStore for SqliteStore {
             let mut conn = open_read_write(&path, timeout, synchronous)
                 .map_err(|err| classify(err, timeout))?;
             schema::migrate(&mut conn, timeout)
+        })
+        .await
+        .map_err(|err| StoreError::Internal(err.into()))?
+    }
+
+    async fn pending_migrations(&self) -> Result<Vec<PendingMigration>, StoreError> {
+        let path = self.path.clone();
+        let (timeout, synchronous) = (self.timeout, self.synchronous);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = open_read_write(&path, timeout, synchronous)
+                .map_err(|err| classify(err, timeout))?;
+            schema::pending(&mut conn, timeout)
         })
         .await
         .map_err(|err| StoreError::Internal(err.into()))?
@@ -295,6 +313,28 @@ impl SessionStore for SqliteStore {
         })
         .await
         .map(|_| ())
+    }
+
+    /// The read pool (r2d2 does not count waiters) and the sizes of the
+    /// database and its log: two `stat`s, no statement.
+    fn gauges(&self) -> StoreGauges {
+        let readers = self.readers.state();
+        let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
+        let mut wal = self.path.as_os_str().to_owned();
+        wal.push("-wal");
+        StoreGauges {
+            pool: Some(PoolGauges {
+                in_use: u64::from(readers.connections.saturating_sub(readers.idle_connections)),
+                idle: u64::from(readers.idle_connections),
+                max: u64::from(self.readers.max_size()),
+                waiters: None,
+            }),
+            sqlite: Some(SqliteGauges {
+                file_bytes: size(&self.path),
+                wal_bytes: size(std::path::Path::new(&wal)),
+                last_checkpoint: self.writer.last_checkpoint(),
+            }),
+        }
     }
 
     async fn close(&self) {

@@ -1,16 +1,23 @@
 //! The SQLite engine's migrations (`migrations/sqlite/`), applied by the
 //! kit's runner inside one `BEGIN IMMEDIATE` transaction, which also keeps
-//! two processes from migrating one file at once.
+//! two processes from migrating one file at once. A dry run reads in a
+//! deferred transaction that is rolled back.
 
 use std::time::Duration;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::errors::classify;
-use crate::store::kit::{Migration, MigrationFile, Migrations, SchemaTransaction, StoreError};
+use crate::store::kit::{
+    Migration, MigrationFile, Migrations, PendingMigration, RecordedMigration, SchemaTransaction,
+    StoreError,
+};
 
-const MIGRATIONS: Migrations = Migrations {
+pub(super) const MIGRATIONS: Migrations = Migrations {
     bookkeeping: include_str!("../../../../migrations/sqlite/sessiond_migrations.sql"),
+    bookkeeping_upgrade: include_str!(
+        "../../../../migrations/sqlite/sessiond_migrations_compatible.sql"
+    ),
     files: &[MigrationFile {
         version: 1,
         name: "0001_django_session",
@@ -42,6 +49,19 @@ pub(super) fn migrate(
     Ok(done)
 }
 
+/// What [`migrate`] would do, found without changing anything. Blocking.
+pub(super) fn pending(
+    conn: &mut Connection,
+    timeout: Duration,
+) -> Result<Vec<PendingMigration>, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Deferred)
+        .map_err(|err| classify(err, timeout))?;
+    let mut schema = Schema { tx, timeout };
+    // Dropping the transaction rolls it back; it has changed nothing.
+    pollster::block_on(MIGRATIONS.pending(&mut schema))
+}
+
 struct Schema<'conn> {
     tx: Transaction<'conn>,
     timeout: Duration,
@@ -65,6 +85,25 @@ impl SchemaTransaction for Schema<'_> {
                 [],
                 |row| row.get(0),
             )
+            .map_err(|err| self.sql(err))
+    }
+
+    async fn recorded_after(&mut self, version: i64) -> Result<Vec<RecordedMigration>, StoreError> {
+        self.tx
+            .prepare(
+                "SELECT version, name, backward_compatible FROM sessiond_migrations \
+                 WHERE version > ?1 ORDER BY version",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([version], |row| {
+                    Ok(RecordedMigration {
+                        version: row.get(0)?,
+                        name: row.get(1)?,
+                        backward_compatible: row.get(2)?,
+                    })
+                })?
+                .collect()
+            })
             .map_err(|err| self.sql(err))
     }
 
@@ -96,11 +135,28 @@ impl SchemaTransaction for Schema<'_> {
     async fn record(&mut self, file: &MigrationFile, adopted: bool) -> Result<(), StoreError> {
         self.tx
             .execute(
-                "INSERT INTO sessiond_migrations (version, name, applied_at, adopted) \
-                 VALUES (?1, ?2, strftime('%Y-%m-%d %H:%M:%f', 'now'), ?3)",
-                (file.version, file.name, adopted),
+                "INSERT INTO sessiond_migrations \
+                 (version, name, applied_at, adopted, backward_compatible) \
+                 VALUES (?1, ?2, strftime('%Y-%m-%d %H:%M:%f', 'now'), ?3, ?4)",
+                (file.version, file.name, adopted, file.backward_compatible()),
             )
             .map(|_| ())
             .map_err(|err| self.sql(err))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+
+    #[test]
+    fn every_migration_declares_whether_it_is_backward_compatible() {
+        for file in MIGRATIONS.files {
+            assert!(
+                file.declared_compatibility().is_some(),
+                "{} has no `-- backward-compatible: yes|no` line",
+                file.name
+            );
+        }
     }
 }

@@ -10,14 +10,14 @@
 use std::path::Path;
 use std::sync::Mutex;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Synchronous;
-use super::checkpoint::Checkpointer;
+use super::checkpoint::{CheckpointWatch, Checkpointer};
 use super::dates::to_django_text;
 use super::errors::classify;
 use crate::session::{ExpireDate, Record, SessionKey};
@@ -98,6 +98,7 @@ enum Command {
 pub(super) struct Writer {
     commands: mpsc::Sender<Command>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    checkpoints: Option<CheckpointWatch>,
 }
 
 impl Writer {
@@ -111,6 +112,7 @@ impl Writer {
     ) -> Self {
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
         let checkpointer = Checkpointer::spawn(path, timeout, synchronous);
+        let checkpoints = checkpointer.as_ref().map(Checkpointer::watch);
         if checkpointer.is_some()
             && let Err(err) = conn.pragma_update(None, "wal_autocheckpoint", 0)
         {
@@ -131,7 +133,16 @@ impl Writer {
         Self {
             commands,
             thread: Mutex::new(thread),
+            checkpoints,
         }
+    }
+
+    /// When a background checkpoint last copied the whole log into the
+    /// database; `None` before the first, or without the checkpoint thread.
+    pub(super) fn last_checkpoint(&self) -> Option<SystemTime> {
+        self.checkpoints
+            .as_ref()
+            .and_then(CheckpointWatch::last_caught_up)
     }
 
     /// Runs `op` in the next group commit and waits until it is durable.
