@@ -85,6 +85,13 @@ impl Running {
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let line = line.unwrap();
+                // Logged before the address is handed over, so that a test
+                // reading the log right after the start finds this line.
+                {
+                    let mut log = collected.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
                 if line.contains("sessiond serving") {
                     let addr = line
                         .split("\"listen\":\"")
@@ -94,9 +101,6 @@ impl Running {
                         .to_owned();
                     let _ = addr_tx.send(addr);
                 }
-                let mut log = collected.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
             }
         });
         let addr = match addr_rx.recv_timeout(PROCESS_TIMEOUT) {
