@@ -5,6 +5,8 @@
 //! `bench/django/run.py` compares Django's SessionStore on sessiond with
 //! Django's own engines.
 
+#![allow(clippy::expect_used)]
+
 use std::path::Path;
 use std::process::Command;
 
