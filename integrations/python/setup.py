@@ -1,5 +1,7 @@
 """Build hooks: the wheel carries gRPC stubs generated from the repository's
-proto/, and the sdist carries that proto, so a wheel can be built from it.
+proto/ and the native transport built from native/ (Rust, by
+setuptools-rust with cargo), and the sdist carries that proto and native/,
+so a wheel can be built from it.
 
 Everything else about the package is in pyproject.toml. The stubs are
 written into the build directory by ``sessiond_client.generate`` (the same
@@ -18,6 +20,7 @@ import shutil
 from pathlib import Path
 
 from setuptools import setup
+from setuptools_rust import Binding, RustExtension
 from setuptools.command.build_py import build_py
 from setuptools.command.sdist import sdist
 
@@ -61,4 +64,20 @@ class SdistWithProto(sdist):
             shutil.copyfile(source, target)
 
 
-setup(cmdclass={"build_py": BuildPyWithStubs, "sdist": SdistWithProto})
+setup(
+    cmdclass={"build_py": BuildPyWithStubs, "sdist": SdistWithProto},
+    # sessiond._native, beside the stubs' sessiond.v1: what the Client
+    # sends its calls with (sessiond_client/transport.py). One build for
+    # every CPython from 3.10 (pyo3's abi3).
+    rust_extensions=[
+        RustExtension(
+            "sessiond._native",
+            path="native/Cargo.toml",
+            binding=Binding.PyO3,
+            py_limited_api=True,
+            # Cargo.lock pins every crate, as the proto pins the stubs.
+            args=["--locked"],
+        )
+    ],
+    options={"bdist_wheel": {"py_limited_api": "cp310"}},
+)

@@ -309,13 +309,27 @@ async fn the_package_installs_with_stubs_generated_from_the_proto() {
     for module in PACKAGES {
         copy_tree(&integration_dir().join(module), &package.join(module));
     }
-    for file in ["pyproject.toml", "setup.py", "README.md"] {
+    // The native module's crate, without its build output.
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        std::fs::create_dir_all(package.join("native")).unwrap();
+        std::fs::copy(
+            integration_dir().join("native").join(file),
+            package.join("native").join(file),
+        )
+        .unwrap();
+    }
+    copy_tree(
+        &integration_dir().join("native/src"),
+        &package.join("native/src"),
+    );
+    for file in ["pyproject.toml", "setup.py", "README.md", "MANIFEST.in"] {
         std::fs::copy(integration_dir().join(file), package.join(file)).unwrap();
     }
     let site = checkout.path().join("site-packages");
 
-    // No network: the build runs on the virtualenv's setuptools and
-    // grpcio-tools.
+    // No index: the build runs on the virtualenv's setuptools,
+    // setuptools-rust and grpcio-tools (cargo fetches the native module's
+    // crates, or finds them in its cache).
     let pip = [
         "-m",
         "pip",
@@ -329,7 +343,14 @@ async fn the_package_installs_with_stubs_generated_from_the_proto() {
         site.to_str().unwrap(),
         package.to_str().unwrap(),
     ];
-    run_python(&venv, checkout.path(), &pip, &[]).await;
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-native-target");
+    run_python(
+        &venv,
+        checkout.path(),
+        &pip,
+        &[("CARGO_TARGET_DIR", target_dir.to_str().unwrap())],
+    )
+    .await;
     for installed in [
         "sessiond_client/session.py",
         "sessiond_client/py.typed",
@@ -338,6 +359,7 @@ async fn the_package_installs_with_stubs_generated_from_the_proto() {
         "sessiond_asgi/__init__.py",
         "sessiond/v1/sessiond_pb2.py",
         "sessiond/v1/sessiond_pb2_grpc.py",
+        "sessiond/_native.abi3.so",
     ] {
         assert!(site.join(installed).is_file(), "{installed} not installed");
     }

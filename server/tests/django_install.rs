@@ -4,7 +4,8 @@
 //! checkout without installing it (`### Working on it without installing`).
 //! Each then runs the example site's tests against a real sessiond. A
 //! third test builds the sdist and installs it away from the checkout: it
-//! must carry the proto its build generates the stubs from.
+//! must carry the proto its build generates the stubs from, and the native
+//! module's crate with its Cargo.lock.
 //!
 //! The blocks run with `sh -e` at the root of a copy of the checkout (so
 //! pip's in-tree build and the generated stubs stay out of the worktree),
@@ -75,7 +76,7 @@ fn checkout_copy() -> TempDir {
             let entry = entry.unwrap();
             let name = entry.file_name();
             let name_str = name.to_string_lossy();
-            let generated = ["__pycache__", "build", "db.sqlite3"].contains(&&*name_str)
+            let generated = ["__pycache__", "build", "db.sqlite3", "target"].contains(&&*name_str)
                 || name_str.ends_with(".egg-info")
                 || (from.ends_with("integrations/python") && name_str == "sessiond");
             if generated {
@@ -152,6 +153,12 @@ async fn sh(venv: &Path, cwd: &Path, script: &str, env: &[(&str, &str)]) -> Outc
         .current_dir(cwd)
         .env("PATH", path)
         .env("VIRTUAL_ENV", venv)
+        // The native module's crates, built once for every install here
+        // (setuptools-rust asks cargo where the target directory is).
+        .env(
+            "CARGO_TARGET_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-native-target"),
+        )
         .env_remove("PYTHONPATH")
         .env_remove("PYTHONHOME")
         .envs(env.iter().copied());
@@ -230,13 +237,14 @@ async fn the_install_steps_of_the_readme_are_all_it_takes() {
     let checkout = checkout_copy();
     sh_ok(venv.path(), checkout.path(), &install, &[]).await;
 
-    // Imported from the virtualenv, stubs included: nothing of the checkout
-    // is on the path of a script run from elsewhere.
+    // Imported from the virtualenv, stubs and native module included:
+    // nothing of the checkout is on the path of a script run from elsewhere,
+    // and the blocking client runs on the native module.
     let elsewhere = tempfile::tempdir().unwrap();
     let imported = sh_ok(
         venv.path(),
         elsewhere.path(),
-        "python -c 'import sessiond_client.session as c, sessiond_django.session_store as s, sessiond.v1.sessiond_pb2_grpc as g; print(c.__file__); print(s.__file__); print(g.__file__)'",
+        "python -c 'import sessiond_client.session as c, sessiond_django.session_store as s, sessiond.v1.sessiond_pb2_grpc as g, sessiond._native as n, sessiond_client.transport as t; assert t.NATIVE; print(c.__file__); print(s.__file__); print(g.__file__); print(n.__file__)'",
         &[],
     )
     .await;
@@ -326,8 +334,9 @@ async fn the_sdist_carries_the_proto_and_installs_away_from_the_checkout() {
     // The stubs were generated from the sdist's proto, and every module
     // says it is typed (found, not imported: the frameworks are extras).
     let script = format!(
-        "import importlib.util, pathlib, sessiond.v1.sessiond_pb2_grpc as g\n\
+        "import importlib.util, pathlib, sessiond.v1.sessiond_pb2_grpc as g, sessiond._native as n\n\
          print(g.__file__)\n\
+         print(n.__file__)\n\
          for module in {MODULES:?}:\n    \
          origin = pathlib.Path(importlib.util.find_spec(module).origin)\n    \
          print(module, (origin.parent / 'py.typed').is_file())"
@@ -335,11 +344,13 @@ async fn the_sdist_carries_the_proto_and_installs_away_from_the_checkout() {
     std::fs::write(elsewhere.path().join("check.py"), script).unwrap();
     let imported = sh_ok(venv.path(), elsewhere.path(), "python check.py", &[]).await;
     let mut lines = imported.stdout.lines();
-    let stubs = lines.next().unwrap_or_default();
-    assert!(
-        Path::new(stubs).starts_with(venv.path()),
-        "imported the stubs from {stubs}, not from the virtualenv"
-    );
+    for built in [lines.next(), lines.next()] {
+        let built = built.unwrap_or_default();
+        assert!(
+            Path::new(built).starts_with(venv.path()),
+            "imported {built}, not from the virtualenv"
+        );
+    }
     let typed: Vec<&str> = lines.collect();
     let expected: Vec<String> = MODULES
         .iter()

@@ -6,6 +6,10 @@
 //! The Flask and Starlette apps of the suite serve real HTTP (werkzeug's
 //! server, uvicorn) in the test process.
 //!
+//! The suite runs twice: with the package's native module built and beside
+//! the stubs (as `pip install` puts it), and without it, where the blocking
+//! client falls back to grpcio; each run checks which transport it is on.
+//!
 //! Python runs from a virtualenv built from PyPI under the target directory
 //! (once; later runs reuse it). Without python3 or PyPI the test prints
 //! `SKIPPED:` and passes, except under `CI=true`, where it fails.
@@ -51,9 +55,9 @@ async fn the_python_client_flask_and_asgi_suite_passes() {
     ]) else {
         return;
     };
-    let dir = integration_dir();
     let stubs = tempfile::tempdir().unwrap();
-    let python_path = python::checkout_path(&venv, stubs.path()).await;
+    let native_path = python::checkout_path(&venv, stubs.path()).await;
+    let grpcio_path = python::checkout_path_on_grpcio(&venv, stubs.path()).await;
 
     let server = TestServer::start_with(&["--token", TOKEN]).await;
     let certs = tempfile::tempdir().unwrap();
@@ -72,26 +76,47 @@ async fn the_python_client_flask_and_asgi_suite_passes() {
             .unwrap(),
     )
     .await;
+    let env = [
+        ("SESSIOND_ADDRESS", server.addr.to_string()),
+        ("SESSIOND_TOKEN", TOKEN.to_owned()),
+        (
+            "SESSIOND_TLS_ADDRESS",
+            format!("localhost:{}", tls_server.addr.port()),
+        ),
+        ("SESSIOND_TLS_CA", pki.ca.display().to_string()),
+        ("SESSIOND_TLS_CERT", pki.client_cert.display().to_string()),
+        ("SESSIOND_TLS_KEY", pki.client_key.display().to_string()),
+    ];
 
+    // The blocking client on the native module, as installed; then on
+    // grpcio, as in a checkout where the module is not built.
+    let native = run_suite(&venv, &native_path, "native", &env).await;
+    let grpcio = run_suite(&venv, &grpcio_path, "grpcio", &env).await;
+    server.stop().await;
+    tls_server.stop().await;
+    for (transport, finished) in [("native", native), ("grpcio", grpcio)] {
+        check_suite(transport, &finished);
+    }
+}
+
+async fn run_suite(
+    venv: &std::path::Path,
+    python_path: &str,
+    transport: &str,
+    env: &[(&str, String)],
+) -> python::Finished {
     let mut pytest = tokio::process::Command::new(venv.join("bin/python"));
     pytest
         .args(["-m", "pytest", "-p", "no:cacheprovider", "-v", "-rfEs"])
         .arg("tests/clients")
-        .current_dir(&dir)
-        .env("PYTHONPATH", &python_path)
-        .env("SESSIOND_ADDRESS", server.addr.to_string())
-        .env("SESSIOND_TOKEN", TOKEN)
-        .env(
-            "SESSIOND_TLS_ADDRESS",
-            format!("localhost:{}", tls_server.addr.port()),
-        )
-        .env("SESSIOND_TLS_CA", &pki.ca)
-        .env("SESSIOND_TLS_CERT", &pki.client_cert)
-        .env("SESSIOND_TLS_KEY", &pki.client_key);
-    let finished = python::run_to_end(pytest, PYTEST_TIMEOUT).await;
-    server.stop().await;
-    tls_server.stop().await;
+        .current_dir(integration_dir())
+        .env("PYTHONPATH", python_path)
+        .env("SESSIOND_EXPECT_TRANSPORT", transport)
+        .envs(env.iter().map(|(name, value)| (name, value)));
+    python::run_to_end(pytest, PYTEST_TIMEOUT).await
+}
 
+fn check_suite(transport: &str, finished: &python::Finished) {
     let summary = finished
         .stdout
         .lines()
@@ -101,17 +126,21 @@ async fn the_python_client_flask_and_asgi_suite_passes() {
         .to_owned();
     let _ = writeln!(
         std::io::stderr().lock(),
-        "python client, Flask and ASGI tests (integrations/python/tests/clients): {summary}"
+        "python client ({transport}), Flask and ASGI tests (integrations/python/tests/clients): {summary}"
     );
     assert!(
         finished.status.is_some_and(|status| status.success()),
-        "pytest failed: {summary}\n--- stdout\n{}\n--- stderr\n{}",
+        "pytest on {transport} failed: {summary}\n--- stdout\n{}\n--- stderr\n{}",
         finished.stdout,
         finished.stderr
     );
     // Nothing may be skipped: a test that cannot run must fail.
     for outcome in ["failed", "skipped", "error", "errors", "xfailed"] {
-        assert_eq!(count(&summary, outcome), 0, "{outcome}: {summary}");
+        assert_eq!(
+            count(&summary, outcome),
+            0,
+            "{transport}, {outcome}: {summary}"
+        );
     }
-    assert!(count(&summary, "passed") >= 40, "{summary}");
+    assert!(count(&summary, "passed") >= 40, "{transport}: {summary}");
 }

@@ -8,6 +8,7 @@ const protoLoader = require('@grpc/proto-loader');
 
 const { errorFromStatus, SessiondError } = require('./errors');
 const { dataText } = require('./member-json');
+const native = require('./native');
 
 /** A call that takes longer fails with DEADLINE_EXCEEDED; five seconds, as the Rust client. */
 const DEFAULT_TIMEOUT_MS = 5000;
@@ -23,6 +24,12 @@ const DEFAULT_TIMEOUT_MS = 5000;
 const KEEPALIVE_TIME_MS = 20000;
 /** How long a PING may go unanswered before the connection is dropped and the next call reconnects or fails over. */
 const KEEPALIVE_TIMEOUT_MS = 5000;
+/**
+ * How long the native transport gives one connection attempt: ample on the
+ * loopback or private network sessiond belongs on, short enough that a
+ * replica whose packets are dropped is given up for the next address.
+ */
+const CONNECT_TIMEOUT_MS = 1000;
 /** Where the proto lives relative to its include directory. */
 const PROTO_FILE = path.join('sessiond', 'v1', 'sessiond.proto');
 
@@ -200,9 +207,11 @@ class Client {
    *   TLS: Buffers hold PEM, strings are paths of PEM files; `{}` trusts the system's roots;
    *   `serverName` is the name to expect in sessiond's certificate when the address does not carry it
    * @param {number} [options.timeoutMs] deadline of each call (default 5000)
+   * @param {'native' | 'grpc-js'} [options.transport] what sends the calls: the native
+   *   addon (the default when it is built) or @grpc/grpc-js; default from $SESSIOND_CLIENT_TRANSPORT
    */
   constructor(options) {
-    const { addresses, token, tls, timeoutMs = DEFAULT_TIMEOUT_MS } = options ?? {};
+    const { addresses, token, tls, timeoutMs = DEFAULT_TIMEOUT_MS, transport } = options ?? {};
     const list = typeof addresses === 'string' ? [addresses] : addresses;
     if (!Array.isArray(list) || list.length === 0) {
       throw new TypeError('sessiond-client: `addresses` must be a non-empty string or array of "host:port"');
@@ -217,20 +226,40 @@ class Client {
     if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
       throw new TypeError('sessiond-client: `timeoutMs` must be a positive number of milliseconds');
     }
+    if (token !== undefined && token !== null) {
+      if (typeof token !== 'string' || !/^[\x21-\x7e]+$/.test(token)) {
+        throw new TypeError('sessiond-client: `token` must be printable ASCII without spaces');
+      }
+    }
     const Service = sessionServiceClient();
     const credentials = channelCredentials(tls);
     const settings = channelOptions(tls);
     /** @type {string[]} */
     this.addresses = [...list];
     this.timeoutMs = timeoutMs;
-    this._stubs = list.map((address) => new Service(address, credentials, settings));
+    /** What sends the calls: 'native' (the package's addon) or 'grpc-js'. */
+    this.transport = native.chooseTransport(transport);
+    this._service = Service.service;
     this._preferred = 0;
     this._metadata = new grpc.Metadata();
-    if (token !== undefined && token !== null) {
-      if (typeof token !== 'string' || !/^[\x21-\x7e]+$/.test(token)) {
-        throw new TypeError('sessiond-client: `token` must be printable ASCII without spaces');
-      }
-      this._metadata.set('authorization', `Bearer ${token}`);
+    if (token !== undefined && token !== null) this._metadata.set('authorization', `Bearer ${token}`);
+    if (this.transport === 'native') {
+      const options = {
+        tls: Boolean(tls),
+        ca: tls ? pem(tls.ca, 'tls.ca') : null,
+        cert: tls ? pem(tls.cert, 'tls.cert') : null,
+        key: tls ? pem(tls.key, 'tls.key') : null,
+        serverName: tls?.serverName ?? undefined,
+        token: token ?? undefined,
+        connectTimeoutMs: CONNECT_TIMEOUT_MS,
+        keepaliveTimeMs: KEEPALIVE_TIME_MS,
+        keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
+      };
+      this._channels = list.map((address) => native.openChannel(address, options));
+      this._stubs = [];
+    } else {
+      this._channels = null;
+      this._stubs = list.map((address) => new Service(address, credentials, settings));
     }
   }
 
@@ -241,7 +270,7 @@ class Client {
    * @returns {Promise<any>}
    */
   async _call(rpc, request) {
-    const count = this._stubs.length;
+    const count = this.addresses.length;
     let lastError;
     for (let attempt = 0; attempt < count; attempt += 1) {
       const index = (this._preferred + attempt) % count;
@@ -258,6 +287,13 @@ class Client {
   }
 
   _callOne(index, rpc, request) {
+    if (this._channels) {
+      return native
+        .call(this._channels[index], this._service[rpc], request, this.timeoutMs)
+        .catch((status) => {
+          throw errorFromStatus(rpc, status, this.addresses[index]);
+        });
+    }
     const stub = this._stubs[index];
     const method = rpc[0].toLowerCase() + rpc.slice(1);
     const deadline = new Date(Date.now() + this.timeoutMs);
@@ -380,7 +416,14 @@ class Client {
   /** Closes the channels; calls made afterwards fail. */
   close() {
     for (const stub of this._stubs) stub.close();
+    // A native channel closes when it is collected; calls afterwards fail here.
+    if (this._channels) this._channels = this._channels.map(() => closedChannel);
   }
 }
+
+/** What a closed client's native calls go to: a refusal, as grpc-js gives after close(). */
+const closedChannel = {
+  call: async () => ({ code: grpc.status.UNAVAILABLE, details: 'the client was closed' }),
+};
 
 module.exports = { Client, DEFAULT_TIMEOUT_MS };

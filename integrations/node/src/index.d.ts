@@ -27,7 +27,15 @@ export interface ClientOptions {
   tls?: TlsOptions;
   /** Deadline of each call in milliseconds (default 5000). */
   timeoutMs?: number;
+  /**
+   * What sends the calls: the package's native addon (the default when the
+   * install built it) or `@grpc/grpc-js`; default from `SESSIOND_CLIENT_TRANSPORT`.
+   */
+  transport?: Transport;
 }
+
+/** `'native'`: the addon built from `native/` (tonic); `'grpc-js'`: `@grpc/grpc-js`. */
+export type Transport = 'native' | 'grpc-js';
 
 export interface Loaded {
   data: Record<string, any>;
@@ -48,6 +56,8 @@ export class Client {
   constructor(options: ClientOptions);
   readonly addresses: string[];
   readonly timeoutMs: number;
+  /** What sends this client's calls. */
+  readonly transport: Transport;
   /** The data and expiry of a live session; null when missing or expired. */
   load(sessionKey: string): Promise<Loaded | null>;
   /** Whether a row exists, expired or not. */

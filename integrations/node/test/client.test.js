@@ -33,6 +33,34 @@ async function deadAddress() {
   return `127.0.0.1:${port}`;
 }
 
+test('the client runs on the transport this run expects', (t) => {
+  // Set by server/tests/node_client.rs, which runs the suite on the native
+  // transport and on grpc-js; by hand, say which one you meant.
+  const expected = process.env.SESSIOND_EXPECT_TRANSPORT;
+  if (!expected) {
+    t.skip('SESSIOND_EXPECT_TRANSPORT is not set');
+    return;
+  }
+  assert.equal(client.transport, expected);
+});
+
+test('a transport that does not exist is refused, naming the setting', () => {
+  assert.throws(
+    () => new Client({ addresses: '127.0.0.1:1', transport: 'http' }),
+    (error) => error instanceof TypeError && /`transport` must be "native" or "grpc-js"/.test(error.message),
+  );
+  const out = execFileSync(
+    process.execPath,
+    ['-e', 'try { new (require(".").Client)({ addresses: "127.0.0.1:1" }) } catch (e) { console.log(e.message) }'],
+    { cwd: path.join(__dirname, '..'), encoding: 'utf8', env: { ...process.env, SESSIOND_CLIENT_TRANSPORT: 'fast' } },
+  );
+  assert.match(out, /SESSIOND_CLIENT_TRANSPORT must be "native" or "grpc-js", not "fast"/);
+  // Chosen explicitly, grpc-js is always there.
+  const chosen = new Client({ addresses: '127.0.0.1:1', transport: 'grpc-js' });
+  assert.equal(chosen.transport, 'grpc-js');
+  chosen.close();
+});
+
 test('create, load, exists, save, delete', async () => {
   const expires = new Date(Date.now() + 3600 * 1000);
   const created = await client.create({ user: 'ada', cart: [1, 2] }, expires);

@@ -65,11 +65,16 @@ test('package.json: no peer range on Express (the code never loads it), so Expre
   assert.match(readme, /Express 4/);
 });
 
-test('package.json: no install-time scripts; the checkout reads the repository\'s proto', () => {
+test('package.json: the only install-time script builds the native transport; the checkout reads the repository\'s proto', () => {
   const manifest = require('../package.json');
   assert.equal(manifest.scripts.prepare, undefined);
-  assert.equal(manifest.scripts.install, undefined);
+  assert.equal(manifest.scripts.install, 'node scripts/build-native.js');
   assert.equal(manifest.scripts.postinstall, undefined);
+  // The tarball carries what the install script builds from, never a build.
+  for (const file of ['native/Cargo.toml', 'native/Cargo.lock', 'native/build.rs', 'native/src/', 'scripts/build-native.js']) {
+    assert.ok(manifest.files.includes(file), `${file} is not in package.json's files`);
+  }
+  assert.ok(!manifest.files.some((file) => file === 'native/' || file.startsWith('native/target')));
   // In a checkout nothing copies the proto: src/client.js finds ../../proto.
   const copy = path.join(PACKAGE, 'proto', 'sessiond', 'v1', 'sessiond.proto');
   const checkout = path.join(PACKAGE, '..', '..', 'proto', 'sessiond', 'v1', 'sessiond.proto');

@@ -42,8 +42,8 @@ from typing import Any, Optional, Sequence, Union
 import grpc
 
 from sessiond_client import calls
+from sessiond_client import transport as _transport
 from sessiond_client.errors import SessiondError, SessiondUnavailable
-from sessiond_client.stubs import sessiond_pb2_grpc
 
 __all__ = [
     "CHANNEL_OPTIONS",
@@ -136,16 +136,18 @@ class TlsFiles:
     key: Optional[str] = None
     server_name: Optional[str] = None
 
-    def credentials(self):
+    def pem(self):
+        """The contents of ``ca``, ``cert`` and ``key`` (``None`` each when
+        unset), read and checked once, when a client is made."""
         if (self.cert is None) != (self.key is None):
             raise ValueError(
                 "TLS client certificate and key (SESSIOND_TLS_CERT, SESSIOND_TLS_KEY) "
                 "go together: set both or neither"
             )
-        return grpc.ssl_channel_credentials(
-            root_certificates=_read(self.ca, "SESSIOND_TLS_CA"),
-            private_key=_read(self.key, "SESSIOND_TLS_KEY"),
-            certificate_chain=_read(self.cert, "SESSIOND_TLS_CERT"),
+        return (
+            _read(self.ca, "SESSIOND_TLS_CA"),
+            _read(self.cert, "SESSIOND_TLS_CERT"),
+            _read(self.key, "SESSIOND_TLS_KEY"),
         )
 
 
@@ -242,8 +244,16 @@ class _Connection:
         if tls is not None and not isinstance(tls, TlsFiles):
             raise ValueError("tls (SESSIOND_TLS_*) must be a sessiond_client.TlsFiles, or None")
         self.timeout = float(timeout)
+        self._token = token or None
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
-        self._credentials = tls.credentials() if tls else None
+        self._pem = tls.pem() if tls else None
+        self._server_name = tls.server_name if tls else None
+        self._credentials = None
+        if self._pem is not None:
+            ca, cert, key = self._pem
+            self._credentials = grpc.ssl_channel_credentials(
+                root_certificates=ca, private_key=key, certificate_chain=cert
+            )
         self._options: tuple[tuple[str, Any], ...] = CHANNEL_OPTIONS
         if tls and tls.server_name:
             self._options += (("grpc.ssl_target_name_override", tls.server_name),)
@@ -259,6 +269,19 @@ class _Connection:
         if self._credentials is None:
             return grpc_module.insecure_channel(address, options=self._options)
         return grpc_module.secure_channel(address, self._credentials, options=self._options)
+
+    def _open_native(self, address):
+        """A channel to ``address`` on the native module, with the same
+        settings as :meth:`_open`'s."""
+        return _transport.open_native(
+            address,
+            pem=self._pem,
+            server_name=self._server_name,
+            token=self._token,
+            connect_timeout_ms=MIN_CONNECT_TIMEOUT_MS,
+            keepalive_time_ms=KEEPALIVE_TIME_MS,
+            keepalive_timeout_ms=KEEPALIVE_TIMEOUT_MS,
+        )
 
     def _remaining(self, deadline):
         return max(deadline - time.monotonic(), 0.001)
@@ -310,6 +333,11 @@ class _Connection:
 class Client(_Connection):
     """A blocking client of sessiond (WSGI apps, Django, scripts).
 
+    Calls go through the package's native module when it is installed,
+    else through grpcio, with the same behaviour; ``transport`` (or
+    ``SESSIOND_CLIENT_TRANSPORT``: ``native``, ``grpcio``) chooses, and the
+    attribute ``transport`` says which one is used.
+
     >>> client = Client(["10.0.0.5:50051", "10.0.0.6:50051"], token="…")  # doctest: +SKIP
     >>> key = client.create({"visits": 1})                                  # doctest: +SKIP
     """
@@ -321,21 +349,37 @@ class Client(_Connection):
         token: Optional[str] = None,
         tls: Optional[TlsFiles] = None,
         timeout: float = DEFAULT_TIMEOUT,
+        transport: Optional[str] = None,
     ) -> None:
         super().__init__(addresses, token=token, tls=tls, timeout=timeout)
+        #: What sends the calls: ``"native"`` (the package's module) or ``"grpcio"``.
+        self.transport = _transport.choose(transport)
+        self._native = self.transport == "native"
         self._lock = threading.Lock()
         self._stubs: tuple[Optional[int], dict[int, tuple[Any, Any]]] = (None, {})
 
     def _stub(self, index):
+        """The channel to address ``index`` and what sends on it: a native
+        channel (twice), or a grpcio channel and its stub."""
         pid = os.getpid()
         with self._lock:
             if self._stubs[0] != pid:
                 self._stubs = (pid, {})
             stubs = self._stubs[1]
             if index not in stubs:
-                channel = self._open(grpc, self.addresses[index])
-                stubs[index] = (channel, sessiond_pb2_grpc.SessionServiceStub(channel))
+                address = self.addresses[index]
+                if self._native:
+                    channel = self._open_native(address)
+                    stubs[index] = (channel, channel)
+                else:
+                    channel = self._open(grpc, address)
+                    stubs[index] = (channel, _transport.open_stub(channel))
             return stubs[index][1]
+
+    def _send_once(self, index, call, timeout):
+        if self._native:
+            return _transport.send_native(self._stub(index), call, timeout)
+        return _transport.send_stub(self._stub(index), call, timeout, self._metadata)
 
     def send(self, call: calls.Call) -> Any:
         """Sends a :class:`~sessiond_client.calls.Call` and returns its result.
@@ -346,16 +390,14 @@ class Client(_Connection):
         deadline = time.monotonic() + self.timeout
         for index in self._order():
             try:
-                response = getattr(self._stub(index), call.rpc)(
-                    call.request, timeout=self._remaining(deadline), metadata=self._metadata
-                )
+                result = self._send_once(index, call, self._remaining(deadline))
             except grpc.RpcError as failure:
                 error, try_next = self._failed(failure, call.rpc, index)
                 if try_next:
                     continue
                 raise error from failure
             self._preferred = index
-            return call.unpack(response)
+            return result
         raise error
 
     def load(self, session_key: str) -> Optional[calls.Loaded]:
@@ -418,7 +460,7 @@ class Client(_Connection):
         with self._lock:
             pid, stubs = self._stubs
             self._stubs = (None, {})
-        if pid == os.getpid():
+        if pid == os.getpid() and not self._native:
             for channel, _ in stubs.values():
                 channel.close()
 
@@ -448,7 +490,7 @@ class AsyncClient(_Connection):
         stubs = self._per_loop.setdefault(loop, {})
         if index not in stubs:
             channel = self._open(grpc.aio, self.addresses[index])
-            stubs[index] = (channel, sessiond_pb2_grpc.SessionServiceStub(channel))
+            stubs[index] = (channel, _transport.open_stub(channel))
         return stubs[index][1]
 
     async def send(self, call: calls.Call) -> Any:

@@ -18,13 +18,22 @@ pub const PSYCOPG: &str = "psycopg[binary]==3.3.9";
 pub const GRPCIO: &str = "grpcio==1.85.1";
 pub const GRPCIO_TOOLS: &str = "grpcio-tools==1.85.1";
 pub const PROTOBUF: &str = "protobuf==7.36.2";
-/// The build backend of the package's build hook, pinned as well.
+/// The build backend of the package's build hook, pinned as well, and what
+/// builds its native module (integrations/python/pyproject.toml).
 pub const SETUPTOOLS: &str = "setuptools==84.2.1";
+pub const SETUPTOOLS_RUST: &str = "setuptools-rust==1.13.0";
 
 /// What the Django engine's tests run on: Django, the gRPC runtime, the
 /// stub generator and the build backend, in one virtualenv they share.
 pub fn django_venv() -> Option<PathBuf> {
-    venv(&[DJANGO, GRPCIO, GRPCIO_TOOLS, PROTOBUF, SETUPTOOLS])
+    venv(&[
+        DJANGO,
+        GRPCIO,
+        GRPCIO_TOOLS,
+        PROTOBUF,
+        SETUPTOOLS,
+        SETUPTOOLS_RUST,
+    ])
 }
 
 /// The frameworks of the package's `[flask]` and `[asgi]` extras, the ASGI
@@ -175,8 +184,19 @@ pub fn integration_dir() -> PathBuf {
 /// The package as the README's work-from-checkout path uses it: stubs
 /// generated from the proto into a directory of their own (`stubs`, which
 /// the caller keeps), and the `PYTHONPATH` that imports the checkout's
-/// modules and those stubs. The virtualenv needs grpcio-tools.
+/// modules and those stubs, with the native transport built and put beside
+/// them (`stubs/native`), as `pip install` does. The virtualenv needs
+/// grpcio-tools.
 pub async fn checkout_path(venv: &Path, stubs: &Path) -> String {
+    let grpcio_only = checkout_path_on_grpcio(venv, stubs).await;
+    let native = stubs.join("native");
+    build_native_module(&native.join("sessiond")).await;
+    format!("{grpcio_only}:{}", native.display())
+}
+
+/// As [`checkout_path`], without the native transport: the blocking client
+/// falls back to grpcio.
+pub async fn checkout_path_on_grpcio(venv: &Path, stubs: &Path) -> String {
     let dir = integration_dir();
     let mut generate = tokio::process::Command::new(venv.join("bin/python"));
     generate
@@ -191,4 +211,29 @@ pub async fn checkout_path(venv: &Path, stubs: &Path) -> String {
         generated.stderr
     );
     format!("{}:{}", dir.display(), stubs.display())
+}
+
+/// Builds `integrations/python/native` (release, as setuptools-rust does;
+/// later calls find it built) and copies it into `package_dir` as
+/// `_native.abi3.so`.
+async fn build_native_module(package_dir: &Path) {
+    let manifest = integration_dir().join("native/Cargo.toml");
+    let mut build = tokio::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
+    build
+        .args(["build", "--release", "--locked", "--manifest-path"])
+        .arg(&manifest)
+        // What setuptools-rust sets: leave libpython to the interpreter.
+        .env("PYO3_BUILD_EXTENSION_MODULE", "1");
+    let built = run_to_end(build, std::time::Duration::from_secs(900)).await;
+    assert!(
+        built.status.is_some_and(|status| status.success()),
+        "building the native module failed:\n{}",
+        built.stderr
+    );
+    std::fs::create_dir_all(package_dir).unwrap();
+    std::fs::copy(
+        integration_dir().join("native/target/release/lib_native.so"),
+        package_dir.join("_native.abi3.so"),
+    )
+    .unwrap();
 }

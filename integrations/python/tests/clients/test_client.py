@@ -3,6 +3,7 @@ sessiond: every call, the errors, failover, the token and TLS."""
 
 import asyncio
 import datetime
+import os
 
 import grpc
 import pytest
@@ -17,6 +18,7 @@ from sessiond_client import (
     TlsFiles,
     is_valid_key,
 )
+from sessiond_client import transport
 from sessiond_client.data import decode_data, encode_data
 
 UTC = datetime.timezone.utc
@@ -74,6 +76,47 @@ def test_the_async_client_makes_the_same_calls(make_async_client):
         await client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_the_blocking_client_runs_on_the_transport_this_run_expects(client):
+    # SESSIOND_EXPECT_TRANSPORT: set by server/tests/python_clients.rs, which
+    # runs this suite with the native module and without it.
+    expected = required("SESSIOND_EXPECT_TRANSPORT")
+    assert client.transport == expected
+    assert transport.NATIVE == (expected == "native")
+
+
+def test_a_transport_that_does_not_exist_is_refused_naming_the_setting(monkeypatch):
+    with pytest.raises(ValueError, match="transport must be 'native' or 'grpcio', not 'http'"):
+        Client("127.0.0.1:1", transport="http")
+    monkeypatch.setenv("SESSIOND_CLIENT_TRANSPORT", "fast")
+    with pytest.raises(ValueError, match="SESSIOND_CLIENT_TRANSPORT must be"):
+        Client("127.0.0.1:1")
+    # Chosen explicitly, grpcio is always there.
+    assert Client("127.0.0.1:1", transport="grpcio").transport == "grpcio"
+    if not transport.NATIVE:
+        with pytest.raises(ValueError, match="not installed"):
+            Client("127.0.0.1:1", transport="native")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_a_forked_child_opens_its_own_channel(client):
+    # A pre-fork server (gunicorn, uWSGI) imports the app, often calls
+    # sessiond, then forks its workers: each must get a working channel,
+    # and the parent's must still work.
+    key = client.create({"made": "before the fork"})
+    child = os.fork()
+    if child == 0:
+        try:
+            ok = client.load(key).data == {"made": "before the fork"}
+            client.patch(key, set={"child": True})
+            client.close()
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert client.load(key).data == {"made": "before the fork", "child": True}
 
 
 def test_refusals_name_the_call_and_the_code_never_the_key(client):
