@@ -76,6 +76,7 @@ function operations(opts, expireDate) {
     const { Client } = require(PACKAGE_DIR);
     const client = new Client({ addresses: [opts.target], timeoutMs: TIMEOUT_MS });
     return {
+      transport: client.transport,
       create: async () => (await client.create(data, expireDate)).sessionKey,
       load: (key) => client.load(key),
       save: (key) => client.save(key, data, { expireDate }),
@@ -170,7 +171,7 @@ async function main() {
   latencies.sort((a, b) => a - b);
   const mode =
     opts.mode === 'client'
-      ? `Client, ${opts.concurrency} async loop${opts.concurrency === 1 ? '' : 's'}, one channel`
+      ? `Client (${ops.transport}), ${opts.concurrency} async loop${opts.concurrency === 1 ? '' : 's'}, one channel`
       : `bare grpc-js stub, ${opts.concurrency} async loop${opts.concurrency === 1 ? '' : 's'}`;
   process.stdout.write(
     `${JSON.stringify({

@@ -9,9 +9,10 @@ orchestrator samples CPU times from then on).
 Modes:
 
 ``client``
-    ``sessiond_client.Client`` (blocking, on grpcio) at concurrency 1, as a
-    Django or Flask worker thread uses it; ``sessiond_client.AsyncClient``
-    (grpc.aio) with N coroutines on one channel above 1.
+    ``sessiond_client.Client`` (blocking: on the native module when it is on
+    PYTHONPATH, else on grpcio) at concurrency 1, as a Django or Flask
+    worker thread uses it; ``sessiond_client.AsyncClient`` (grpc.aio) with
+    N coroutines on one channel above 1.
 ``stub``
     The generated stub called directly, on a channel with the client's
     options: what a call costs without the client's own code (blocking at
@@ -175,7 +176,10 @@ def run_blocking(args):
         if measuring:
             ops += 1
             latencies.append((clock() - before) * 1e6)
-    label = "Client (blocking, grpcio)" if args.mode == "client" else "bare stub (blocking)"
+    if args.mode == "client":
+        label = f"Client (blocking, {ops_.client.transport})"
+    else:
+        label = "bare stub (blocking)"
     return result(ops, end - measure_start, errors, latencies, label)
 
 

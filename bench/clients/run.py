@@ -12,11 +12,17 @@ within one run, never the best round, and re-run before concluding much.
 
 - rust:   target/release/sessiond-bench --target ... --connections 1 --threads 1
           (the Rust client's Transport in a lean load loop, one channel).
-- node:   bench/clients/node_worker.js: integrations/node's ``Client``,
-          N async loops on one Client (one channel).
+- node:   bench/clients/node_worker.js: integrations/node's ``Client``
+          (on the package's native addon, built by ``npm ci``), N async loops
+          on one Client (one channel).
+- node-grpc-js (optional, --clients): the same ``Client`` on @grpc/grpc-js
+          (``SESSIOND_CLIENT_TRANSPORT=grpc-js``).
 - python: bench/clients/python_worker.py: ``sessiond_client.Client``
-          (blocking grpcio, as a Django/Flask worker uses it) at concurrency
-          1; ``AsyncClient`` (grpc.aio) with N coroutines on one channel above.
+          (blocking, on the package's native module, as a Django/Flask
+          worker uses it after ``pip install``) at concurrency 1;
+          ``AsyncClient`` (grpc.aio) with N coroutines on one channel above.
+- python-grpcio (optional, --clients): the same ``Client`` without the
+          native module, on grpcio (as in a checkout where it is not built).
 - node-stub, python-stub (optional, --clients): the bare generated stub on
   the same channel settings, without the client's own code; the difference
   to node/python is what the client library itself costs per call.
@@ -26,12 +32,15 @@ How to run (from the repository root; Python 3.10+, stdlib only here):
     cargo build --release -p sessiond -p sessiond-bench
     python3 bench/clients/run.py [--rounds 5] [--duration 5] [--concurrency 1,64]
         [--workloads load,save] [--payload-bytes 1024]
-        [--clients rust,node,python[,node-stub,python-stub]] [--json]
+        [--clients rust,node,python[,node-grpc-js,python-grpcio,node-stub,python-stub]]
+        [--json]
 
 The first run makes a virtualenv under target/bench-venvs/ with the pinned
 grpcio, protobuf and grpcio-tools, generates the Python stubs into it (never
 into integrations/python), and runs ``npm ci`` in integrations/node when its
-node_modules is missing; later runs reuse both.
+node_modules is missing; later runs reuse both. Every run builds the Python
+package's native module (cargo, release; a no-op once built) and puts it
+beside the stubs, as ``pip install`` does.
 
 How to read the table (one per workload x concurrency):
 
@@ -63,6 +72,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+import python_native  # noqa: E402 - bench/python_native.py, shared with bench/django
 HERE = Path(__file__).resolve().parent
 NODE_PACKAGE = REPO / "integrations" / "node"
 PYTHON_PACKAGE = REPO / "integrations" / "python"
@@ -73,7 +84,8 @@ PYTHON_REQUIREMENTS = ("grpcio==1.85.1", "protobuf==7.36.2", "grpcio-tools==1.85
 VENV_NAME = "python-grpcio-1.85.1"
 VENV_READY = ".sessiond-bench-ready"
 
-CLIENTS = ("rust", "node", "python", "node-stub", "python-stub")
+CLIENTS = ("rust", "node", "python", "node-grpc-js", "python-grpcio", "node-stub",
+           "python-stub")
 DEFAULT_CLIENTS = "rust,node,python"
 
 #: Sessions each worker creates before measuring; loads and saves pick
@@ -236,11 +248,15 @@ def python_venv(target_dir, log):
 
 
 def node_modules(log):
-    if (NODE_PACKAGE / "node_modules" / "@grpc" / "grpc-js").is_dir():
-        return
-    log(f"running npm ci in {NODE_PACKAGE}")
-    run_setup(["npm", "ci", "--no-audit", "--no-fund"], "install the Node client's dependencies",
-              cwd=NODE_PACKAGE)
+    if not (NODE_PACKAGE / "node_modules" / "@grpc" / "grpc-js").is_dir():
+        log(f"running npm ci in {NODE_PACKAGE}")
+        run_setup(["npm", "ci", "--no-audit", "--no-fund"],
+                  "install the Node client's dependencies", cwd=NODE_PACKAGE)
+    # What `npm ci` ran as the install script; a no-op once built, and the
+    # build of an edited native/ otherwise.
+    log("building the Node client's native addon (npm run build-native)")
+    run_setup(["npm", "run", "--silent", "build-native"],
+              "build the Node client's native addon (needs cargo)", cwd=NODE_PACKAGE)
 
 
 def run_setup(command, what, **kwargs):
@@ -343,9 +359,14 @@ def worker_command(client, workload, concurrency, args, address, tools):
     timing = ["--duration", str(args.duration), "--warmup", str(args.warmup)]
     mode = ["--mode", "stub" if client.endswith("-stub") else "client"]
     if client.startswith("node"):
+        env = {**os.environ, "SESSIOND_CLIENT_TRANSPORT": "grpc-js"} if client == "node-grpc-js" \
+            else None
         return ["node", str(HERE / "node_worker.js"), "--target", address, *common, *timing,
-                *mode], None
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PYTHON_PACKAGE), str(tools["stubs"])])}
+                *mode], env
+    path = [str(PYTHON_PACKAGE), str(tools["stubs"])]
+    if client == "python":
+        path.append(str(tools["native"]))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     return [str(tools["python"]), str(HERE / "python_worker.py"), "--target", address, *common,
             *timing, *mode], env
 
@@ -578,6 +599,9 @@ def main(argv=None):
         tools = binaries(args.target_dir)
         if any(client.startswith("python") for client in args.clients):
             tools["python"], tools["stubs"] = python_venv(args.target_dir, log)
+        if "python" in args.clients:
+            log("building the Python client's native module (cargo build --release)")
+            tools["native"] = python_native.build(args.target_dir)
         if any(client.startswith("node") for client in args.clients):
             node_modules(log)
         server = Server(tools["sessiond"])
@@ -602,7 +626,7 @@ def main(argv=None):
                             )
         summary = summarize(runs, args)
         machine = machine_facts(server.address, tools)
-    except BenchError as error:
+    except (BenchError, python_native.NativeBuildError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -38,8 +38,10 @@ Redis on --redis-url):
 
 The first run makes a virtualenv under target/bench-venvs/ with the pinned
 Django, redis, grpcio, protobuf and grpcio-tools and generates the Python
-stubs into it (never into integrations/python); later runs reuse it. The
-SQLite files live in a temporary directory removed at the end; the Redis
+stubs into it (never into integrations/python); later runs reuse it. Every
+run builds the Python client's native module (bench/python_native.py), which
+the engine's blocking client sends its calls through, as after ``pip
+install``. The SQLite files live in a temporary directory removed at the end; the Redis
 sessions expire an hour after they are written.
 """
 
@@ -57,6 +59,8 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+import python_native  # noqa: E402 - bench/python_native.py, shared with bench/clients
 HERE = Path(__file__).resolve().parent
 PYTHON_PACKAGE = REPO / "integrations" / "python"
 
@@ -297,7 +301,8 @@ def worker_command(engine, threads, args, places):
 def run_worker(engine, threads, args, places):
     command = worker_command(engine, threads, args, places)
     env = {**os.environ,
-           "PYTHONPATH": os.pathsep.join([str(PYTHON_PACKAGE), str(places["stubs"])])}
+           "PYTHONPATH": os.pathsep.join([str(PYTHON_PACKAGE), str(places["stubs"]),
+                                          str(places["native"])])}
     try:
         done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True,
                               text=True, timeout=WORKER_TIMEOUT)
@@ -486,6 +491,8 @@ def main(argv=None):
             if "sessiond" in args.engines:
                 sessiond = sessiond_binary(args.target_dir)
             places["python"], places["stubs"] = python_venv(args.target_dir, log)
+            log("building the Python client's native module (cargo build --release)")
+            places["native"] = python_native.build(args.target_dir)
             if "sessiond" in args.engines:
                 server = Server(sessiond, Path(scratch) / "sessiond.sqlite3")
                 places["address"] = server.address
@@ -499,7 +506,7 @@ def main(argv=None):
             summary = summarize(runs, args)
             goals = targets(runs, args)
             machine = machine_facts(places["address"], runs)
-    except BenchError as error:
+    except (BenchError, python_native.NativeBuildError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
