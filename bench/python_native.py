@@ -13,7 +13,6 @@ from pathlib import Path
 
 PYTHON_PACKAGE = Path(__file__).resolve().parents[1] / "integrations" / "python"
 MANIFEST = PYTHON_PACKAGE / "native" / "Cargo.toml"
-BUILT = PYTHON_PACKAGE / "native" / "target" / "release" / "lib_native.so"
 
 
 class NativeBuildError(Exception):
@@ -34,10 +33,12 @@ def build(target_dir):
         raise NativeBuildError(
             f"cannot build the Python client's native module: `{shlex.join(command)}` "
             f"exited with {done.returncode}:\n{done.stderr.strip()[-2000:]}")
+    cargo_target = Path(os.environ.get("CARGO_TARGET_DIR") or PYTHON_PACKAGE / "native" / "target")
+    built = cargo_target / "release" / "lib_native.so"
     native = Path(target_dir) / "bench-venvs" / "python-native"
     (native / "sessiond").mkdir(parents=True, exist_ok=True)
     # Copied aside and renamed, so that a worker never imports half a file.
     staging = native / "sessiond" / "_native.abi3.so.new"
-    staging.write_bytes(BUILT.read_bytes())
+    staging.write_bytes(built.read_bytes())
     os.replace(staging, native / "sessiond" / "_native.abi3.so")
     return native

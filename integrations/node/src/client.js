@@ -204,7 +204,7 @@ class Client {
    * @param {string | string[]} options.addresses `host:port`, or several for failover
    * @param {string} [options.token] a bearer token (`--token` / `--tokens-file` on the server)
    * @param {{ ca?: Buffer | string, cert?: Buffer | string, key?: Buffer | string, serverName?: string }} [options.tls]
-   *   TLS: Buffers hold PEM, strings are paths of PEM files; `{}` trusts the system's roots;
+   *   TLS: Buffers hold PEM, strings are paths of PEM files; `{}` trusts the bundled public roots;
    *   `serverName` is the name to expect in sessiond's certificate when the address does not carry it
    * @param {number} [options.timeoutMs] deadline of each call (default 5000)
    * @param {'native' | 'grpc-js'} [options.transport] what sends the calls: the native
@@ -241,7 +241,8 @@ class Client {
     this.transport = native.chooseTransport(transport);
     this._service = Service.service;
     this._preferred = 0;
-    this._metadata = new grpc.Metadata();
+    // Not enumerable: `console.log(client)` must not print the token.
+    Object.defineProperty(this, '_metadata', { value: new grpc.Metadata() });
     if (token !== undefined && token !== null) this._metadata.set('authorization', `Bearer ${token}`);
     if (this.transport === 'native') {
       const options = {
@@ -290,8 +291,11 @@ class Client {
     if (this._channels) {
       return native
         .call(this._channels[index], this._service[rpc], request, this.timeoutMs)
-        .catch((status) => {
-          throw errorFromStatus(rpc, status, this.addresses[index]);
+        .catch((failure) => {
+          // A status the addon answered with; anything else (a message
+          // the serializers refused) is thrown as it is.
+          if (typeof failure?.code !== 'number') throw failure;
+          throw errorFromStatus(rpc, failure, this.addresses[index]);
         });
     }
     const stub = this._stubs[index];
@@ -416,14 +420,8 @@ class Client {
   /** Closes the channels; calls made afterwards fail. */
   close() {
     for (const stub of this._stubs) stub.close();
-    // A native channel closes when it is collected; calls afterwards fail here.
-    if (this._channels) this._channels = this._channels.map(() => closedChannel);
+    for (const channel of this._channels ?? []) channel.close();
   }
 }
-
-/** What a closed client's native calls go to: a refusal, as grpc-js gives after close(). */
-const closedChannel = {
-  call: async () => ({ code: grpc.status.UNAVAILABLE, details: 'the client was closed' }),
-};
 
 module.exports = { Client, DEFAULT_TIMEOUT_MS };

@@ -2,7 +2,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
-/** TLS settings: Buffers hold PEM, strings are paths of PEM files. `{}` trusts the system's roots. */
+/** TLS settings: Buffers hold PEM, strings are paths of PEM files. `{}` trusts the bundled public (Mozilla) roots. */
 export interface TlsOptions {
   /** The CA that signed sessiond's certificate. */
   ca?: Buffer | string;

@@ -72,12 +72,21 @@ function openChannel(address, options) {
 /**
  * Sends `request` for the method `definition` (from the service definition
  * proto-loader made) and resolves to the decoded answer; rejects with
- * `{ code, details }`, as grpc-js's errors carry them.
+ * a `NativeStatus` (`code`, `details`), as grpc-js's errors carry them.
  */
 async function call(channel, definition, request, timeoutMs) {
   const answer = await channel.call(definition.path, definition.requestSerialize(request), timeoutMs);
-  if (answer.code !== 0) throw { code: answer.code, details: answer.details };
+  if (answer.code !== 0) throw new NativeStatus(answer.code, answer.details);
   return definition.responseDeserialize(answer.message);
+}
+
+/** A failed call's status, read as grpc-js's errors are (`code`, `details`). */
+class NativeStatus extends Error {
+  constructor(code, details) {
+    super(details);
+    this.code = code;
+    this.details = details;
+  }
 }
 
 module.exports = { chooseTransport, openChannel, call, TRANSPORTS };

@@ -44,6 +44,24 @@ test('the client runs on the transport this run expects', (t) => {
   assert.equal(client.transport, expected);
 });
 
+test('printing a client never shows its token', () => {
+  const token = 'printed-token-0123456789';
+  const withToken = new Client({ addresses: '127.0.0.1:1', token });
+  assert.ok(!require('node:util').inspect(withToken, { depth: 5 }).includes(token));
+  withToken.close();
+});
+
+test('a closed client refuses calls', async () => {
+  const closing = new Client({ addresses: server.address });
+  const { sessionKey } = await closing.create({ a: 1 });
+  closing.close();
+  // UNAVAILABLE on the native transport; grpc-js's own error on grpc-js.
+  await assert.rejects(
+    closing.load(sessionKey),
+    (error) => closing.transport === 'grpc-js' || error instanceof SessiondUnavailable,
+  );
+});
+
 test('a transport that does not exist is refused, naming the setting', () => {
   assert.throws(
     () => new Client({ addresses: '127.0.0.1:1', transport: 'http' }),

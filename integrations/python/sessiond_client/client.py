@@ -125,8 +125,9 @@ class TlsFiles:
     """TLS to sessiond (``--tls-cert``/``--tls-key`` on its side).
 
     ``ca``: PEM file of the CA that signed sessiond's certificate (``None``:
-    the system's roots). ``cert`` and ``key``: the client's certificate and
-    key, both or neither, for a sessiond started with ``--tls-client-ca``.
+    the public CAs' roots the client bundles, Mozilla's). ``cert`` and
+    ``key``: the client's certificate and key, both or neither, for a
+    sessiond started with ``--tls-client-ca``.
     ``server_name``: the name to check sessiond's certificate against when
     it is not the host of the address (an address by IP).
     """

@@ -230,9 +230,12 @@ async fn build_native_module(package_dir: &Path) {
         "building the native module failed:\n{}",
         built.stderr
     );
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| integration_dir().join("native/target"));
     std::fs::create_dir_all(package_dir).unwrap();
     std::fs::copy(
-        integration_dir().join("native/target/release/lib_native.so"),
+        target_dir.join("release/lib_native.so"),
         package_dir.join("_native.abi3.so"),
     )
     .unwrap();

@@ -9,6 +9,7 @@
 //! which the JavaScript side turns into its own errors.
 
 use std::str::FromStr;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
@@ -49,7 +50,10 @@ pub struct Answer {
 /// runtime threads.
 #[napi]
 pub struct Channel {
-    channel: tonic::transport::Channel,
+    // `None` once closed: dropping the last clone closes the connection
+    // (calls in flight hold their own), where garbage collection of the
+    // JavaScript object might never come.
+    channel: Mutex<Option<tonic::transport::Channel>>,
     authorization: Option<AsciiMetadataValue>,
 }
 
@@ -81,9 +85,19 @@ impl Channel {
         // next call, at once (no back-off to wait out).
         let channel = within_runtime_if_available(|| endpoint.connect_lazy());
         Ok(Channel {
-            channel,
+            channel: Mutex::new(Some(channel)),
             authorization,
         })
+    }
+
+    /// Closes the channel: its connection ends once the calls in flight have
+    /// answered, and later calls fail with UNAVAILABLE.
+    #[napi]
+    pub fn close(&self) {
+        self.channel
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 
     /// Sends `request` (a serialized message) to the method at `path`
@@ -106,10 +120,21 @@ impl Channel {
                 .metadata_mut()
                 .insert("authorization", authorization.clone());
         }
+        let channel = self
+            .channel
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(channel) = channel else {
+            return Ok(Answer {
+                code: u32::try_from(i32::from(Code::Unavailable)).unwrap_or(14),
+                details: "the client was closed".to_owned(),
+                message: None,
+            });
+        };
         // sessiond bounds what it stores (--max-data-bytes); the 4 MiB
         // default here would refuse larger configured limits.
-        let mut grpc =
-            tonic::client::Grpc::new(self.channel.clone()).max_decoding_message_size(usize::MAX);
+        let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(usize::MAX);
         let call = async move {
             grpc.ready()
                 .await
@@ -156,7 +181,10 @@ fn failure_code(status: &Status) -> Code {
         source = cause.source();
     }
     match status.code() {
-        Code::Unknown if local => Code::Unavailable,
+        // Also CANCELLED: hyper's word for a request whose connection closed
+        // before the answer (sessiond refusing what is not TLS, say). This
+        // client cancels nothing itself but at its deadline, read above.
+        Code::Unknown | Code::Cancelled if local => Code::Unavailable,
         code => code,
     }
 }
@@ -187,7 +215,7 @@ fn tls_config(options: &ChannelOptions) -> ClientTlsConfig {
     let mut config = ClientTlsConfig::new();
     config = match &options.ca {
         Some(ca) => config.ca_certificate(Certificate::from_pem(&ca[..])),
-        None => config.with_native_roots(),
+        None => config.with_webpki_roots(),
     };
     if let (Some(cert), Some(key)) = (&options.cert, &options.key) {
         config = config.identity(Identity::from_pem(&cert[..], &key[..]));

@@ -47,7 +47,7 @@ struct Channel {
 #[pymethods]
 impl Channel {
     /// `address` is `host:port` (checked by the caller). PEM bytes: `ca`
-    /// (None: the system's roots), `cert` and `key` for mutual TLS; TLS is
+    /// (None: the bundled Mozilla roots), `cert` and `key` for mutual TLS; TLS is
     /// on when `tls` is true. Durations are in seconds.
     #[new]
     #[pyo3(signature = (
@@ -186,7 +186,10 @@ fn failure_code(status: &Status) -> Code {
         source = cause.source();
     }
     match status.code() {
-        Code::Unknown if local => Code::Unavailable,
+        // Also CANCELLED: hyper's word for a request whose connection closed
+        // before the answer (sessiond refusing what is not TLS, say). This
+        // client cancels nothing itself but at its deadline, read above.
+        Code::Unknown | Code::Cancelled if local => Code::Unavailable,
         code => code,
     }
 }
@@ -222,7 +225,7 @@ fn tls_config(
     let mut config = ClientTlsConfig::new();
     config = match ca {
         Some(ca) => config.ca_certificate(Certificate::from_pem(ca)),
-        None => config.with_native_roots(),
+        None => config.with_webpki_roots(),
     };
     if let (Some(cert), Some(key)) = (cert, key) {
         config = config.identity(Identity::from_pem(cert, key));
