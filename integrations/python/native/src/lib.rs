@@ -36,11 +36,11 @@ struct Channel {
     // One worker thread keeps the connection alive between calls (answers
     // sessiond's pings, sends the client's own) while Python does other
     // work; the calling thread waits on its answer with the GIL released.
-    // Always `Some`; taken only by `drop` in a child made by `fork`.
+    // Both always `Some`; taken only by `drop` in a child made by `fork`.
     runtime: Option<tokio::runtime::Runtime>,
+    channel: Option<tonic::transport::Channel>,
     // The process that made the runtime: only there do its threads exist.
     pid: u32,
-    channel: tonic::transport::Channel,
     authorization: Option<AsciiMetadataValue>,
 }
 
@@ -100,7 +100,7 @@ impl Channel {
         Ok(Channel {
             runtime: Some(runtime),
             pid: std::process::id(),
-            channel,
+            channel: Some(channel),
             authorization,
         })
     }
@@ -125,12 +125,14 @@ impl Channel {
                 .metadata_mut()
                 .insert("authorization", authorization.clone());
         }
-        let (Some(runtime), true) = (&self.runtime, self.pid == std::process::id()) else {
+        let (Some(runtime), Some(channel), true) =
+            (&self.runtime, &self.channel, self.pid == std::process::id())
+        else {
             return Err(PyValueError::new_err(
                 "this channel was made before the process forked: open a new one",
             ));
         };
-        let channel = self.channel.clone();
+        let channel = channel.clone();
         let answer = py.detach(|| {
             runtime.block_on(async move {
                 let call = async move {
@@ -162,8 +164,11 @@ impl Channel {
 impl Drop for Channel {
     fn drop(&mut self) {
         if self.pid != std::process::id() {
-            // In a child made by fork the runtime's threads are gone, and
-            // dropping it would wait for them forever: leave it be.
+            // In a child made by fork the runtime's threads are gone:
+            // dropping the runtime would wait for them forever, and dropping
+            // the channel would wake its tasks on that dead runtime, taking
+            // locks a parent thread may have held at the fork. Leave both.
+            std::mem::forget(self.channel.take());
             std::mem::forget(self.runtime.take());
         }
     }
