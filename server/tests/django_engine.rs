@@ -343,7 +343,7 @@ async fn the_package_installs_with_stubs_generated_from_the_proto() {
         site.to_str().unwrap(),
         package.to_str().unwrap(),
     ];
-    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-native-target");
+    let target_dir = python::native_install_target_dir();
     run_python(
         &venv,
         checkout.path(),

@@ -153,12 +153,8 @@ async fn sh(venv: &Path, cwd: &Path, script: &str, env: &[(&str, &str)]) -> Outc
         .current_dir(cwd)
         .env("PATH", path)
         .env("VIRTUAL_ENV", venv)
-        // The native module's crates, built once for every install here
-        // (setuptools-rust asks cargo where the target directory is).
-        .env(
-            "CARGO_TARGET_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-native-target"),
-        )
+        // setuptools-rust asks cargo where the target directory is.
+        .env("CARGO_TARGET_DIR", python::native_install_target_dir())
         .env_remove("PYTHONPATH")
         .env_remove("PYTHONHOME")
         .envs(env.iter().copied());

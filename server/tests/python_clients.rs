@@ -56,8 +56,8 @@ async fn the_python_client_flask_and_asgi_suite_passes() {
         return;
     };
     let stubs = tempfile::tempdir().unwrap();
-    let native_path = python::checkout_path(&venv, stubs.path()).await;
     let grpcio_path = python::checkout_path_on_grpcio(&venv, stubs.path()).await;
+    let native_path = python::with_native_module(&grpcio_path, stubs.path()).await;
 
     let server = TestServer::start_with(&["--token", TOKEN]).await;
     let certs = tempfile::tempdir().unwrap();

@@ -141,17 +141,27 @@ function pem(value, name) {
 }
 
 /**
+ * The TLS settings' PEM, read once for either transport: null for plaintext.
  * @param {object | undefined} tls
- * @returns {grpc.ChannelCredentials}
+ * @returns {{ ca: Buffer | null, cert: Buffer | null, key: Buffer | null } | null}
  */
-function channelCredentials(tls) {
-  if (!tls) return grpc.credentials.createInsecure();
+function tlsFiles(tls) {
+  if (!tls) return null;
   const cert = pem(tls.cert, 'tls.cert');
   const key = pem(tls.key, 'tls.key');
   if (Boolean(cert) !== Boolean(key)) {
     throw new TypeError('sessiond-client: tls.cert and tls.key go together (a client certificate and its key)');
   }
-  return grpc.credentials.createSsl(pem(tls.ca, 'tls.ca'), key, cert);
+  return { ca: pem(tls.ca, 'tls.ca'), cert, key };
+}
+
+/**
+ * @param {{ ca: Buffer | null, cert: Buffer | null, key: Buffer | null } | null} files
+ * @returns {grpc.ChannelCredentials}
+ */
+function channelCredentials(files) {
+  if (!files) return grpc.credentials.createInsecure();
+  return grpc.credentials.createSsl(files.ca, files.key, files.cert);
 }
 
 /**
@@ -232,7 +242,7 @@ class Client {
       }
     }
     const Service = sessionServiceClient();
-    const credentials = channelCredentials(tls);
+    const files = tlsFiles(tls);
     const settings = channelOptions(tls);
     /** @type {string[]} */
     this.addresses = [...list];
@@ -246,10 +256,10 @@ class Client {
     if (token !== undefined && token !== null) this._metadata.set('authorization', `Bearer ${token}`);
     if (this.transport === 'native') {
       const options = {
-        tls: Boolean(tls),
-        ca: tls ? pem(tls.ca, 'tls.ca') : null,
-        cert: tls ? pem(tls.cert, 'tls.cert') : null,
-        key: tls ? pem(tls.key, 'tls.key') : null,
+        tls: Boolean(files),
+        ca: files?.ca ?? null,
+        cert: files?.cert ?? null,
+        key: files?.key ?? null,
         serverName: tls?.serverName ?? undefined,
         token: token ?? undefined,
         connectTimeoutMs: CONNECT_TIMEOUT_MS,
@@ -260,6 +270,7 @@ class Client {
       this._stubs = [];
     } else {
       this._channels = null;
+      const credentials = channelCredentials(files);
       this._stubs = list.map((address) => new Service(address, credentials, settings));
     }
   }

@@ -189,9 +189,22 @@ pub fn integration_dir() -> PathBuf {
 /// grpcio-tools.
 pub async fn checkout_path(venv: &Path, stubs: &Path) -> String {
     let grpcio_only = checkout_path_on_grpcio(venv, stubs).await;
+    with_native_module(&grpcio_only, stubs).await
+}
+
+/// `grpcio_only` (from [`checkout_path_on_grpcio`] into `stubs`) with the
+/// native transport built and put beside the stubs.
+pub async fn with_native_module(grpcio_only: &str, stubs: &Path) -> String {
     let native = stubs.join("native");
     build_native_module(&native.join("sessiond")).await;
     format!("{grpcio_only}:{}", native.display())
+}
+
+/// Where the tests that `pip install` the package let cargo build its
+/// native module: one target directory for all of them, so its crates are
+/// compiled once whatever copy of the package is being installed.
+pub fn native_install_target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-native-target")
 }
 
 /// As [`checkout_path`], without the native transport: the blocking client
