@@ -25,7 +25,8 @@ settings' checks); they differ only in how a call is sent.
 
 A ``Client`` keeps one channel per address and process, shared by all
 threads; a child process made by ``fork`` opens its own on first use, since
-gRPC channels do not survive a fork. An ``AsyncClient`` keeps one per
+gRPC channels do not survive a fork (on grpcio, whose own state may not
+survive it either, fork before the first call). An ``AsyncClient`` keeps one per
 address and event loop, since ``grpc.aio`` channels belong to the loop that
 made them.
 """
