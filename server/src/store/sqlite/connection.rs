@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::Synchronous;
@@ -93,6 +94,37 @@ pub(super) fn open_read_write(
     }
     conn.pragma_update(None, "synchronous", synchronous.pragma())?;
     Ok(conn)
+}
+
+/// Page cache of each read connection: 16 MiB (SQLite's default is 2 MiB).
+/// Loads go to whichever connection is idle, most often the same few, so a
+/// larger cache keeps a read-mostly store's hot pages in memory; it is
+/// filled only as far as the database is large, and emptied whenever a
+/// commit changes the database.
+const READ_CACHE_KIB: i64 = 16 * 1024;
+
+/// A pool of `size` read-only connections to `path`. They do not wait for
+/// locks (see `Loads`); a caller that must wait sets the timeout itself.
+pub(super) fn read_pool(
+    path: &Path,
+    size: u32,
+    timeout: Duration,
+) -> Result<r2d2::Pool<SqliteConnectionManager>, r2d2::Error> {
+    let manager = SqliteConnectionManager::file(path)
+        .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_init(|conn| {
+            conn.busy_timeout(Duration::ZERO)?;
+            // A negative size is in KiB.
+            conn.pragma_update(None, "cache_size", -READ_CACHE_KIB)
+        });
+    r2d2::Pool::builder()
+        .max_size(size)
+        .min_idle(Some(size))
+        // A local file does not go stale; checking every checkout would
+        // run a statement per read.
+        .test_on_check_out(false)
+        .connection_timeout(timeout)
+        .build(manager)
 }
 
 /// Logs the `synchronous` setting the writer's connection reports: what

@@ -22,6 +22,7 @@ mod checkpoint;
 mod connection;
 mod dates;
 mod errors;
+mod loads;
 mod schema;
 mod url;
 mod writer;
@@ -33,7 +34,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::Connection;
 
 use crate::session::{ExpireDate, Record, SessionKey};
 use crate::store::kit::{
@@ -42,9 +43,12 @@ use crate::store::kit::{
 use crate::store::{Patcher, PoolGauges, SessionStore, SqliteGauges, StoreGauges};
 pub use backup::SqliteBackupError;
 pub(crate) use backup::back_up;
-use connection::{check_path, explain_open_error, keep_private, log_synchronous, open_read_write};
+use connection::{
+    check_path, explain_open_error, keep_private, log_synchronous, open_read_write, read_pool,
+};
 use dates::{from_django_text, to_django_text};
 use errors::{classify, is_busy};
+use loads::Loads;
 pub use url::{SqliteUrl, SqliteUrlError, Synchronous};
 use writer::{WriteOp, WriteOutcome, Writer};
 
@@ -59,6 +63,7 @@ pub struct SqliteStore {
     timeout: Duration,
     synchronous: Synchronous,
     readers: r2d2::Pool<SqliteConnectionManager>,
+    loads: Arc<Loads>,
     writer: Writer,
 }
 
@@ -73,24 +78,13 @@ impl SqliteStore {
         log_synchronous(&conn);
 
         let timeout = options.timeout;
-        let manager = SqliteConnectionManager::file(path)
-            .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            // Reads first try without waiting for locks; see `read`.
-            .with_init(|conn| conn.busy_timeout(Duration::ZERO));
-        let readers = r2d2::Pool::builder()
-            .max_size(DEFAULT_READERS)
-            .min_idle(Some(DEFAULT_READERS))
-            // A local file does not go stale; checking every checkout would
-            // run a statement per read.
-            .test_on_check_out(false)
-            .connection_timeout(timeout)
-            .build(manager)
-            .map_err(OpenFailure::driver)?;
+        let readers = read_pool(path, DEFAULT_READERS, timeout).map_err(OpenFailure::driver)?;
 
         Ok(Self {
             path: path.to_owned(),
             timeout,
             synchronous,
+            loads: Loads::new(readers.clone(), timeout),
             readers,
             writer: Writer::spawn(conn, path, timeout, synchronous),
         })
@@ -189,19 +183,7 @@ impl SessionStore for SqliteStore {
         key: &SessionKey,
         now: DateTime<Utc>,
     ) -> Result<Option<Record>, StoreError> {
-        let key = key.clone();
-        let row = self
-            .read(move |conn| {
-                conn.prepare_cached(
-                    "SELECT session_data, expire_date FROM django_session \
-                     WHERE session_key = ?1 AND expire_date > ?2",
-                )?
-                .query_row((key.as_str(), to_django_text(now)), |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-                })
-                .optional()
-            })
-            .await?;
+        let row = self.loads.load(key.clone(), to_django_text(now)).await?;
         let Some((session_data, expire_text)) = row else {
             return Ok(None);
         };

@@ -1,0 +1,417 @@
+//! Loads read together: every Load waiting at one moment is answered from
+//! one read transaction.
+//!
+//! A read transaction has a fixed cost apart from the lookup itself: in WAL
+//! mode SQLite takes and drops a shared lock on the `-shm` file (a `fcntl`
+//! and a process-wide mutex), reads the log's index header, and, whenever
+//! anything was committed since the connection's last transaction, throws
+//! its whole page cache away, so that the lookup reads its pages again. On
+//! a store that is written to all the time that fixed cost is larger than
+//! the lookup. Sharing it, as the writer shares one commit among many
+//! writes, is what makes loads cheap while saves go on.
+//!
+//! There is no thread to hand loads to. A Load queues itself and yields
+//! once, so that the calls that arrived with it (one read of the socket
+//! often brings dozens) queue theirs too; then the first to run again takes
+//! an idle read connection and answers everything queued, on the spot. A
+//! Load that finds no idle connection waits for its answer: whoever holds
+//! a connection looks at the queue again before giving it back.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OptionalExtension};
+use tokio::sync::oneshot;
+
+use super::errors::{classify, is_busy};
+use crate::session::SessionKey;
+use crate::store::kit::StoreError;
+
+/// A stored row as read: `session_data` and `expire_date` as text.
+pub(super) type Row = (String, String);
+
+type Answer = Result<Option<Row>, StoreError>;
+
+/// One queued Load: the key, the moment it was asked at (as Django's
+/// text), and where its answer goes.
+struct Pending {
+    key: SessionKey,
+    now: String,
+    answer: oneshot::Sender<Answer>,
+}
+
+// Keys are secrets: a queued Load shows nothing of its own.
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pending")
+    }
+}
+
+pub(super) type Readers = r2d2::Pool<SqliteConnectionManager>;
+
+/// The queue of Loads waiting for a read transaction, and the connections
+/// that answer them.
+#[derive(Debug)]
+pub(super) struct Loads {
+    readers: Readers,
+    timeout: Duration,
+    queue: Mutex<Vec<Pending>>,
+}
+
+impl Loads {
+    /// Loads answered on `readers`; one kept out by another process's lock
+    /// waits up to `timeout` for it.
+    pub(super) fn new(readers: Readers, timeout: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            readers,
+            timeout,
+            queue: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The row of `key` unexpired at `now` (Django's text), if any.
+    pub(super) async fn load(self: &Arc<Self>, key: SessionKey, now: String) -> Answer {
+        let (answer, answered) = oneshot::channel();
+        self.lock().push(Pending { key, now, answer });
+        tokio::task::yield_now().await;
+        self.answer_queued();
+        answered.await.unwrap_or_else(|_| {
+            Err(StoreError::Internal(
+                "a load was dropped without an answer".into(),
+            ))
+        })
+    }
+
+    /// Answers queued Loads while an idle read connection can be had and
+    /// the queue is not empty.
+    ///
+    /// Whoever gives a connection back looks at the queue again: a Load
+    /// that found every connection in use counts on it.
+    fn answer_queued(self: &Arc<Self>) {
+        while !self.lock().is_empty() {
+            let Some(conn) = self.readers.try_get() else {
+                return;
+            };
+            loop {
+                let batch = std::mem::take(&mut *self.lock());
+                if batch.is_empty() {
+                    break;
+                }
+                if let Err(locked) = answer_batch(&conn, batch, self.timeout) {
+                    self.wait_for_locks(locked);
+                }
+            }
+            drop(conn);
+        }
+    }
+
+    /// Answers Loads the database's locks kept from being answered at once,
+    /// on a blocking thread that waits up to the timeout for the locks.
+    fn wait_for_locks(self: &Arc<Self>, batch: Vec<Pending>) {
+        let loads = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let timeout = loads.timeout;
+            match loads.readers.get() {
+                Ok(conn) => {
+                    let waited = conn.busy_timeout(timeout);
+                    for pending in batch {
+                        let result = waited
+                            .as_ref()
+                            .map_err(clone_error)
+                            .and_then(|()| lookup(&conn, &pending.key, &pending.now));
+                        let _ = pending
+                            .answer
+                            .send(result.map_err(|err| classify(err, timeout)));
+                    }
+                    let _ = conn.busy_timeout(Duration::ZERO);
+                }
+                Err(err) => {
+                    for pending in batch {
+                        let failure = StoreError::Unavailable(err.to_string().into());
+                        let _ = pending.answer.send(Err(failure));
+                    }
+                }
+            }
+            // The connection is back: see to what was queued meanwhile.
+            loads.answer_queued();
+        });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+        // A panic while holding the lock leaves a queue that is still whole.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Answers `batch` in one read transaction on `conn`, which does not wait
+/// for locks. When the database keeps readers out (another process is
+/// recovering the log after a crash, or holds a rollback-journal database's
+/// write lock), gives back the Loads not answered yet.
+fn answer_batch(
+    conn: &Connection,
+    batch: Vec<Pending>,
+    timeout: Duration,
+) -> Result<(), Vec<Pending>> {
+    let together = batch.len() > 1;
+    if together && let Err(err) = run(conn, "BEGIN") {
+        return if is_busy(&err) {
+            Err(batch)
+        } else {
+            fail_all(batch, &err, timeout);
+            Ok(())
+        };
+    }
+    let mut batch = batch.into_iter();
+    while let Some(pending) = batch.next() {
+        match lookup(conn, &pending.key, &pending.now) {
+            Err(err) if is_busy(&err) => {
+                end(conn, together);
+                let mut rest = vec![pending];
+                rest.extend(batch);
+                return Err(rest);
+            }
+            result => {
+                let _ = pending
+                    .answer
+                    .send(result.map_err(|err| classify(err, timeout)));
+            }
+        }
+    }
+    end(conn, together);
+    Ok(())
+}
+
+/// Ends the read transaction, if one was begun.
+fn end(conn: &Connection, together: bool) {
+    if together && let Err(err) = run(conn, "COMMIT") {
+        // A read transaction that cannot end keeps its snapshot: roll back.
+        tracing::warn!(error = %err, "ending a read transaction failed");
+        let _ = run(conn, "ROLLBACK");
+    }
+}
+
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+fn lookup(conn: &Connection, key: &SessionKey, now: &str) -> rusqlite::Result<Option<Row>> {
+    conn.prepare_cached(
+        "SELECT session_data, expire_date FROM django_session \
+         WHERE session_key = ?1 AND expire_date > ?2",
+    )?
+    .query_row((key.as_str(), now), |row| Ok((row.get(0)?, row.get(1)?)))
+    .optional()
+}
+
+fn fail_all(batch: Vec<Pending>, err: &rusqlite::Error, timeout: Duration) {
+    for pending in batch {
+        let failure = classify(clone_error(err), timeout);
+        let _ = pending.answer.send(Err(failure));
+    }
+}
+
+/// rusqlite's errors are not `Clone`; one failure answers many Loads.
+fn clone_error(err: &rusqlite::Error) -> rusqlite::Error {
+    match err {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            rusqlite::Error::SqliteFailure(*code, message.clone())
+        }
+        other => rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(other.to_string()),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use chrono::{TimeDelta, Utc};
+
+    use crate::session::{ExpireDate, Record, SessionKey};
+    use crate::store::kit::StoreError;
+    use crate::store::sqlite::{SqliteStore, SqliteUrl, Synchronous};
+    use crate::store::{SessionStore, StoreOptions};
+
+    async fn open(dir: &tempfile::TempDir, timeout: Duration) -> Arc<SqliteStore> {
+        let url = SqliteUrl {
+            path: dir.path().join("sessions.sqlite3"),
+            synchronous: Synchronous::Normal,
+        };
+        let options = StoreOptions {
+            timeout,
+            ..StoreOptions::default()
+        };
+        let store = Arc::new(SqliteStore::open(&url, &options).unwrap());
+        store.migrate().await.unwrap();
+        store
+    }
+
+    fn record(data: String, hours: i64) -> Record {
+        Record {
+            session_data: data,
+            expire_date: ExpireDate::after(Utc::now(), TimeDelta::hours(hours)).unwrap(),
+        }
+    }
+
+    /// Many Loads in flight at once, while Saves go on: each gets its own
+    /// key's row as last saved before it was asked, none another's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn loads_answered_together_each_get_their_own_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir, Duration::from_secs(5)).await;
+        let keys: Vec<SessionKey> = (0..64).map(|_| SessionKey::generate()).collect();
+        for key in &keys {
+            let data = format!("{{\"key\": \"{}\", \"round\": 0}}", key.as_str());
+            store.insert(key, record(data, 1)).await.unwrap();
+        }
+        let expired = SessionKey::generate();
+        store
+            .insert(&expired, record("{}".into(), -1))
+            .await
+            .unwrap();
+        let missing = SessionKey::generate();
+
+        for round in 1..=20 {
+            let mut tasks = tokio::task::JoinSet::new();
+            for key in &keys {
+                let (store, key) = (store.clone(), key.clone());
+                tasks.spawn(async move {
+                    let loaded = store.load(&key, Utc::now()).await.unwrap().unwrap();
+                    let expected =
+                        format!("\"key\": \"{}\", \"round\": {}", key.as_str(), round - 1);
+                    assert!(
+                        loaded.session_data.contains(&expected),
+                        "{} loaded {}",
+                        key.as_str(),
+                        loaded.session_data
+                    );
+                });
+            }
+            for key in [expired.clone(), missing.clone()] {
+                let store = store.clone();
+                tasks.spawn(async move {
+                    assert!(store.load(&key, Utc::now()).await.unwrap().is_none());
+                });
+            }
+            tasks.join_all().await;
+            // Saves between rounds: the next round's Loads, asked after
+            // these were acknowledged, must see them.
+            let mut saves = tokio::task::JoinSet::new();
+            for key in &keys {
+                let (store, key) = (store.clone(), key.clone());
+                saves.spawn(async move {
+                    let data = format!("{{\"key\": \"{}\", \"round\": {round}}}", key.as_str());
+                    store.update(&key, record(data, 1)).await
+                });
+            }
+            for result in saves.join_all().await {
+                result.unwrap();
+            }
+        }
+        store.close().await;
+    }
+
+    /// A database of one session, `{"a": 1}` under the returned key, and a
+    /// read pool on it. The database is in rollback-journal mode: in WAL
+    /// mode the pool's connections, once they have read, keep a shared lock
+    /// that no other process can break, and only a rare moment (another
+    /// process recovering the log after a crash) keeps them out; a write
+    /// lock held in rollback mode keeps them out at will.
+    fn database_with_pool(
+        dir: &tempfile::TempDir,
+        timeout: Duration,
+    ) -> (std::path::PathBuf, SessionKey, super::Readers) {
+        let path = dir.path().join("sessions.sqlite3");
+        let setup = rusqlite::Connection::open(&path).unwrap();
+        let key = SessionKey::generate();
+        setup
+            .execute_batch(
+                "CREATE TABLE django_session (session_key varchar(40) NOT NULL PRIMARY KEY, \
+                 session_data text NOT NULL, expire_date datetime NOT NULL);",
+            )
+            .unwrap();
+        setup
+            .execute(
+                "INSERT INTO django_session VALUES (?1, '{\"a\": 1}', '9999-12-31 00:00:00')",
+                [key.as_str()],
+            )
+            .unwrap();
+        drop(setup);
+        let readers = super::super::connection::read_pool(&path, 2, timeout).unwrap();
+        (path, key, readers)
+    }
+
+    /// Another process's exclusive lock, held until the connection commits
+    /// or is dropped.
+    fn hold_exclusively(path: &std::path::Path) -> rusqlite::Connection {
+        let holder = rusqlite::Connection::open(path).unwrap();
+        holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        holder
+    }
+
+    fn now() -> String {
+        super::super::dates::to_django_text(Utc::now())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn loads_kept_out_by_a_lock_wait_for_it_then_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let timeout = Duration::from_secs(5);
+        let (path, key, readers) = database_with_pool(&dir, timeout);
+        let loads = super::Loads::new(readers, timeout);
+        let holder = hold_exclusively(&path);
+        let waiting: Vec<_> = (0..8)
+            .map(|_| {
+                let (loads, key) = (loads.clone(), key.clone());
+                tokio::spawn(async move { loads.load(key, now()).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            waiting.iter().all(|load| !load.is_finished()),
+            "a load did not wait for the lock"
+        );
+        holder.execute_batch("COMMIT").unwrap();
+        drop(holder);
+        for load in waiting {
+            // Bounded: a Load left in the queue with no one to answer it
+            // would hang here.
+            let answered = tokio::time::timeout(Duration::from_secs(10), load).await;
+            let (data, _) = answered
+                .expect("a load was never answered")
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert_eq!(data, "{\"a\": 1}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn loads_kept_out_past_the_timeout_fail_as_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let timeout = Duration::from_millis(300);
+        let (path, key, readers) = database_with_pool(&dir, timeout);
+        let loads = super::Loads::new(readers, timeout);
+        let holder = hold_exclusively(&path);
+        let started = Instant::now();
+        let err = loads.load(key.clone(), now()).await.unwrap_err();
+        let StoreError::Unavailable(cause) = &err else {
+            panic!("{err:?}");
+        };
+        assert!(
+            cause.to_string().contains("locked by another process"),
+            "{cause}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+        drop(holder);
+        // Once it lets go, loads are answered again.
+        let answer = loads.load(key, now()).await.unwrap();
+        assert!(answer.is_some());
+    }
+}
