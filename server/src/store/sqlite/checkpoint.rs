@@ -28,7 +28,7 @@ use super::Synchronous;
 /// so that the log starts over: 16 MiB of 4 KiB pages. The log stays a few
 /// hash segments long for readers to search (4096 frames each), and the
 /// pauses come seldom enough not to matter in the tail.
-const RESTART_FRAMES: i64 = 4096;
+const RESTART_FRAMES: i64 = 16384;
 
 /// Log length past which passes run back to back: the last quarter before
 /// [`RESTART_FRAMES`].
@@ -298,8 +298,11 @@ mod tests {
     use crate::store::sqlite::{SqliteStore, SqliteUrl, Synchronous};
     use crate::store::{SessionStore, StoreOptions};
 
-    /// Writes enough 1 KiB sessions to fill the log several times over,
-    /// 64 at a time as concurrent callers would.
+    /// Sessions that fill the log several times over when no restart comes.
+    const MANY_SESSIONS: usize = 10 * super::RESTART_FRAMES as usize;
+
+    /// Writes `count` 1 KiB sessions, 64 at a time as concurrent callers
+    /// would.
     async fn write_sessions(store: &Arc<SqliteStore>, count: usize) -> Vec<SessionKey> {
         let expire_date = ExpireDate::after(Utc::now(), TimeDelta::hours(1)).unwrap();
         let data = format!("{{\"pad\": \"{}\"}}", "x".repeat(1000));
@@ -340,7 +343,7 @@ mod tests {
     /// Past this, the log was not started over. The restart length is not
     /// a hard cap: the writer sees the log's length as of the last pass, so
     /// on a busy machine it may grow by what was committed since; without
-    /// restarts these tests' writes would make it about 200 MB.
+    /// restarts [`MANY_SESSIONS`] would make it about three times as long.
     const WAL_BOUND_BYTES: u64 = 4 * super::RESTART_FRAMES as u64 * 4096;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,7 +351,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, path) = open(&dir);
         store.migrate().await.unwrap();
-        let keys = write_sessions(&store, 40_000).await;
+        let keys = write_sessions(&store, MANY_SESSIONS).await;
         let wal = wal_bytes(&path);
         assert!(wal < WAL_BOUND_BYTES, "the log grew to {wal} bytes");
         for key in keys.iter().step_by(97) {
@@ -369,12 +372,12 @@ mod tests {
         reader
             .execute_batch("BEGIN; SELECT count(*) FROM django_session;")
             .unwrap();
-        let keys = write_sessions(&store, 40_000).await;
+        let keys = write_sessions(&store, MANY_SESSIONS).await;
         let pinned = wal_bytes(&path);
         assert!(pinned > WAL_BOUND_BYTES, "the reader did not pin the log");
         reader.execute_batch("COMMIT").unwrap();
         // Once it lets go, the log is folded in and starts over.
-        write_sessions(&store, 8_192).await;
+        write_sessions(&store, 2 * super::RESTART_FRAMES as usize).await;
         let (log, _): (i64, i64) = rusqlite::Connection::open(&path)
             .unwrap()
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
@@ -391,6 +394,9 @@ mod tests {
             .unwrap()
             .query_row("SELECT count(*) FROM django_session", [], |row| row.get(0))
             .unwrap();
-        assert_eq!(count, i64::try_from(keys.len() + 8_192).unwrap());
+        assert_eq!(
+            count,
+            i64::try_from(keys.len() + 2 * super::RESTART_FRAMES as usize).unwrap()
+        );
     }
 }
