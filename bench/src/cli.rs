@@ -177,6 +177,15 @@ pub struct Cli {
     #[arg(long, default_value = DEFAULT_WARMUP, value_parser = parse_duration, value_name = "DURATION")]
     pub warmup: Duration,
 
+    /// Measure every row this many times, the rows of one round one after
+    /// the other (memory, sqlite, …, then memory again), each round on a
+    /// fresh server and store. The report shows, per row, the round of
+    /// median throughput (median ratio to memory:// with --compare) and the
+    /// spread (min–max) over all rounds: on a shared machine single runs
+    /// vary by ±10 %.
+    #[arg(long, default_value = "1", value_parser = clap::value_parser!(u64).range(1..=100), value_name = "N")]
+    pub rounds: u64,
+
     /// How long one request may take before it counts as a
     /// DEADLINE_EXCEEDED error.
     #[arg(long, default_value = DEFAULT_TIMEOUT, value_parser = parse_duration, value_name = "DURATION")]

@@ -27,6 +27,47 @@ pub struct Settings {
     pub duration_s: f64,
     pub warmup_s: f64,
     pub timeout_s: f64,
+    /// Times every row was measured (`--rounds`); each row shows its
+    /// median round.
+    pub rounds: u64,
+}
+
+/// The least and the most of a figure over the rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Range {
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Range {
+    fn of(values: impl Iterator<Item = f64>) -> Option<Self> {
+        values.fold(None, |range, value| {
+            Some(match range {
+                None => Self {
+                    min: value,
+                    max: value,
+                },
+                Some(Self { min, max }) => Self {
+                    min: min.min(value),
+                    max: max.max(value),
+                },
+            })
+        })
+    }
+}
+
+/// How a row's figures varied over the rounds (`--rounds` above 1).
+///
+/// The table shows it as one line:
+/// `5 rounds: req/s 41000–45500, vs mem 0.80–0.86, p99 2.60–3.10 ms, µs/req 20–24`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Spread {
+    /// Rounds measured; the row shows the median one.
+    pub rounds: usize,
+    pub throughput_rps: Range,
+    pub ratio_to_memory: Option<Range>,
+    pub p99_us: Option<Range>,
+    pub cpu_us_per_request: Option<Range>,
 }
 
 /// Latency percentiles of successful requests, in microseconds.
@@ -113,6 +154,9 @@ pub struct Row {
     pub server: Option<Server>,
     /// The ClearExpired call, with `--expired`.
     pub purge: Option<Purge>,
+    /// Over all rounds, with `--rounds` above 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread: Option<Spread>,
 }
 
 impl Row {
@@ -145,6 +189,7 @@ impl Row {
             errors_by_code: measurement.errors.clone(),
             server,
             purge,
+            spread: None,
         }
     }
 
@@ -163,6 +208,7 @@ impl Row {
             errors_by_code: BTreeMap::new(),
             server: None,
             purge: None,
+            spread: None,
         }
     }
 }
@@ -174,22 +220,98 @@ pub struct Report {
     pub rows: Vec<Row>,
 }
 
-impl Report {
-    /// Sets each measured row's ratio to the `memory` row.
-    pub fn set_ratios(&mut self) {
-        let ceiling = self
-            .rows
-            .iter()
-            .find(|row| row.name == "memory" && row.status == Status::Ok)
-            .map(|row| row.throughput_rps)
-            .filter(|rps| *rps > 0.0);
-        if let Some(ceiling) = ceiling {
-            for row in self.rows.iter_mut().filter(|row| row.status == Status::Ok) {
-                row.ratio_to_memory = Some(row.throughput_rps / ceiling);
+/// Sets each measured row's ratio to the `memory` row of the same round.
+pub fn set_ratios(rows: &mut [Row]) {
+    let ceiling = rows
+        .iter()
+        .find(|row| row.name == "memory" && row.status == Status::Ok)
+        .map(|row| row.throughput_rps)
+        .filter(|rps| *rps > 0.0);
+    if let Some(ceiling) = ceiling {
+        for row in rows.iter_mut().filter(|row| row.status == Status::Ok) {
+            row.ratio_to_memory = Some(row.throughput_rps / ceiling);
+        }
+    }
+}
+
+/// One row per subject from several rounds of the same rows: the round of
+/// median ratio to memory (median throughput where there is no ratio),
+/// with the spread over all rounds. A subject that failed in any round
+/// shows that failure; one skipped in every round, the skip.
+pub fn median_rows(rounds: Vec<Vec<Row>>) -> Vec<Row> {
+    let count = rounds.len();
+    let mut subjects: Vec<Vec<Row>> = Vec::new();
+    for rows in rounds {
+        for (index, row) in rows.into_iter().enumerate() {
+            match subjects.get_mut(index) {
+                Some(subject) => subject.push(row),
+                None => subjects.push(vec![row]),
             }
         }
     }
+    subjects
+        .into_iter()
+        .filter_map(|mut rows| {
+            if count == 1 {
+                return rows.pop();
+            }
+            if let Some(failed) = rows.iter().position(|row| row.status == Status::Failed) {
+                return Some(rows.swap_remove(failed));
+            }
+            if !rows.iter().any(|row| row.status == Status::Ok) {
+                // Skipped in every round: the first says why.
+                return rows.into_iter().next();
+            }
+            rows.retain(|row| row.status == Status::Ok);
+            let spread =
+                Spread {
+                    rounds: rows.len(),
+                    throughput_rps: Range::of(rows.iter().map(|row| row.throughput_rps))?,
+                    ratio_to_memory: Range::of(rows.iter().filter_map(|row| row.ratio_to_memory)),
+                    p99_us: Range::of(rows.iter().filter_map(|row| {
+                        row.latency_us.as_ref().map(|latency| latency.p99 as f64)
+                    })),
+                    cpu_us_per_request: Range::of(rows.iter().filter_map(|row| {
+                        row.server
+                            .as_ref()
+                            .and_then(|server| server.cpu_us_per_request)
+                    })),
+                };
+            let key = |row: &Row| row.ratio_to_memory.unwrap_or(row.throughput_rps);
+            rows.sort_by(|a, b| key(a).total_cmp(&key(b)));
+            // The lower median when the count is even: a figure that was
+            // measured, not an average of two.
+            let mut median = rows.swap_remove((rows.len() - 1) / 2);
+            median.spread = Some(spread);
+            Some(median)
+        })
+        .collect()
+}
 
+impl Spread {
+    fn describe(&self) -> String {
+        let mut parts = vec![format!(
+            "{} rounds: req/s {:.0}–{:.0}",
+            self.rounds, self.throughput_rps.min, self.throughput_rps.max
+        )];
+        if let Some(ratio) = self.ratio_to_memory {
+            parts.push(format!("vs mem {:.2}–{:.2}", ratio.min, ratio.max));
+        }
+        if let Some(p99) = self.p99_us {
+            parts.push(format!(
+                "p99 {:.2}–{:.2} ms",
+                p99.min / 1000.0,
+                p99.max / 1000.0
+            ));
+        }
+        if let Some(cpu) = self.cpu_us_per_request {
+            parts.push(format!("µs/req {:.0}–{:.0}", cpu.min, cpu.max));
+        }
+        parts.join(", ")
+    }
+}
+
+impl Report {
     pub fn json(&self) -> anyhow::Result<String> {
         Ok(serde_json::to_string_pretty(self)?)
     }
@@ -205,7 +327,7 @@ impl Report {
         let _ = writeln!(
             out,
             "workload {workload}, payload {} B, {} sessions{}, concurrency {}, {} connection{}, \
-             {} generator thread{}, {} s measured after {} s warm-up",
+             {} generator thread{}, {} s measured after {} s warm-up{}",
             s.payload_bytes,
             s.sessions,
             if s.expired > 0 {
@@ -220,6 +342,11 @@ impl Report {
             if s.threads == 1 { "" } else { "s" },
             s.duration_s,
             s.warmup_s,
+            if s.rounds > 1 {
+                format!("; each row the median of {} rounds", s.rounds)
+            } else {
+                String::new()
+            },
         );
         let _ = writeln!(out);
         // The name column is as wide as the longest name.
@@ -294,6 +421,9 @@ impl Report {
                     .collect();
                 let _ = writeln!(out, "{:<w$}   errors: {}", "", errors.join(", "));
             }
+            if let Some(spread) = &row.spread {
+                let _ = writeln!(out, "{:<w$}   {}", "", spread.describe());
+            }
             if let Some(purge) = &row.purge {
                 let _ = writeln!(
                     out,
@@ -339,6 +469,7 @@ mod tests {
             duration_s: 1.0,
             warmup_s: 0.5,
             timeout_s: 5.0,
+            rounds: 1,
         }
     }
 
@@ -351,15 +482,16 @@ mod tests {
 
     #[test]
     fn ratios_are_to_the_memory_row() {
-        let mut report = Report {
+        let mut rows = vec![
+            row("memory", 40_000.0),
+            row("sqlite", 10_000.0),
+            Row::not_measured("postgres", "p://", Status::Skipped, "down".into()),
+        ];
+        set_ratios(&mut rows);
+        let report = Report {
             settings: settings(),
-            rows: vec![
-                row("memory", 40_000.0),
-                row("sqlite", 10_000.0),
-                Row::not_measured("postgres", "p://", Status::Skipped, "down".into()),
-            ],
+            rows,
         };
-        report.set_ratios();
         assert_eq!(report.rows[0].ratio_to_memory, Some(1.0));
         assert_eq!(report.rows[1].ratio_to_memory, Some(0.25));
         assert_eq!(report.rows[2].ratio_to_memory, None);
@@ -367,5 +499,67 @@ mod tests {
         assert!(table.contains("0.25"), "{table}");
         assert!(table.contains("skipped"), "{table}");
         assert!(table.contains("down"), "{table}");
+    }
+
+    /// Three rounds of memory, sqlite and a skipped postgres.
+    fn rounds(sqlite_rps: [f64; 3]) -> Vec<Vec<Row>> {
+        sqlite_rps
+            .into_iter()
+            .map(|sqlite| {
+                let mut rows = vec![
+                    row("memory", 40_000.0),
+                    row("sqlite", sqlite),
+                    Row::not_measured("postgres", "p://", Status::Skipped, "down".into()),
+                ];
+                set_ratios(&mut rows);
+                rows
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_row_is_its_median_round_with_the_spread_of_all() {
+        let rows = median_rows(rounds([30_000.0, 10_000.0, 20_000.0]));
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[1].throughput_rps, 20_000.0);
+        let spread = rows[1].spread.as_ref().unwrap();
+        assert_eq!(spread.rounds, 3);
+        assert_eq!(
+            spread.throughput_rps,
+            Range {
+                min: 10_000.0,
+                max: 30_000.0
+            }
+        );
+        assert_eq!(
+            spread.ratio_to_memory,
+            Some(Range {
+                min: 0.25,
+                max: 0.75
+            })
+        );
+        assert_eq!(rows[2].status, Status::Skipped);
+        let report = Report {
+            settings: Settings {
+                rounds: 3,
+                ..settings()
+            },
+            rows,
+        };
+        let table = report.table();
+        assert!(table.contains("the median of 3 rounds"), "{table}");
+        assert!(
+            table.contains("3 rounds: req/s 10000–30000, vs mem 0.25–0.75"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn a_row_that_failed_in_any_round_shows_the_failure() {
+        let mut rounds = rounds([30_000.0, 10_000.0, 20_000.0]);
+        rounds[1][1] = Row::not_measured("sqlite", "x://", Status::Failed, "crashed".into());
+        let rows = median_rows(rounds);
+        assert_eq!(rows[1].status, Status::Failed);
+        assert_eq!(rows[1].reason.as_deref(), Some("crashed"));
     }
 }

@@ -52,7 +52,7 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<ExitCode
         return crate::idle::run(&cli, &path, progress, cancel).await;
     }
     check(&cli)?;
-    let plans = plan::plans(&cli).await?;
+    let mut plans = plan::plans(&cli).await?;
     let spawns = plans
         .iter()
         .any(|plan| matches!(plan.subject, Subject::Sessiond { .. }));
@@ -82,17 +82,33 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<ExitCode
         cancel: cancel.clone(),
     };
 
-    let mut rows = Vec::with_capacity(plans.len());
-    for plan in plans {
-        if cancel.is_cancelled() {
-            break;
+    let mut rounds = Vec::new();
+    for round in 1..=cli.rounds {
+        if round > 1 {
+            // Fresh files, schemas and key prefixes: each round starts as
+            // the first did.
+            plans = plan::plans(&cli).await?;
         }
-        rows.push(run_plan(plan, &context).await);
+        if cli.rounds > 1 {
+            context
+                .progress
+                .note(&format!("round {round} of {}", cli.rounds));
+        }
+        let mut rows = Vec::with_capacity(plans.len());
+        for plan in plans.drain(..) {
+            if cancel.is_cancelled() {
+                break;
+            }
+            rows.push(run_plan(plan, &context).await);
+        }
+        if cancel.is_cancelled() {
+            bail!("interrupted; the rows measured so far are not reported");
+        }
+        report::set_ratios(&mut rows);
+        rounds.push(rows);
     }
-    if cancel.is_cancelled() {
-        bail!("interrupted; the rows measured so far are not reported");
-    }
-    let mut report = Report {
+    let rows = report::median_rows(rounds);
+    let report = Report {
         settings: report::Settings {
             workload: cli.workload,
             load_percent: (cli.workload == Workload::Mixed).then_some(cli.load_percent),
@@ -105,10 +121,10 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<ExitCode
             duration_s: cli.duration.as_secs_f64(),
             warmup_s: cli.warmup.as_secs_f64(),
             timeout_s: cli.timeout.as_secs_f64(),
+            rounds: cli.rounds,
         },
         rows,
     };
-    report.set_ratios();
     if cli.json {
         println!("{}", report.json()?);
     } else {

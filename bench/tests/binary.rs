@@ -98,6 +98,44 @@ fn a_short_run_on_memory_reports_throughput_latency_and_the_server() {
 }
 
 #[test]
+fn rounds_report_each_row_once_with_its_spread() {
+    let sessiond = sessiond();
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("rounds.sqlite3").display());
+    let output = bench(&[
+        "--store",
+        &store,
+        "--sessiond",
+        sessiond.to_str().unwrap(),
+        "--workload",
+        "load",
+        "--sessions",
+        "200",
+        "--concurrency",
+        "4",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "100ms",
+        "--rounds",
+        "3",
+        "--json",
+    ]);
+    let report = json_of(&output);
+    assert_eq!(report["settings"]["rounds"], 3);
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{report:#}");
+    let (row, spread) = (&rows[0], &rows[0]["spread"]);
+    assert_eq!(spread["rounds"], 3, "{row:#}");
+    let rps = row["throughput_rps"].as_f64().unwrap();
+    let (min, max) = (
+        spread["throughput_rps"]["min"].as_f64().unwrap(),
+        spread["throughput_rps"]["max"].as_f64().unwrap(),
+    );
+    assert!(min > 0.0 && min <= rps && rps <= max, "{row:#}");
+}
+
+#[test]
 fn key_cycles_replace_the_keys_they_use_without_errors() {
     let sessiond = sessiond();
     let output = bench(&[
