@@ -179,10 +179,12 @@ pub struct Cli {
 
     /// Measure every row this many times, the rows of one round one after
     /// the other (memory, sqlite, …, then memory again), each round on a
-    /// fresh server and store. The report shows, per row, the round of
-    /// median throughput (median ratio to memory:// with --compare) and the
-    /// spread (min–max) over all rounds: on a shared machine single runs
-    /// vary by ±10 %.
+    /// fresh sessiond (and with --compare on fresh files, schemas and key
+    /// prefixes; a --store or --target keeps its sessions from round to
+    /// round). The report shows, per row, the round of median ratio to
+    /// memory:// (median throughput for memory itself) and the spread
+    /// (min–max) over all rounds: on a shared machine single runs vary by
+    /// ±10 %.
     #[arg(long, default_value = "1", value_parser = clap::value_parser!(u64).range(1..=100), value_name = "N")]
     pub rounds: u64,
 

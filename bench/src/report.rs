@@ -235,7 +235,8 @@ pub fn set_ratios(rows: &mut [Row]) {
 }
 
 /// One row per subject from several rounds of the same rows: the round of
-/// median ratio to memory (median throughput where there is no ratio),
+/// median ratio to memory (median throughput for memory itself, or where a
+/// round has no ratio),
 /// with the spread over all rounds. A subject that failed in any round
 /// shows that failure; one skipped in every round, the skip.
 pub fn median_rows(rounds: Vec<Vec<Row>>) -> Vec<Row> {
@@ -277,7 +278,15 @@ pub fn median_rows(rounds: Vec<Vec<Row>>) -> Vec<Row> {
                             .and_then(|server| server.cpu_us_per_request)
                     })),
                 };
-            let key = |row: &Row| row.ratio_to_memory.unwrap_or(row.throughput_rps);
+            // By ratio where it says something (not on the memory row, where
+            // it is always 1, nor when a round had no memory row to divide by).
+            let ratios = spread.ratio_to_memory;
+            let by_ratio = rows.iter().all(|row| row.ratio_to_memory.is_some())
+                && ratios.is_some_and(|range| range.min < range.max);
+            let key = |row: &Row| match row.ratio_to_memory {
+                Some(ratio) if by_ratio => ratio,
+                _ => row.throughput_rps,
+            };
             rows.sort_by(|a, b| key(a).total_cmp(&key(b)));
             // The lower median when the count is even: a figure that was
             // measured, not an average of two.
@@ -561,5 +570,16 @@ mod tests {
         let rows = median_rows(rounds);
         assert_eq!(rows[1].status, Status::Failed);
         assert_eq!(rows[1].reason.as_deref(), Some("crashed"));
+    }
+
+    #[test]
+    fn the_memory_row_is_its_median_round_by_throughput() {
+        let mut rounds = rounds([10_000.0, 10_000.0, 10_000.0]);
+        for (round, rps) in rounds.iter_mut().zip([50_000.0, 30_000.0, 40_000.0]) {
+            round[0].throughput_rps = rps;
+            set_ratios(round);
+        }
+        let rows = median_rows(rounds);
+        assert_eq!(rows[0].throughput_rps, 40_000.0);
     }
 }

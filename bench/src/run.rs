@@ -85,8 +85,8 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<ExitCode
     let mut rounds = Vec::new();
     for round in 1..=cli.rounds {
         if round > 1 {
-            // Fresh files, schemas and key prefixes: each round starts as
-            // the first did.
+            // With --compare, fresh files, schemas and key prefixes: each
+            // round starts as the first did.
             plans = plan::plans(&cli).await?;
         }
         if cli.rounds > 1 {

@@ -104,7 +104,7 @@ pub(super) fn open_read_write(
 const READ_CACHE_KIB: i64 = 16 * 1024;
 
 /// A pool of `size` read-only connections to `path`. They do not wait for
-/// locks (see `Loads`); a caller that must wait sets the timeout itself.
+/// locks (see `loads`); a caller that may wait sets the timeout itself.
 pub(super) fn read_pool(
     path: &Path,
     size: u32,
@@ -113,16 +113,20 @@ pub(super) fn read_pool(
     let manager = SqliteConnectionManager::file(path)
         .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .with_init(|conn| {
-            conn.busy_timeout(Duration::ZERO)?;
-            // A negative size is in KiB.
-            conn.pragma_update(None, "cache_size", -READ_CACHE_KIB)
+            // A negative size is in KiB. The pragma reads the schema, so it
+            // runs while the connection still waits for locks as opened.
+            conn.pragma_update(None, "cache_size", -READ_CACHE_KIB)?;
+            conn.busy_timeout(Duration::ZERO)
         });
     r2d2::Pool::builder()
         .max_size(size)
         .min_idle(Some(size))
-        // A local file does not go stale; checking every checkout would
-        // run a statement per read.
+        // A local file does not go stale: no statement per checkout to test
+        // it, and no connection closed for its age, which would leave
+        // moments with none open.
         .test_on_check_out(false)
+        .max_lifetime(None)
+        .idle_timeout(None)
         .connection_timeout(timeout)
         .build(manager)
 }

@@ -10,15 +10,21 @@
 //! the lookup. Sharing it, as the writer shares one commit among many
 //! writes, is what makes loads cheap while saves go on.
 //!
-//! There is no thread to hand loads to. A Load queues itself and yields
-//! once, so that the calls that arrived with it (one read of the socket
-//! often brings dozens) queue theirs too; then the first to run again takes
-//! an idle read connection and answers everything queued, on the spot. A
-//! Load that finds no idle connection waits for its answer: whoever holds
-//! a connection looks at the queue again before giving it back.
+//! A Load queues itself and yields once, so that the calls that arrived
+//! with it (one read of the socket often brings dozens) queue theirs too;
+//! then the first to run again takes an idle read connection and answers
+//! everything queued, right there on the runtime thread. That is a few
+//! microseconds a Load, less than handing the batch to another thread and
+//! waking the callers from it would cost, and one batch is at most the
+//! Loads in flight. When no connection is idle, or the database keeps
+//! readers out, one blocking thread (the drainer) waits for a connection
+//! and for the locks, and answers the queue from there: no Load depends on
+//! another caller to be answered.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::Instant;
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension};
@@ -41,7 +47,6 @@ struct Pending {
     answer: oneshot::Sender<Answer>,
 }
 
-// Keys are secrets: a queued Load shows nothing of its own.
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Pending")
@@ -57,6 +62,8 @@ pub(super) struct Loads {
     readers: Readers,
     timeout: Duration,
     queue: Mutex<Vec<Pending>>,
+    /// A drainer thread is running (at most one at a time).
+    draining: AtomicBool,
 }
 
 impl Loads {
@@ -67,6 +74,7 @@ impl Loads {
             readers,
             timeout,
             queue: Mutex::new(Vec::new()),
+            draining: AtomicBool::new(false),
         })
     }
 
@@ -83,59 +91,82 @@ impl Loads {
         })
     }
 
-    /// Answers queued Loads while an idle read connection can be had and
-    /// the queue is not empty.
-    ///
-    /// Whoever gives a connection back looks at the queue again: a Load
-    /// that found every connection in use counts on it.
+    /// Answers what is queued on an idle read connection, or leaves it to
+    /// the drainer when there is none or the database keeps readers out.
     fn answer_queued(self: &Arc<Self>) {
-        while !self.lock().is_empty() {
-            let Some(conn) = self.readers.try_get() else {
-                return;
-            };
-            loop {
-                let batch = std::mem::take(&mut *self.lock());
-                if batch.is_empty() {
-                    break;
-                }
-                if let Err(locked) = answer_batch(&conn, batch, self.timeout) {
-                    self.wait_for_locks(locked);
-                }
-            }
-            drop(conn);
+        if self.lock().is_empty() {
+            return;
+        }
+        let Some(conn) = self.readers.try_get() else {
+            self.start_drainer();
+            return;
+        };
+        let batch = std::mem::take(&mut *self.lock());
+        if !batch.is_empty() && answer_batch(&conn, batch, self).is_err() {
+            // Locked: what was not answered goes back to the queue.
+            self.start_drainer();
         }
     }
 
-    /// Answers Loads the database's locks kept from being answered at once,
-    /// on a blocking thread that waits up to the timeout for the locks.
-    fn wait_for_locks(self: &Arc<Self>, batch: Vec<Pending>) {
+    /// Starts the drainer unless it is running.
+    fn start_drainer(self: &Arc<Self>) {
+        if self.draining.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let loads = self.clone();
         tokio::task::spawn_blocking(move || {
-            let timeout = loads.timeout;
-            match loads.readers.get() {
-                Ok(conn) => {
-                    let waited = conn.busy_timeout(timeout);
-                    for pending in batch {
-                        let result = waited
-                            .as_ref()
-                            .map_err(clone_error)
-                            .and_then(|()| lookup(&conn, &pending.key, &pending.now));
-                        let _ = pending
-                            .answer
-                            .send(result.map_err(|err| classify(err, timeout)));
-                    }
-                    let _ = conn.busy_timeout(Duration::ZERO);
+            loop {
+                loads.drain();
+                loads.draining.store(false, Ordering::SeqCst);
+                // A Load queued after the last look, whose caller saw the
+                // drainer still running, is answered by another round.
+                if loads.lock().is_empty() || loads.draining.swap(true, Ordering::SeqCst) {
+                    return;
                 }
+            }
+        });
+    }
+
+    /// Answers the queue until it is empty, waiting for a connection and for
+    /// locks; every Load of one round waits at most the store timeout.
+    fn drain(&self) {
+        loop {
+            let batch = std::mem::take(&mut *self.lock());
+            if batch.is_empty() {
+                return;
+            }
+            let deadline = Instant::now() + self.timeout;
+            let conn = match self.readers.get() {
+                Ok(conn) => conn,
                 Err(err) => {
                     for pending in batch {
                         let failure = StoreError::Unavailable(err.to_string().into());
                         let _ = pending.answer.send(Err(failure));
                     }
+                    continue;
+                }
+            };
+            let mut batch = batch.into_iter();
+            while let Some(pending) = batch.next() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let result = conn
+                    .busy_timeout(left)
+                    .and_then(|()| lookup(&conn, &pending.key, &pending.now));
+                match result {
+                    Err(err) if is_busy(&err) => {
+                        // Still locked at the deadline: so are the rest.
+                        let rest = std::iter::once(pending).chain(batch.by_ref());
+                        fail_all(rest, &err, self.timeout);
+                    }
+                    result => {
+                        let _ = pending
+                            .answer
+                            .send(result.map_err(|err| classify(err, self.timeout)));
+                    }
                 }
             }
-            // The connection is back: see to what was queued meanwhile.
-            loads.answer_queued();
-        });
+            let _ = conn.busy_timeout(Duration::ZERO);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
@@ -149,51 +180,55 @@ impl Loads {
 /// Answers `batch` in one read transaction on `conn`, which does not wait
 /// for locks. When the database keeps readers out (another process is
 /// recovering the log after a crash, or holds a rollback-journal database's
-/// write lock), gives back the Loads not answered yet.
-fn answer_batch(
-    conn: &Connection,
-    batch: Vec<Pending>,
-    timeout: Duration,
-) -> Result<(), Vec<Pending>> {
-    let together = batch.len() > 1;
-    if together && let Err(err) = run(conn, "BEGIN") {
-        return if is_busy(&err) {
-            Err(batch)
-        } else {
-            fail_all(batch, &err, timeout);
-            Ok(())
-        };
+/// write lock), puts the Loads not answered yet back in the queue and says
+/// so.
+fn answer_batch(conn: &Connection, batch: Vec<Pending>, loads: &Loads) -> Result<(), Locked> {
+    if !conn.is_autocommit() {
+        // Left inside a transaction by a failed end: it would read an old
+        // snapshot.
+        let _ = execute(conn, "ROLLBACK");
+    }
+    let in_transaction = batch.len() > 1;
+    if in_transaction && let Err(err) = execute(conn, "BEGIN") {
+        fail_all(batch, &err, loads.timeout);
+        return Ok(());
     }
     let mut batch = batch.into_iter();
+    let mut outcome = Ok(());
     while let Some(pending) = batch.next() {
         match lookup(conn, &pending.key, &pending.now) {
             Err(err) if is_busy(&err) => {
-                end(conn, together);
-                let mut rest = vec![pending];
-                rest.extend(batch);
-                return Err(rest);
+                let mut queue = loads.lock();
+                queue.push(pending);
+                queue.extend(batch.by_ref());
+                outcome = Err(Locked);
             }
             result => {
                 let _ = pending
                     .answer
-                    .send(result.map_err(|err| classify(err, timeout)));
+                    .send(result.map_err(|err| classify(err, loads.timeout)));
             }
         }
     }
-    end(conn, together);
-    Ok(())
+    if in_transaction {
+        end_read_transaction(conn);
+    }
+    outcome
 }
 
-/// Ends the read transaction, if one was begun.
-fn end(conn: &Connection, together: bool) {
-    if together && let Err(err) = run(conn, "COMMIT") {
-        // A read transaction that cannot end keeps its snapshot: roll back.
-        tracing::warn!(error = %err, "ending a read transaction failed");
-        let _ = run(conn, "ROLLBACK");
+/// The database kept readers out.
+struct Locked;
+
+/// Ends a batch's read transaction, so that the connection's next one sees
+/// what was committed since.
+fn end_read_transaction(conn: &Connection) {
+    if let Err(err) = execute(conn, "COMMIT") {
+        tracing::warn!(error = %err, "ending a read transaction failed; rolling it back");
+        let _ = execute(conn, "ROLLBACK");
     }
 }
 
-fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+fn execute(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
@@ -206,7 +241,7 @@ fn lookup(conn: &Connection, key: &SessionKey, now: &str) -> rusqlite::Result<Op
     .optional()
 }
 
-fn fail_all(batch: Vec<Pending>, err: &rusqlite::Error, timeout: Duration) {
+fn fail_all(batch: impl IntoIterator<Item = Pending>, err: &rusqlite::Error, timeout: Duration) {
     for pending in batch {
         let failure = classify(clone_error(err), timeout);
         let _ = pending.answer.send(Err(failure));
@@ -250,6 +285,14 @@ mod tests {
         let store = Arc::new(SqliteStore::open(&url, &options).unwrap());
         store.migrate().await.unwrap();
         store
+    }
+
+    /// Awaits `future`, bounded: a Load left in the queue with no one to
+    /// answer it would otherwise hang the test run.
+    async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(20), future)
+            .await
+            .expect("a load was never answered")
     }
 
     fn record(data: String, hours: i64) -> Record {
@@ -299,7 +342,7 @@ mod tests {
                     assert!(store.load(&key, Utc::now()).await.unwrap().is_none());
                 });
             }
-            tasks.join_all().await;
+            within(tasks.join_all()).await;
             // Saves between rounds: the next round's Loads, asked after
             // these were acknowledged, must see them.
             let mut saves = tokio::task::JoinSet::new();
@@ -380,38 +423,63 @@ mod tests {
         holder.execute_batch("COMMIT").unwrap();
         drop(holder);
         for load in waiting {
-            // Bounded: a Load left in the queue with no one to answer it
-            // would hang here.
-            let answered = tokio::time::timeout(Duration::from_secs(10), load).await;
-            let (data, _) = answered
-                .expect("a load was never answered")
-                .unwrap()
-                .unwrap()
-                .unwrap();
+            let (data, _) = within(load).await.unwrap().unwrap().unwrap();
             assert_eq!(data, "{\"a\": 1}");
         }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn loads_kept_out_past_the_timeout_fail_as_unavailable() {
+    async fn loads_kept_out_past_the_timeout_fail_as_unavailable_together() {
         let dir = tempfile::tempdir().unwrap();
         let timeout = Duration::from_millis(300);
         let (path, key, readers) = database_with_pool(&dir, timeout);
         let loads = super::Loads::new(readers, timeout);
         let holder = hold_exclusively(&path);
         let started = Instant::now();
-        let err = loads.load(key.clone(), now()).await.unwrap_err();
-        let StoreError::Unavailable(cause) = &err else {
-            panic!("{err:?}");
-        };
+        let waiting: Vec<_> = (0..8)
+            .map(|_| {
+                let (loads, key) = (loads.clone(), key.clone());
+                tokio::spawn(async move { loads.load(key, now()).await })
+            })
+            .collect();
+        for load in waiting {
+            let err = within(load).await.unwrap().unwrap_err();
+            let StoreError::Unavailable(cause) = &err else {
+                panic!("{err:?}");
+            };
+            assert!(
+                cause.to_string().contains("locked by another process"),
+                "{cause}"
+            );
+        }
+        // Each waited about the timeout, not one timeout after another.
         assert!(
-            cause.to_string().contains("locked by another process"),
-            "{cause}"
+            started.elapsed() < 3 * timeout,
+            "the loads failed after {:?}",
+            started.elapsed()
         );
-        assert!(started.elapsed() < Duration::from_secs(3));
         drop(holder);
         // Once it lets go, loads are answered again.
-        let answer = loads.load(key, now()).await.unwrap();
+        let answer = within(loads.load(key, now())).await.unwrap();
         assert!(answer.is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_load_that_finds_every_connection_taken_is_answered_when_one_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let timeout = Duration::from_secs(5);
+        let (_path, key, readers) = database_with_pool(&dir, timeout);
+        let loads = super::Loads::new(readers.clone(), timeout);
+        // Taken as other reads (Exists, the readiness probe) take them.
+        let taken = [readers.get().unwrap(), readers.get().unwrap()];
+        let load = tokio::spawn({
+            let (loads, key) = (loads.clone(), key.clone());
+            async move { loads.load(key, now()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!load.is_finished(), "answered without a connection");
+        drop(taken);
+        let (data, _) = within(load).await.unwrap().unwrap().unwrap();
+        assert_eq!(data, "{\"a\": 1}");
     }
 }

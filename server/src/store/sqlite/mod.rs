@@ -1,7 +1,8 @@
 //! The embedded default engine: one SQLite file holding Django's
 //! `django_session` table, shareable with a Django app on the same file.
 //!
-//! Reads run on a pool of read-only connections. Writes go to a single writer
+//! Reads run on a pool of read-only connections; Loads that arrive together
+//! share one read transaction (see `loads`). Writes go to a single writer
 //! thread that commits whatever writes are waiting in one transaction (group
 //! commit): SQLite allows one writer at a time anyway, and one commit then
 //! covers many saves. A third thread copies the write-ahead log into the
