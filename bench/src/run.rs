@@ -65,7 +65,7 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<ExitCode
     };
     let context = Context {
         sessiond,
-        server_args: cli.server_args.clone(),
+        server_args: server_args(&cli),
         shape: Shape {
             workload: cli.workload,
             load_percent: cli.load_percent,
@@ -136,6 +136,23 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<ExitCode
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The flags of the sessiond the bench starts: the `--server-arg`s and,
+/// with `--expired`, a request timeout as long as the ClearExpired call may
+/// take (sessiond's own default, 10 s, would cut a purge of a million rows
+/// short), unless one is given.
+fn server_args(cli: &Cli) -> Vec<String> {
+    let given = |flag: &str| cli.server_args.iter().any(|arg| arg.starts_with(flag));
+    let mut args = Vec::new();
+    if cli.expired > 0 && !given("--request-timeout") {
+        args.push(format!(
+            "--request-timeout={}s",
+            crate::purge::PURGE_TIMEOUT.as_secs()
+        ));
+    }
+    args.extend(cli.server_args.iter().cloned());
+    args
 }
 
 /// Refuses settings that leave workers nothing to do.
@@ -361,4 +378,33 @@ async fn populate_and_measure(
     }
     let purge = purge::finish(purge).await?;
     Ok((measured?, at_start, purge))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn server_args_of(args: &[&str]) -> Vec<String> {
+        let cli = Cli::parse_from(
+            ["sessiond-bench", "--store", "memory://"]
+                .iter()
+                .chain(args),
+        );
+        server_args(&cli)
+    }
+
+    #[test]
+    fn a_purge_gets_a_request_timeout_as_long_as_it_may_take() {
+        assert_eq!(
+            server_args_of(&["--expired", "10"]),
+            ["--request-timeout=3600s"]
+        );
+        assert!(server_args_of(&[]).is_empty());
+        assert_eq!(
+            server_args_of(&["--expired", "10", "--server-arg=--request-timeout=5m"]),
+            ["--request-timeout=5m"]
+        );
+    }
 }
