@@ -773,8 +773,22 @@ async fn tells_the_service_manager_when_it_is_ready_and_when_it_stops() {
     );
     assert_eq!(next_notice(&notices, &log).await, "STOPPING=1\n");
     // Still draining when it says so: the listener closes only after the
-    // shutdown delay.
-    assert_eq!(health(&url, "").await.unwrap(), ServingStatus::NotServing);
+    // shutdown delay, and health turns NOT_SERVING within it (the notice
+    // goes out as the signal arrives, health a moment later, once the
+    // readiness probe has stopped).
+    let answered_within_the_delay = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match health(&url, "").await.unwrap() {
+                ServingStatus::NotServing => break,
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    })
+    .await;
+    assert!(
+        answered_within_the_delay.is_ok(),
+        "health did not turn NOT_SERVING while the listener was open"
+    );
     let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .unwrap()
