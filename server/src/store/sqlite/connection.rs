@@ -103,13 +103,12 @@ pub(super) fn open_read_write(
 /// commit changes the database.
 const READ_CACHE_KIB: i64 = 16 * 1024;
 
+/// The read-only connections of a store.
+pub(super) type Readers = r2d2::Pool<SqliteConnectionManager>;
+
 /// A pool of `size` read-only connections to `path`. They do not wait for
 /// locks (see `loads`); a caller that may wait sets the timeout itself.
-pub(super) fn read_pool(
-    path: &Path,
-    size: u32,
-    timeout: Duration,
-) -> Result<r2d2::Pool<SqliteConnectionManager>, r2d2::Error> {
+pub(super) fn read_pool(path: &Path, size: u32, timeout: Duration) -> Result<Readers, r2d2::Error> {
     let manager = SqliteConnectionManager::file(path)
         .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .with_init(|conn| {

@@ -25,10 +25,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
+use super::connection::Readers;
 use super::errors::{classify, is_busy};
 use crate::session::SessionKey;
 use crate::store::kit::StoreError;
@@ -51,8 +51,6 @@ impl std::fmt::Debug for Pending {
         f.write_str("Pending")
     }
 }
-
-pub(super) type Readers = r2d2::Pool<SqliteConnectionManager>;
 
 /// The queue of Loads waiting for a read transaction, and the connections
 /// that answer them.
@@ -401,6 +399,20 @@ mod tests {
         super::super::dates::to_django_text(Utc::now())
     }
 
+    /// `count` Loads of `key` in flight at once.
+    fn spawn_loads(
+        loads: &Arc<super::Loads>,
+        key: &SessionKey,
+        count: usize,
+    ) -> Vec<tokio::task::JoinHandle<super::Answer>> {
+        (0..count)
+            .map(|_| {
+                let (loads, key) = (loads.clone(), key.clone());
+                tokio::spawn(async move { loads.load(key, now()).await })
+            })
+            .collect()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn loads_kept_out_by_a_lock_wait_for_it_then_answer() {
         let dir = tempfile::tempdir().unwrap();
@@ -408,12 +420,7 @@ mod tests {
         let (path, key, readers) = database_with_pool(&dir, timeout);
         let loads = super::Loads::new(readers, timeout);
         let holder = hold_exclusively(&path);
-        let waiting: Vec<_> = (0..8)
-            .map(|_| {
-                let (loads, key) = (loads.clone(), key.clone());
-                tokio::spawn(async move { loads.load(key, now()).await })
-            })
-            .collect();
+        let waiting = spawn_loads(&loads, &key, 8);
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(
             waiting.iter().all(|load| !load.is_finished()),
@@ -435,12 +442,7 @@ mod tests {
         let loads = super::Loads::new(readers, timeout);
         let holder = hold_exclusively(&path);
         let started = Instant::now();
-        let waiting: Vec<_> = (0..8)
-            .map(|_| {
-                let (loads, key) = (loads.clone(), key.clone());
-                tokio::spawn(async move { loads.load(key, now()).await })
-            })
-            .collect();
+        let waiting = spawn_loads(&loads, &key, 8);
         for load in waiting {
             let err = within(load).await.unwrap().unwrap_err();
             let StoreError::Unavailable(cause) = &err else {
@@ -471,10 +473,7 @@ mod tests {
         let loads = super::Loads::new(readers.clone(), timeout);
         // Taken as other reads (Exists, the readiness probe) take them.
         let taken = [readers.get().unwrap(), readers.get().unwrap()];
-        let load = tokio::spawn({
-            let (loads, key) = (loads.clone(), key.clone());
-            async move { loads.load(key, now()).await }
-        });
+        let load = spawn_loads(&loads, &key, 1).remove(0);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!load.is_finished(), "answered without a connection");
         drop(taken);

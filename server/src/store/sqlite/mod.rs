@@ -34,7 +34,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 
 use crate::session::{ExpireDate, Record, SessionKey};
@@ -45,7 +44,8 @@ use crate::store::{Patcher, PoolGauges, SessionStore, SqliteGauges, StoreGauges}
 pub use backup::SqliteBackupError;
 pub(crate) use backup::back_up;
 use connection::{
-    check_path, explain_open_error, keep_private, log_synchronous, open_read_write, read_pool,
+    Readers, check_path, explain_open_error, keep_private, log_synchronous, open_read_write,
+    read_pool,
 };
 use dates::{from_django_text, to_django_text};
 use errors::{classify, is_busy};
@@ -63,7 +63,7 @@ pub struct SqliteStore {
     path: PathBuf,
     timeout: Duration,
     synchronous: Synchronous,
-    readers: r2d2::Pool<SqliteConnectionManager>,
+    readers: Readers,
     loads: Arc<Loads>,
     writer: Writer,
 }
