@@ -117,6 +117,9 @@ pub struct ServerConfig {
     /// session service's health; zero turns the probe off (the service
     /// then stays SERVING).
     pub readiness_interval: Duration,
+    /// `--threads`: how many threads serve connections, each with a
+    /// runtime of its own; `None`: one per CPU core.
+    pub threads: Option<std::num::NonZeroUsize>,
 }
 
 /// Who may call: bearer tokens from a file and one more from the
@@ -198,6 +201,7 @@ impl Default for ServerConfig {
             purge: PurgeSettings::default(),
             shutdown: ShutdownSettings::default(),
             readiness_interval: DEFAULT_READINESS_INTERVAL,
+            threads: None,
         }
     }
 }

@@ -12,6 +12,7 @@ mod drain;
 mod exposure;
 mod grpc;
 mod readiness;
+mod threads;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,9 +29,10 @@ use crate::store::{OpenError, SessionStore, StoreConfig, StoreError, StoreUrl};
 use crate::tls::{Tls, TlsError};
 use admission::{Admission, ConnectionCap};
 use background::Background;
-use connections::Connections;
+use connections::Accepting;
 pub use exposure::Unauthenticated;
 use readiness::{ProbeSettings, Readiness};
+use threads::ConnectionThreads;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +102,10 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("the gRPC server failed")]
     Transport(#[from] tonic::transport::Error),
+    #[error("cannot start the threads that serve connections")]
+    Threads(#[source] std::io::Error),
+    #[error("a thread serving connections panicked")]
+    ThreadPanicked,
 }
 
 /// A server with its engine open and migrated, ready to serve.
@@ -161,7 +167,9 @@ impl Server {
             .and_then(|listener| listener.local_addr().ok())
     }
 
-    /// Serves on `listener` until `shutdown` completes, meanwhile reporting
+    /// Serves on `listener`, from threads of its own (`config.threads`,
+    /// each with a runtime that keeps a connection and its calls on one
+    /// thread), until `shutdown` completes, meanwhile reporting
     /// the session service's health as the store answers a ping; then shuts
     /// down in order: stop the readiness probe, health NOT_SERVING, wait
     /// the shutdown delay, stop accepting, drain in-flight calls, stop the
@@ -225,7 +233,16 @@ impl Server {
             &metrics,
         );
         let cap = ConnectionCap::resolve(config.connections.max_connections);
-        log_serving(&listener, &config, &codec, &tokens, tls.as_ref(), cap);
+        let thread_count = config.threads.unwrap_or_else(threads::default_count);
+        log_serving(
+            &listener,
+            &config,
+            &codec,
+            &tokens,
+            tls.as_ref(),
+            cap,
+            thread_count,
+        );
 
         let (closing_tx, closing) = tokio::sync::oneshot::channel();
         let close_listener = drain::close_listener(
@@ -235,31 +252,39 @@ impl Server {
             config.shutdown.delay,
             closing_tx,
         );
-        let acceptor = tls.as_ref().map(|tls| tls.acceptor.clone());
-        let admission = Admission::new(
-            cap.max,
-            config.connections.max_connections_per_ip,
-            metrics.clone(),
-        );
-        let connections = Connections::new(
-            listener,
-            config.connections,
-            acceptor,
-            admission,
-            metrics.clone(),
-        );
-        let serving = router.serve_with_incoming_shutdown(connections, close_listener);
-        let drain_timeout = config.shutdown.drain_timeout;
-        let served = tokio::select! {
-            served = serving => served,
-            () = drain::drained(closing, &in_flight, drain_timeout) => Ok(()),
+        let accepting = Accepting {
+            settings: config.connections,
+            tls: tls.as_ref().map(|tls| tls.acceptor.clone()),
+            admission: Admission::new(
+                cap.max,
+                config.connections.max_connections_per_ip,
+                metrics.clone(),
+            ),
+            metrics: metrics.clone(),
+            failed_accepts: Arc::default(),
         };
+        let stop_accepting = tokio_util::sync::CancellationToken::new();
+        let mut threads =
+            ConnectionThreads::start(thread_count, listener, &router, &accepting, &stop_accepting)?;
+        let drain_timeout = config.shutdown.drain_timeout;
+        let stop = async {
+            let close = async {
+                close_listener.await;
+                stop_accepting.cancel();
+            };
+            tokio::join!(close, drain::drained(closing, &in_flight, drain_timeout));
+        };
+        let served = tokio::select! {
+            served = threads.finished() => served,
+            _ = stop => Ok(()),
+        };
+        threads.stop_now();
 
         let closing_deadline = tokio::time::Instant::now() + drain_timeout;
         background.stop().await;
         close_store(store.as_ref(), closing_deadline).await;
         tracing::info!("sessiond stopped");
-        Ok(served?)
+        served
     }
 }
 
@@ -347,6 +372,7 @@ fn log_serving(
     tokens: &TokenStore,
     tls: Option<&Tls>,
     cap: ConnectionCap,
+    threads: std::num::NonZeroUsize,
 ) {
     let local_addr = listener
         .local_addr()
@@ -362,6 +388,7 @@ fn log_serving(
         max_connections = cap.max,
         max_connections_per_ip = config.connections.max_connections_per_ip,
         file_limit = cap.file_limit,
+        threads,
         "sessiond serving"
     );
 }

@@ -213,10 +213,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSIOND_PURGE_BATCH_SIZE", default_value_t = DEFAULT_PURGE_BATCH_SIZE, value_parser = clap::value_parser!(u64).range(1..=1_000_000), value_name = "ROWS")]
     pub purge_batch_size: u64,
 
-    /// Threads that serve calls (the async runtime's workers; SQLite's writer
-    /// and blocking work have threads of their own). Default: one per CPU
-    /// core. On a machine shared with the app, as a sidecar, 1 or 2 leave
-    /// the app its cores and spend less time waking each other.
+    /// Threads that serve connections. Each runs a runtime of its own, and a
+    /// connection, with every call on it, stays on the thread that accepted
+    /// it; as many threads again run background work (the purge, metrics,
+    /// the engines' own tasks), and SQLite's writer and blocking reads have
+    /// threads of their own. Default: one per CPU core. On a machine shared
+    /// with the app, as a sidecar, 1 or 2 leave the app its cores.
     #[arg(long, env = "SESSIOND_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024), value_name = "N")]
     pub threads: Option<u16>,
 
@@ -294,6 +296,9 @@ impl ServeArgs {
                 drain_timeout: self.drain_timeout,
             },
             readiness_interval: self.readiness_interval,
+            threads: self
+                .threads
+                .and_then(|threads| std::num::NonZeroUsize::new(usize::from(threads))),
         }
     }
 }

@@ -19,6 +19,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -67,7 +68,20 @@ enum Io {
     Tls(Box<Encrypted>),
 }
 
-/// The accepted connections of one listener.
+/// What connections are accepted with: shared by every thread that
+/// accepts them, so that limits count and warnings are throttled across
+/// all of them.
+#[derive(Clone)]
+pub(super) struct Accepting {
+    pub settings: ConnectionSettings,
+    pub tls: Option<TlsAcceptor>,
+    pub admission: Admission,
+    pub metrics: Metrics,
+    /// Warnings of failed accepts: one a minute for the whole server.
+    pub failed_accepts: Arc<LogThrottle>,
+}
+
+/// The accepted connections of one listener (or one thread's copy of it).
 pub(super) struct Connections {
     tcp: TcpIncoming,
     tls: Option<TlsAcceptor>,
@@ -81,7 +95,7 @@ pub(super) struct Connections {
     next_pause: Duration,
     /// Accepts that failed since the last one that succeeded.
     failures_in_a_row: u32,
-    failed_accepts: LogThrottle,
+    failed_accepts: Arc<LogThrottle>,
     metrics: Metrics,
     /// The listener has ended.
     tcp_done: bool,
@@ -97,30 +111,25 @@ impl std::fmt::Debug for Connections {
 }
 
 impl Connections {
-    /// Accepts on `listener` what `admission` lets in, without Nagle's
-    /// delay and with TCP keepalive when pings are on, speaking TLS when
-    /// `tls` is given.
-    pub(super) fn new(
-        listener: TcpListener,
-        settings: ConnectionSettings,
-        tls: Option<TlsAcceptor>,
-        admission: Admission,
-        metrics: Metrics,
-    ) -> Self {
+    /// Accepts on `listener` what `accepting.admission` lets in, without
+    /// Nagle's delay and with TCP keepalive when pings are on, speaking TLS
+    /// when `accepting.tls` is given.
+    pub(super) fn new(listener: TcpListener, accepting: Accepting) -> Self {
+        let settings = accepting.settings;
         let keepalive = (!settings.keepalive.is_zero()).then_some(settings.keepalive);
         Self {
             tcp: TcpIncoming::from(listener)
                 .with_nodelay(Some(true))
                 .with_keepalive(keepalive),
-            tls,
-            admission,
+            tls: accepting.tls,
+            admission: accepting.admission,
             handshakes: JoinSet::new(),
             opening_timeout: settings.handshake_timeout,
             pause: None,
             next_pause: FIRST_ACCEPT_PAUSE,
             failures_in_a_row: 0,
-            failed_accepts: LogThrottle::default(),
-            metrics,
+            failed_accepts: accepting.failed_accepts,
+            metrics: accepting.metrics,
             tcp_done: false,
         }
     }
