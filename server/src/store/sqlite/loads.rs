@@ -12,14 +12,16 @@
 //!
 //! A Load queues itself and yields once, so that the calls that arrived
 //! with it (one read of the socket often brings dozens) queue theirs too;
-//! then the first to run again takes an idle read connection and answers
-//! everything queued, right there on the runtime thread. That is a few
-//! microseconds a Load, less than handing the batch to another thread and
-//! waking the callers from it would cost, and one batch is at most the
-//! Loads in flight. When no connection is idle, or the database keeps
-//! readers out, one blocking thread (the drainer) waits for a connection
-//! and for the locks, and answers the queue from there: no Load depends on
-//! another caller to be answered.
+//! then the first to run again hands the queue to the drainer: one blocking
+//! thread at a time that takes a read connection and answers everything
+//! queued in one read transaction, and again for what was queued
+//! meanwhile, until the queue is empty. The connection's own thread goes
+//! on reading requests and writing answers while the drainer reads the
+//! database: answering on that thread cost less CPU, but left the
+//! connection waiting on every batch, and served fewer Loads a second
+//! (30 400 against 33 200 here). When the database keeps readers out, the
+//! drainer waits for the locks, one store timeout for the whole queue; no
+//! Load depends on another caller to be answered.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -88,21 +90,12 @@ impl Loads {
         })
     }
 
-    /// Answers what is queued on an idle read connection, or leaves it to
-    /// the drainer when there is none or the database keeps readers out.
+    /// Hands what is queued to the drainer.
     fn answer_queued(self: &Arc<Self>) {
         if self.lock().is_empty() {
             return;
         }
-        let Some(conn) = self.readers.try_get() else {
-            self.start_drainer();
-            return;
-        };
-        let batch = std::mem::take(&mut *self.lock());
-        if !batch.is_empty() && answer_batch(&conn, batch, self).is_err() {
-            // Locked: what was not answered goes back to the queue.
-            self.start_drainer();
-        }
+        self.start_drainer();
     }
 
     /// Starts the drainer unless it is running.
@@ -132,7 +125,6 @@ impl Loads {
             if batch.is_empty() {
                 return;
             }
-            let deadline = Instant::now() + self.timeout;
             let conn = match self.readers.get() {
                 Ok(conn) => conn,
                 Err(err) => {
@@ -143,27 +135,37 @@ impl Loads {
                     continue;
                 }
             };
-            let mut batch = batch.into_iter();
-            while let Some(pending) = batch.next() {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let result = conn
-                    .busy_timeout(left)
-                    .and_then(|()| lookup(&conn, &pending.key, &pending.now));
-                match result {
-                    Err(err) if is_busy(&err) => {
-                        // Still locked at the deadline: so are the rest.
-                        let rest = std::iter::once(pending).chain(batch.by_ref());
-                        fail_all(rest, &err, self.timeout);
-                    }
-                    result => {
-                        let _ = pending
-                            .answer
-                            .send(result.map_err(|err| classify(err, self.timeout)));
-                    }
+            if answer_batch(&conn, batch, self).is_err() {
+                let batch = std::mem::take(&mut *self.lock());
+                self.answer_waiting_for_locks(&conn, batch);
+            }
+        }
+    }
+
+    /// Answers `batch` one Load at a time, each waiting for the locks until
+    /// one store timeout from now.
+    fn answer_waiting_for_locks(&self, conn: &Connection, batch: Vec<Pending>) {
+        let deadline = Instant::now() + self.timeout;
+        let mut batch = batch.into_iter();
+        while let Some(pending) = batch.next() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let result = conn
+                .busy_timeout(left)
+                .and_then(|()| lookup(conn, &pending.key, &pending.now));
+            match result {
+                Err(err) if is_busy(&err) => {
+                    // Still locked at the deadline: so are the rest.
+                    let rest = std::iter::once(pending).chain(batch.by_ref());
+                    fail_all(rest, &err, self.timeout);
+                }
+                result => {
+                    let _ = pending
+                        .answer
+                        .send(result.map_err(|err| classify(err, self.timeout)));
                 }
             }
-            let _ = conn.busy_timeout(Duration::ZERO);
         }
+        let _ = conn.busy_timeout(Duration::ZERO);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
