@@ -215,6 +215,24 @@ impl Server {
             },
             health_service,
         )?;
+        let cap = ConnectionCap::resolve(config.connections.max_connections);
+        let thread_count = config.threads.unwrap_or_else(threads::default_count);
+        let listening = listener.local_addr();
+        let accepting = Accepting {
+            settings: config.connections,
+            tls: tls.as_ref().map(|tls| tls.acceptor.clone()),
+            admission: Admission::new(
+                cap.max,
+                config.connections.max_connections_per_ip,
+                metrics.clone(),
+            ),
+            metrics: metrics.clone(),
+            failed_accepts: Arc::default(),
+        };
+        let stop_accepting = tokio_util::sync::CancellationToken::new();
+        // Before the background tasks, so that a failed start leaves none.
+        let mut threads =
+            ConnectionThreads::start(thread_count, listener, &router, &accepting, &stop_accepting)?;
         let background = Background::start(
             store.clone(),
             config.purge,
@@ -232,10 +250,8 @@ impl Server {
             },
             &metrics,
         );
-        let cap = ConnectionCap::resolve(config.connections.max_connections);
-        let thread_count = config.threads.unwrap_or_else(threads::default_count);
         log_serving(
-            &listener,
+            listening,
             &config,
             &codec,
             &tokens,
@@ -252,20 +268,6 @@ impl Server {
             config.shutdown.delay,
             closing_tx,
         );
-        let accepting = Accepting {
-            settings: config.connections,
-            tls: tls.as_ref().map(|tls| tls.acceptor.clone()),
-            admission: Admission::new(
-                cap.max,
-                config.connections.max_connections_per_ip,
-                metrics.clone(),
-            ),
-            metrics: metrics.clone(),
-            failed_accepts: Arc::default(),
-        };
-        let stop_accepting = tokio_util::sync::CancellationToken::new();
-        let mut threads =
-            ConnectionThreads::start(thread_count, listener, &router, &accepting, &stop_accepting)?;
         let drain_timeout = config.shutdown.drain_timeout;
         let stop = async {
             let close = async {
@@ -283,6 +285,9 @@ impl Server {
         let closing_deadline = tokio::time::Instant::now() + drain_timeout;
         background.stop().await;
         close_store(store.as_ref(), closing_deadline).await;
+        // Tasks the engines started from calls may live on the threads'
+        // runtimes: those stay up until the store is closed.
+        threads.release().await;
         tracing::info!("sessiond stopped");
         served
     }
@@ -366,7 +371,7 @@ async fn open_and_migrate(config: &StoreConfig) -> Result<Arc<dyn SessionStore>,
 }
 
 fn log_serving(
-    listener: &TcpListener,
+    listening: std::io::Result<std::net::SocketAddr>,
     config: &ServerConfig,
     codec: &Codec,
     tokens: &TokenStore,
@@ -374,9 +379,7 @@ fn log_serving(
     cap: ConnectionCap,
     threads: std::num::NonZeroUsize,
 ) {
-    let local_addr = listener
-        .local_addr()
-        .map_or_else(|err| err.to_string(), |addr| addr.to_string());
+    let local_addr = listening.map_or_else(|err| err.to_string(), |addr| addr.to_string());
     tracing::info!(
         listen = %local_addr,
         store = %config.store.url,

@@ -1,7 +1,10 @@
 //! `--threads N`: N threads serve connections, each on a runtime of its own
 //! and all accepting on one listener. Many clients at once, each with many
-//! calls in flight on its connection, are all answered; at shutdown the
-//! threads end and the listener closes (every thread's copy of it).
+//! calls in flight on its connection, are all answered, and by those
+//! threads (they spend a good share of the process's CPU meanwhile); at
+//! shutdown the threads end and the listener closes (every thread's copy
+//! of it). On `memory://`, then on SQLite, whose batched Loads are read on
+//! a thread of their own.
 //!
 //! One test in this file: it counts the process's threads by name, which
 //! another server in the same test process would confuse.
@@ -18,24 +21,67 @@ use tokio::task::JoinSet;
 
 const THREADS: usize = 3;
 const CLIENTS: usize = 12;
-const CALLS_IN_FLIGHT: usize = 16;
+const CALLS_IN_FLIGHT: usize = 64;
+/// The share of the process's CPU, clients included, that the connection
+/// threads spend while the clients run: near zero if calls were served
+/// elsewhere.
+const SERVING_SHARE: f64 = 0.1;
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// This process's threads that serve connections.
 fn connection_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .filter(|name| name.starts_with("sessiond-conn-"))
+    cpu_by_thread()
+        .filter(|(name, _)| is_connection_thread(name))
         .count()
 }
 
+fn is_connection_thread(name: &str) -> bool {
+    name.starts_with("sessiond-conn-")
+}
+
+/// Each live thread of this process: its name and its time on a CPU.
+fn cpu_by_thread() -> impl Iterator<Item = (String, Duration)> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            let schedstat = std::fs::read_to_string(path.join("schedstat")).ok()?;
+            let nanos = schedstat.split_whitespace().next()?.parse().ok()?;
+            Some((name.trim().to_owned(), Duration::from_nanos(nanos)))
+        })
+}
+
+/// CPU time of the connection threads, and of every thread.
+fn cpu_time() -> (Duration, Duration) {
+    cpu_by_thread().fold(
+        (Duration::ZERO, Duration::ZERO),
+        |(serving, all), (name, cpu)| {
+            let serving = if is_connection_thread(&name) {
+                serving + cpu
+            } else {
+                serving
+            };
+            (serving, all + cpu)
+        },
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clients_over_several_threads_are_all_answered_and_the_threads_end_at_shutdown() {
+async fn clients_over_several_threads_are_all_answered_by_them_and_the_threads_end_at_shutdown() {
+    serve_clients_then_stop(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("sessions.sqlite3").display());
+    serve_clients_then_stop(Some(&store)).await;
+}
+
+/// One round on `store` (`memory://` when `None`).
+async fn serve_clients_then_stop(store: Option<&str>) {
     let threads = THREADS.to_string();
-    let server = TestServer::start_on("memory://", &["--threads", &threads]).await;
+    let server = TestServer::start_on(store.unwrap_or("memory://"), &["--threads", &threads]).await;
     wait_for_threads(|count| count == THREADS, "the threads start").await;
 
+    let (serving_before, all_before) = cpu_time();
     let mut clients = JoinSet::new();
     for client_no in 0..CLIENTS {
         let url = format!("http://{}", server.addr);
@@ -60,6 +106,15 @@ async fn clients_over_several_threads_are_all_answered_and_the_threads_end_at_sh
     })
     .await
     .expect("every client answered");
+    let (serving_after, all_after) = cpu_time();
+    let share = (serving_after - serving_before).as_secs_f64()
+        / (all_after.saturating_sub(all_before))
+            .as_secs_f64()
+            .max(f64::EPSILON);
+    assert!(
+        share >= SERVING_SHARE,
+        "the connection threads spent {share:.2} of the CPU while the calls ran"
+    );
 
     let addr = server.addr;
     tokio::time::timeout(LIMIT, server.stop())

@@ -128,6 +128,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_byte_check_is_the_alphabet() {
+        for byte in 0..=u8::MAX {
+            assert_eq!(is_key_byte(byte), KEY_ALPHABET.contains(&byte), "{byte}");
+        }
+    }
+
+    #[test]
     fn keys_follow_the_length_and_alphabet_rules() {
         assert!(SessionKey::parse("abcdefgh").is_ok());
         assert!(SessionKey::parse(&"a".repeat(40)).is_ok());

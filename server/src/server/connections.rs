@@ -99,6 +99,8 @@ pub(super) struct Connections {
     metrics: Metrics,
     /// The listener has ended.
     tcp_done: bool,
+    /// A connection was just accepted: the next accept waits one turn.
+    accepted: bool,
 }
 
 impl std::fmt::Debug for Connections {
@@ -131,6 +133,7 @@ impl Connections {
             failed_accepts: accepting.failed_accepts,
             metrics: accepting.metrics,
             tcp_done: false,
+            accepted: false,
         }
     }
 
@@ -237,8 +240,19 @@ impl Stream for Connections {
                 }
                 this.pause = None;
             }
+            if this.accepted {
+                // Every thread that serves connections accepts on this
+                // socket, and all of them wake when connections arrive:
+                // one turn off lets another take the next, so that a burst
+                // (every replica of an app reconnecting at once) spreads
+                // over the threads rather than landing on the first awake.
+                this.accepted = false;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             match Pin::new(&mut this.tcp).poll_next(cx) {
                 Poll::Ready(Some(Ok(stream))) => {
+                    this.accepted = true;
                     this.next_pause = FIRST_ACCEPT_PAUSE;
                     this.failures_in_a_row = 0;
                     let ip = stream.peer_addr().ok().map(|addr| addr.ip());

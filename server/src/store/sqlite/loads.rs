@@ -63,6 +63,10 @@ pub(super) struct Loads {
     queue: Mutex<Vec<Pending>>,
     /// A drainer thread is running (at most one at a time).
     draining: AtomicBool,
+    /// The runtime the store was opened on, whose blocking threads drain.
+    /// Not the caller's: a connection thread's runtime ends with its
+    /// connections, and would drop a drainer it had not started yet.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Loads {
@@ -74,6 +78,7 @@ impl Loads {
             timeout,
             queue: Mutex::new(Vec::new()),
             draining: AtomicBool::new(false),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         })
     }
 
@@ -104,7 +109,7 @@ impl Loads {
             return;
         }
         let loads = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let drainer = move || {
             loop {
                 loads.drain();
                 loads.draining.store(false, Ordering::SeqCst);
@@ -114,7 +119,11 @@ impl Loads {
                     return;
                 }
             }
-        });
+        };
+        match &self.runtime {
+            Some(runtime) => drop(runtime.spawn_blocking(drainer)),
+            None => drop(tokio::task::spawn_blocking(drainer)),
+        }
     }
 
     /// Answers the queue until it is empty, waiting for a connection and for
