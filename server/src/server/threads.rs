@@ -4,8 +4,8 @@
 //!
 //! On one multi-threaded runtime, the calls of one connection (a task each)
 //! moved between the runtime's threads, which stole them from each other
-//! and woke each other up to do so: that was half of the server's CPU per
-//! Load. A connection now costs one thread's time, and many connections
+//! and woke each other up to do so: that was a third to a half of the
+//! server's CPU per Load, depending on the machine's state. A connection now costs one thread's time, and many connections
 //! spread over the threads: a thread that has accepted one lets the others
 //! take the next (see `connections`).
 //!
