@@ -144,9 +144,8 @@ impl Loads {
                     continue;
                 }
             };
-            if answer_batch(&conn, batch, self).is_err() {
-                let batch = std::mem::take(&mut *self.lock());
-                self.answer_waiting_for_locks(&conn, batch);
+            if let Err(locked_out) = answer_batch(&conn, batch, self.timeout) {
+                self.answer_waiting_for_locks(&conn, locked_out);
             }
         }
     }
@@ -188,9 +187,12 @@ impl Loads {
 /// Answers `batch` in one read transaction on `conn`, which does not wait
 /// for locks. When the database keeps readers out (another process is
 /// recovering the log after a crash, or holds a rollback-journal database's
-/// write lock), puts the Loads not answered yet back in the queue and says
-/// so.
-fn answer_batch(conn: &Connection, batch: Vec<Pending>, loads: &Loads) -> Result<(), Locked> {
+/// write lock), hands back the Loads not answered yet.
+fn answer_batch(
+    conn: &Connection,
+    batch: Vec<Pending>,
+    timeout: Duration,
+) -> Result<(), Vec<Pending>> {
     if !conn.is_autocommit() {
         // Left inside a transaction by a failed end: it would read an old
         // snapshot.
@@ -198,7 +200,7 @@ fn answer_batch(conn: &Connection, batch: Vec<Pending>, loads: &Loads) -> Result
     }
     let in_transaction = batch.len() > 1;
     if in_transaction && let Err(err) = execute(conn, "BEGIN") {
-        fail_all(batch, &err, loads.timeout);
+        fail_all(batch, &err, timeout);
         return Ok(());
     }
     let mut batch = batch.into_iter();
@@ -206,15 +208,12 @@ fn answer_batch(conn: &Connection, batch: Vec<Pending>, loads: &Loads) -> Result
     while let Some(pending) = batch.next() {
         match lookup(conn, &pending.key, &pending.now) {
             Err(err) if is_busy(&err) => {
-                let mut queue = loads.lock();
-                queue.push(pending);
-                queue.extend(batch.by_ref());
-                outcome = Err(Locked);
+                outcome = Err(std::iter::once(pending).chain(batch.by_ref()).collect());
             }
             result => {
                 let _ = pending
                     .answer
-                    .send(result.map_err(|err| classify(err, loads.timeout)));
+                    .send(result.map_err(|err| classify(err, timeout)));
             }
         }
     }
@@ -223,9 +222,6 @@ fn answer_batch(conn: &Connection, batch: Vec<Pending>, loads: &Loads) -> Result
     }
     outcome
 }
-
-/// The database kept readers out.
-struct Locked;
 
 /// Ends a batch's read transaction, so that the connection's next one sees
 /// what was committed since.
