@@ -87,12 +87,40 @@ impl Loads {
         let (answer, answered) = oneshot::channel();
         self.lock().push(Pending { key, now, answer });
         tokio::task::yield_now().await;
+        self.answer_alone();
         self.answer_queued();
         answered.await.unwrap_or_else(|_| {
             Err(StoreError::Internal(
                 "a load was dropped without an answer".into(),
             ))
         })
+    }
+
+    /// Answers a Load that is alone in the queue, with no drainer running,
+    /// here on the caller's thread: a store asked one thing at a time then
+    /// spares each Load two thread wake-ups (to the drainer and back), about
+    /// as long as the lookup itself. Only when a reader is free and no lock
+    /// keeps it out; otherwise the drainer answers, as it answers the many
+    /// Loads that arrive together.
+    fn answer_alone(&self) {
+        if self.draining.load(Ordering::SeqCst) {
+            return;
+        }
+        let alone = {
+            let mut queue = self.lock();
+            if queue.len() != 1 {
+                return;
+            }
+            queue.pop()
+        };
+        let Some(pending) = alone else { return };
+        let Some(conn) = self.readers.try_get() else {
+            self.lock().push(pending);
+            return;
+        };
+        if let Err(locked_out) = answer_batch(&conn, vec![pending], self.timeout) {
+            self.lock().extend(locked_out);
+        }
     }
 
     /// Hands what is queued to the drainer.
