@@ -62,7 +62,9 @@ async fn the_python_client_flask_and_asgi_suite_passes() {
     let grpcio_path = python::checkout_path_on_grpcio(&venv, stubs.path()).await;
     let native_path = python::with_native_module(&grpcio_path, stubs.path()).await;
 
-    let server = TestServer::start_with(&["--token", TOKEN]).await;
+    // Pings a connection idle for a second: the clients must answer them
+    // between calls too.
+    let server = TestServer::start_with(&["--token", TOKEN, "--keepalive", "1s"]).await;
     let certs = tempfile::tempdir().unwrap();
     let pki = make_pki(certs.path());
     let tls_args = [

@@ -1,12 +1,14 @@
-//! `sessiond._native`: one gRPC channel to one sessiond address, driven by
-//! its own Tokio runtime, and a blocking unary call on it that releases the
-//! GIL while it waits.
+//! `sessiond._native`: one gRPC channel to one sessiond address, on
+//! runtimes of its own (see [`lanes`]), and a blocking unary call on it that
+//! releases the GIL while it waits.
 //!
 //! It carries serialized protobuf messages both ways: `sessiond_client`
 //! builds every request and reads every answer with the generated Python
 //! messages, names the RPC, tries the next address and words the errors.
 //! A failed call raises [`RpcFailure`] with the gRPC status code (an int)
 //! and the status message, which the Python side turns into its own errors.
+
+mod lanes;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -29,17 +31,13 @@ create_exception!(
 );
 
 /// One channel to one address. Calls from several Python threads share it:
-/// tonic multiplexes them over one HTTP/2 connection, reconnecting on the
-/// next call after the connection is lost.
+/// tonic multiplexes them over HTTP/2, reconnecting on the next call after
+/// a connection is lost.
 #[pyclass(frozen, module = "sessiond._native")]
 struct Channel {
-    // One worker thread keeps the connection alive between calls (answers
-    // sessiond's pings, sends the client's own) while Python does other
-    // work; the calling thread waits on its answer with the GIL released.
-    // Both always `Some`; taken only by `drop` in a child made by `fork`.
-    runtime: Option<tokio::runtime::Runtime>,
-    channel: Option<tonic::transport::Channel>,
-    // The process that made the runtime: only there do its threads exist.
+    // Always `Some`; taken only by `drop` in a child made by `fork`.
+    lanes: Option<lanes::Lanes>,
+    // The process that made the runtimes: only there do their threads exist.
     pid: u32,
     authorization: Option<AsciiMetadataValue>,
 }
@@ -85,22 +83,10 @@ impl Channel {
             .transpose()
             // Never echo the token.
             .map_err(|_| PyValueError::new_err("the token cannot be sent as a header"))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("sessiond-channel")
-            .enable_all()
-            .build()
-            .map_err(|err| PyValueError::new_err(format!("cannot start the runtime: {err}")))?;
-        // Connects on the first call; a lost connection is reopened by the
-        // next call, at once (no back-off to wait out).
-        let channel = {
-            let _context = runtime.enter();
-            endpoint.connect_lazy()
-        };
+        let lanes = lanes::Lanes::open(&endpoint).map_err(PyValueError::new_err)?;
         Ok(Channel {
-            runtime: Some(runtime),
+            lanes: Some(lanes),
             pid: std::process::id(),
-            channel: Some(channel),
             authorization,
         })
     }
@@ -125,16 +111,13 @@ impl Channel {
                 .metadata_mut()
                 .insert("authorization", authorization.clone());
         }
-        let (Some(runtime), Some(channel), true) =
-            (&self.runtime, &self.channel, self.pid == std::process::id())
-        else {
+        let (Some(lanes), true) = (&self.lanes, self.pid == std::process::id()) else {
             return Err(PyValueError::new_err(
                 "this channel was made before the process forked: open a new one",
             ));
         };
-        let channel = channel.clone();
         let answer = py.detach(|| {
-            runtime.block_on(async move {
+            lanes.run(|channel| async move {
                 let call = async move {
                     // sessiond bounds what it stores (--max-data-bytes); the
                     // 4 MiB default here would refuse larger configured limits.
@@ -164,12 +147,11 @@ impl Channel {
 impl Drop for Channel {
     fn drop(&mut self) {
         if self.pid != std::process::id() {
-            // In a child made by fork the runtime's threads are gone:
-            // dropping the runtime would wait for them forever, and dropping
-            // the channel would wake its tasks on that dead runtime, taking
-            // locks a parent thread may have held at the fork. Leave both.
-            std::mem::forget(self.channel.take());
-            std::mem::forget(self.runtime.take());
+            // In a child made by fork the runtimes' threads are gone:
+            // dropping a runtime would wait for them forever, and dropping
+            // a channel would wake its tasks on that dead runtime, taking
+            // locks a parent thread may have held at the fork. Leave them.
+            std::mem::forget(self.lanes.take());
         }
     }
 }

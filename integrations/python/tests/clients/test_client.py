@@ -4,6 +4,8 @@ sessiond: every call, the errors, failover, the token and TLS."""
 import asyncio
 import datetime
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
@@ -97,6 +99,76 @@ def test_a_transport_that_does_not_exist_is_refused_naming_the_setting(monkeypat
     if not transport.NATIVE:
         with pytest.raises(ValueError, match="not installed"):
             Client("127.0.0.1:1", transport="native")
+
+
+def connections_to(address):
+    """The local ports of this process's established TCP connections to
+    the port of ``address`` (``127.0.0.1:PORT``), from Linux's /proc."""
+    port = int(address.rsplit(":", 1)[1])
+    sockets = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            sockets.add(link[len("socket:["):-1])
+    ports = set()
+    # IPv6 sockets too: grpcio connects to 127.0.0.1 on one (as ::ffff:127.0.0.1).
+    for table_path in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with open(table_path) as table:
+            for row in table.read().splitlines()[1:]:
+                fields = row.split()
+                local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+                established = state == "01"
+                if established and inode in sockets and int(remote.rsplit(":", 1)[1], 16) == port:
+                    ports.add(int(local.rsplit(":", 1)[1], 16))
+    return ports
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/net/tcp"), reason="reads Linux's /proc")
+def test_an_idle_channel_answers_the_servers_pings(address, token):
+    # The server (--keepalive 1s) pings a connection idle for a second and
+    # closes it if the ping goes unanswered for a second. A client that
+    # answered only during its own calls would lose its connection while
+    # the app does other work, and open a new one on its next call.
+    others = connections_to(address)
+    client = Client(address, token=token)
+    try:
+        key = client.create({"idle": "soon"})
+        ours = connections_to(address) - others
+        assert len(ours) == 1, ours
+        time.sleep(3.5)
+        assert client.load(key).data == {"idle": "soon"}
+        assert connections_to(address) - others == ours
+    finally:
+        client.close()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/net/tcp"), reason="reads Linux's /proc")
+def test_threads_sharing_a_client_each_get_their_own_answers(address, token):
+    # Calls that overlap share the client's connections: each thread must
+    # get the answers to its own calls, and the client opens at most two
+    # connections (the native transport's two lanes; grpcio's one).
+    others = connections_to(address)
+    client = Client(address, token=token)
+
+    def visits(thread):
+        key = client.create({"thread": thread})
+        for visit in range(40):
+            client.patch(key, set={"visit": visit})
+            assert client.load(key).data == {"thread": thread, "visit": visit}
+        return key
+
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            keys = list(pool.map(visits, range(8)))
+        assert len(set(keys)) == 8
+        for thread, key in enumerate(keys):
+            assert client.load(key).data == {"thread": thread, "visit": 39}
+        assert 1 <= len(connections_to(address) - others) <= 2
+    finally:
+        client.close()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
