@@ -5,7 +5,7 @@ the package is installed) when it is there, else on a blocking grpcio stub.
 The native module carries serialized messages only; requests are built and
 answers read here with the generated protobuf classes, the same as grpcio
 does, so both transports put the same bytes on the wire. A call costs
-about two thirds of grpcio's client CPU on the native module (see the
+under half of grpcio's client CPU on the native module (see the
 README's Benchmarks). A failure on either transport reaches the client as
 a ``grpc.RpcError`` with ``code()`` and ``details()``, which it words in
 one place.
