@@ -57,7 +57,7 @@ _clients = {}
 #: The client for the settings as last read; None until the first call and
 #: after a change. Reading eight settings through Django's lazy settings
 #: object (a missing one raises and catches an AttributeError) took a tenth
-#: of a Load's time.
+#: to a fifth of a Load's time.
 _current = None
 #: Counts the changes, so that a client made from settings read before one
 #: is not kept as current after it.

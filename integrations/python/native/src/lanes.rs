@@ -13,62 +13,69 @@
 //! client) run on the *shared* lane: a runtime with one worker thread that
 //! drives their common connection, as the calling threads wait. There a
 //! caller-driven runtime would stall every call whenever the thread driving
-//! it went back to Python, until another caller took over.
+//! it went back to Python, until another caller took over. The shared lane
+//! starts with the first call that overlaps another, so an app that never
+//! overlaps calls has one connection and no worker thread.
 //!
 //! Between calls a keeper thread drives the caller-driven lane for a moment
-//! every [`KEEPER_TICK`], so that its connection still answers the server's
-//! pings and sends its own while Python does other work. The shared lane's
-//! worker does that for its own. Each lane connects on its first call, so an
-//! app that never overlaps calls holds one connection.
+//! every [`KEEPER_TICK`], so that its connection answers the server's pings
+//! and sends its own while Python does other work. A call on that lane
+//! first lets the runtime look at the socket, so that a connection the
+//! server closed since the keeper's last turn (a restart, an idle cut) is
+//! seen closed and replaced before the request is sent, rather than failing
+//! the call.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, OnceLock, mpsc};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::runtime::{Builder, Runtime};
 use tonic::transport::{Channel, Endpoint};
 
-/// How often the keeper thread drives the idle caller-driven lane. Far
-/// below any keepalive interval or timeout (seconds), and rare enough that a
-/// call seldom finds the keeper driving and waits for it to let go (a few
-/// µs).
-const KEEPER_TICK: Duration = Duration::from_millis(100);
+/// How often the keeper thread drives the idle caller-driven lane: well
+/// inside the time a server gives a ping to be answered (sessiond's is as
+/// long as its `--keepalive`, 60 s by default, at most 20 s), and seldom
+/// enough that a call rarely finds the keeper driving and waits for it to
+/// let go (a few µs).
+const KEEPER_TICK: Duration = Duration::from_millis(250);
 
 /// Both lanes, and how many calls are in flight on them.
 pub(crate) struct Lanes {
     caller_driven: Lane,
-    shared: Lane,
+    /// Started by the first call that overlaps another; the error, if it
+    /// could not start, is every overlapping call's.
+    shared: OnceLock<std::io::Result<Lane>>,
+    endpoint: Endpoint,
     in_flight: AtomicUsize,
 }
 
-/// A runtime and a lazily connected channel on it.
+/// A lazily connected channel and the runtime it runs on. The channel goes
+/// first, then the keeper, then the runtime they both use.
 struct Lane {
-    runtime: Arc<Runtime>,
     channel: Channel,
-    /// Dropping it stops the keeper thread (the caller-driven lane only).
-    keeper: Option<mpsc::Sender<()>>,
+    /// The caller-driven lane's keeper thread.
+    keeper: Option<Keeper>,
+    runtime: Arc<Runtime>,
+}
+
+/// The keeper thread; dropping this stops it and waits for it.
+struct Keeper {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Lanes {
-    /// Both lanes to `endpoint`; the error says what could not start.
-    pub(crate) fn open(endpoint: &Endpoint) -> Result<Self, String> {
-        let caller_driven = Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|err| format!("cannot start the runtime: {err}"))?;
-        let shared = Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("sessiond-channel")
-            .enable_all()
-            .build()
-            .map_err(|err| format!("cannot start the runtime: {err}"))?;
-        let mut caller_driven = Lane::open(caller_driven, endpoint);
-        caller_driven.keeper = Some(start_keeper(caller_driven.runtime.clone())?);
+    /// The caller-driven lane to `endpoint`, with its keeper thread.
+    pub(crate) fn open(endpoint: Endpoint) -> std::io::Result<Self> {
+        let runtime = Builder::new_current_thread().enable_all().build()?;
+        let mut caller_driven = Lane::open(runtime, &endpoint);
+        caller_driven.keeper = Some(Keeper::start(caller_driven.runtime.clone())?);
         Ok(Self {
             caller_driven,
-            shared: Lane::open(shared, endpoint),
+            shared: OnceLock::new(),
+            endpoint,
             in_flight: AtomicUsize::new(0),
         })
     }
@@ -76,18 +83,37 @@ impl Lanes {
     /// Runs `call` on a clone of a lane's channel, blocking this thread
     /// until it ends: on the caller-driven lane when no other call is in
     /// flight, else on the shared one.
-    pub(crate) fn run<F, T>(&self, call: impl FnOnce(Channel) -> F) -> T
+    pub(crate) fn run<F, T>(&self, call: impl FnOnce(Channel) -> F) -> std::io::Result<T>
     where
         F: Future<Output = T>,
     {
         let alone = self.in_flight.fetch_add(1, Ordering::SeqCst) == 0;
         let _in_flight = InFlight(&self.in_flight);
-        let lane = if alone {
-            &self.caller_driven
-        } else {
-            &self.shared
-        };
-        lane.runtime.block_on(call(lane.channel.clone()))
+        if alone {
+            let lane = &self.caller_driven;
+            let call = call(lane.channel.clone());
+            return Ok(lane.runtime.block_on(async {
+                // Two turns of the runtime: one polls the socket, the next
+                // runs the connection's task on what came in (a close).
+                for _ in 0..2 {
+                    tokio::task::yield_now().await;
+                }
+                call.await
+            }));
+        }
+        match self.shared.get_or_init(|| self.open_shared()) {
+            Ok(lane) => Ok(lane.runtime.block_on(call(lane.channel.clone()))),
+            Err(err) => Err(std::io::Error::new(err.kind(), err.to_string())),
+        }
+    }
+
+    fn open_shared(&self) -> std::io::Result<Lane> {
+        let runtime = Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("sessiond-channel")
+            .enable_all()
+            .build()?;
+        Ok(Lane::open(runtime, &self.endpoint))
     }
 }
 
@@ -100,9 +126,9 @@ impl Lane {
             endpoint.clone().connect_lazy()
         };
         Self {
-            runtime: Arc::new(runtime),
             channel,
             keeper: None,
+            runtime: Arc::new(runtime),
         }
     }
 }
@@ -116,25 +142,39 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Starts the thread that drives `runtime` between calls, every
-/// [`KEEPER_TICK`], until the returned sender is dropped.
-fn start_keeper(runtime: Arc<Runtime>) -> Result<mpsc::Sender<()>, String> {
-    let (keeper, stop) = mpsc::channel::<()>();
-    std::thread::Builder::new()
-        .name("sessiond-keeper".into())
-        .spawn(move || {
-            while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(KEEPER_TICK) {
-                // A few turns of the runtime: one polls the socket and the
-                // timers, the next runs the connection's task on what came
-                // in (a ping), the last writes what it queued (the answer).
-                // While a call drives the runtime, these return at once.
-                runtime.block_on(async {
-                    for _ in 0..4 {
-                        tokio::task::yield_now().await;
-                    }
-                });
-            }
+impl Keeper {
+    /// Starts the thread that drives `runtime` every [`KEEPER_TICK`].
+    fn start(runtime: Arc<Runtime>) -> std::io::Result<Self> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sessiond-keeper".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(KEEPER_TICK) {
+                    // A few turns of the runtime: one polls the socket and
+                    // the timers, the next runs the connection's task on
+                    // what came in (a ping), the last writes what it queued
+                    // (the answer). While a call drives the runtime, these
+                    // return at once.
+                    runtime.block_on(async {
+                        for _ in 0..4 {
+                            tokio::task::yield_now().await;
+                        }
+                    });
+                }
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
         })
-        .map_err(|err| format!("cannot start the keeper thread: {err}"))?;
-    Ok(keeper)
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        // A closed channel ends the thread's wait at once.
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }

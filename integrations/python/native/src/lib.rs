@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -83,7 +83,9 @@ impl Channel {
             .transpose()
             // Never echo the token.
             .map_err(|_| PyValueError::new_err("the token cannot be sent as a header"))?;
-        let lanes = lanes::Lanes::open(&endpoint).map_err(PyValueError::new_err)?;
+        let lanes = lanes::Lanes::open(endpoint).map_err(|err| {
+            PyRuntimeError::new_err(format!("cannot start the channel's runtime: {err}"))
+        })?;
         Ok(Channel {
             lanes: Some(lanes),
             pid: std::process::id(),
@@ -135,10 +137,13 @@ impl Channel {
             })
         });
         match answer {
-            Ok(response) => Ok(PyBytes::new(py, response.get_ref())),
-            Err(status) => Err(RpcFailure::new_err((
+            Ok(Ok(response)) => Ok(PyBytes::new(py, response.get_ref())),
+            Ok(Err(status)) => Err(RpcFailure::new_err((
                 i32::from(failure_code(&status)),
                 failure_message(&status),
+            ))),
+            Err(err) => Err(PyRuntimeError::new_err(format!(
+                "cannot start the channel's runtime for calls that overlap: {err}"
             ))),
         }
     }

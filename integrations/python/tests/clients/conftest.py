@@ -2,8 +2,9 @@
 ones: a real sessiond, named by the environment the Rust driver
 (server/tests/python_clients.rs) sets.
 
-``SESSIOND_ADDRESS``, ``SESSIOND_TOKEN``
-    a sessiond that requires that token.
+``SESSIOND_ADDRESS``, ``SESSIOND_TOKEN``, ``SESSIOND_KEEPALIVE_SECONDS``
+    a sessiond that requires that token and pings a connection idle for
+    that many seconds (its ``--keepalive``).
 ``SESSIOND_TLS_ADDRESS``, ``SESSIOND_TLS_CA``, ``SESSIOND_TLS_CERT``, ``SESSIOND_TLS_KEY``
     a sessiond serving TLS with a certificate for ``localhost`` signed by
     that CA, which requires a client certificate (the cert and key given).

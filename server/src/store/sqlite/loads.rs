@@ -452,7 +452,9 @@ mod tests {
     }
 
     /// A Load alone is read where it was asked: the runtime the drainer
-    /// would run on is gone, and the Load is answered all the same.
+    /// would run on is gone (a blocking task handed to a runtime that has
+    /// shut down never runs, so a Load left to the drainer would go
+    /// unanswered), and the Load is answered all the same.
     #[test]
     fn a_load_alone_is_read_on_the_callers_thread() {
         let dir = tempfile::tempdir().unwrap();
