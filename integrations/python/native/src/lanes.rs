@@ -15,7 +15,9 @@
 //! caller-driven runtime would stall every call whenever the thread driving
 //! it went back to Python, until another caller took over. The shared lane
 //! starts with the first call that overlaps another, so an app that never
-//! overlaps calls has one connection and no worker thread.
+//! overlaps calls has one connection and no worker thread; if it cannot
+//! start (no thread to be had), the call runs on the caller-driven lane, and
+//! the next overlapping call tries again.
 //!
 //! Between calls a keeper thread drives the caller-driven lane for a moment
 //! every [`KEEPER_TICK`], so that its connection answers the server's pings
@@ -27,7 +29,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -44,15 +46,17 @@ const KEEPER_TICK: Duration = Duration::from_millis(250);
 /// Both lanes, and how many calls are in flight on them.
 pub(crate) struct Lanes {
     caller_driven: Lane,
-    /// Started by the first call that overlaps another; the error, if it
-    /// could not start, is every overlapping call's.
-    shared: OnceLock<std::io::Result<Lane>>,
+    /// Started by the first call that overlaps another.
+    shared: OnceLock<Lane>,
+    /// Held while the shared lane starts, so that it starts once.
+    starting_shared: Mutex<()>,
     endpoint: Endpoint,
     in_flight: AtomicUsize,
 }
 
-/// A lazily connected channel and the runtime it runs on. The channel goes
-/// first, then the keeper, then the runtime they both use.
+/// A lazily connected channel and the runtime it runs on, dropped in this
+/// order: the channel, the keeper, then the runtime they both use (which
+/// waits for its blocking work, a name lookup say).
 struct Lane {
     channel: Channel,
     /// The caller-driven lane's keeper thread.
@@ -69,12 +73,18 @@ struct Keeper {
 impl Lanes {
     /// The caller-driven lane to `endpoint`, with its keeper thread.
     pub(crate) fn open(endpoint: Endpoint) -> std::io::Result<Self> {
-        let runtime = Builder::new_current_thread().enable_all().build()?;
+        let runtime = Builder::new_current_thread()
+            .thread_name("sessiond-blocking")
+            .enable_all()
+            .build()?;
+        let runtime = Arc::new(runtime);
+        let keeper = Keeper::start(runtime.clone())?;
         let mut caller_driven = Lane::open(runtime, &endpoint);
-        caller_driven.keeper = Some(Keeper::start(caller_driven.runtime.clone())?);
+        caller_driven.keeper = Some(keeper);
         Ok(Self {
             caller_driven,
             shared: OnceLock::new(),
+            starting_shared: Mutex::new(()),
             endpoint,
             in_flight: AtomicUsize::new(0),
         })
@@ -83,44 +93,53 @@ impl Lanes {
     /// Runs `call` on a clone of a lane's channel, blocking this thread
     /// until it ends: on the caller-driven lane when no other call is in
     /// flight, else on the shared one.
-    pub(crate) fn run<F, T>(&self, call: impl FnOnce(Channel) -> F) -> std::io::Result<T>
+    pub(crate) fn run<F, T>(&self, call: impl FnOnce(Channel) -> F) -> T
     where
         F: Future<Output = T>,
     {
         let alone = self.in_flight.fetch_add(1, Ordering::SeqCst) == 0;
         let _in_flight = InFlight(&self.in_flight);
-        if alone {
-            let lane = &self.caller_driven;
-            let call = call(lane.channel.clone());
-            return Ok(lane.runtime.block_on(async {
-                // Two turns of the runtime: one polls the socket, the next
-                // runs the connection's task on what came in (a close).
-                for _ in 0..2 {
-                    tokio::task::yield_now().await;
-                }
-                call.await
-            }));
+        if !alone && let Some(shared) = self.shared() {
+            return shared.block_on(call);
         }
-        match self.shared.get_or_init(|| self.open_shared()) {
-            Ok(lane) => Ok(lane.runtime.block_on(call(lane.channel.clone()))),
-            Err(err) => Err(std::io::Error::new(err.kind(), err.to_string())),
-        }
+        self.caller_driven.block_on(|channel| async {
+            // Two turns of the runtime: one polls the socket, the next runs
+            // the connection's task on what came in (a close).
+            for _ in 0..2 {
+                tokio::task::yield_now().await;
+            }
+            call(channel).await
+        })
     }
 
-    fn open_shared(&self) -> std::io::Result<Lane> {
-        let runtime = Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("sessiond-channel")
-            .enable_all()
-            .build()?;
-        Ok(Lane::open(runtime, &self.endpoint))
+    /// The shared lane, started if need be; `None` if it cannot start.
+    fn shared(&self) -> Option<&Lane> {
+        if let Some(lane) = self.shared.get() {
+            return Some(lane);
+        }
+        let _starting = self
+            .starting_shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.shared.get().is_none() {
+            let runtime = Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("sessiond-channel")
+                .enable_all()
+                .build()
+                .ok()?;
+            let _ = self
+                .shared
+                .set(Lane::open(Arc::new(runtime), &self.endpoint));
+        }
+        self.shared.get()
     }
 }
 
 impl Lane {
     /// Connects on the first call; a lost connection is reopened by the
     /// next call, at once (no back-off to wait out).
-    fn open(runtime: Runtime, endpoint: &Endpoint) -> Self {
+    fn open(runtime: Arc<Runtime>, endpoint: &Endpoint) -> Self {
         let channel = {
             let _context = runtime.enter();
             endpoint.clone().connect_lazy()
@@ -128,8 +147,14 @@ impl Lane {
         Self {
             channel,
             keeper: None,
-            runtime: Arc::new(runtime),
+            runtime,
         }
+    }
+
+    /// Runs the future `call` makes of a clone of the channel, blocking
+    /// this thread until it ends.
+    fn block_on<F: Future>(&self, call: impl FnOnce(Channel) -> F) -> F::Output {
+        self.runtime.block_on(call(self.channel.clone()))
     }
 }
 

@@ -137,13 +137,10 @@ impl Channel {
             })
         });
         match answer {
-            Ok(Ok(response)) => Ok(PyBytes::new(py, response.get_ref())),
-            Ok(Err(status)) => Err(RpcFailure::new_err((
+            Ok(response) => Ok(PyBytes::new(py, response.get_ref())),
+            Err(status) => Err(RpcFailure::new_err((
                 i32::from(failure_code(&status)),
                 failure_message(&status),
-            ))),
-            Err(err) => Err(PyRuntimeError::new_err(format!(
-                "cannot start the channel's runtime for calls that overlap: {err}"
             ))),
         }
     }
@@ -151,7 +148,15 @@ impl Channel {
 
 impl Drop for Channel {
     fn drop(&mut self) {
-        if self.pid != std::process::id() {
+        if self.pid == std::process::id() {
+            // Stopping the keeper and the runtimes waits for their threads,
+            // and for any name lookup under way: not with the GIL held,
+            // unless the interpreter is shutting down (the closure, and the
+            // lanes in it, are then dropped here).
+            if let Some(lanes) = self.lanes.take() {
+                Python::try_attach(|py| py.detach(|| drop(lanes)));
+            }
+        } else {
             // In a child made by fork the runtimes' threads are gone:
             // dropping a runtime would wait for them forever, and dropping
             // a channel would wake its tasks on that dead runtime, taking
