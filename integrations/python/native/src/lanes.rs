@@ -59,8 +59,9 @@ pub(crate) struct Lanes {
 /// waits for its blocking work, a name lookup say).
 struct Lane {
     channel: Channel,
-    /// The caller-driven lane's keeper thread.
-    keeper: Option<Keeper>,
+    /// The caller-driven lane's keeper thread, held so that dropping the
+    /// lane stops it.
+    _keeper: Option<Keeper>,
     runtime: Arc<Runtime>,
 }
 
@@ -79,10 +80,8 @@ impl Lanes {
             .build()?;
         let runtime = Arc::new(runtime);
         let keeper = Keeper::start(runtime.clone())?;
-        let mut caller_driven = Lane::open(runtime, &endpoint);
-        caller_driven.keeper = Some(keeper);
         Ok(Self {
-            caller_driven,
+            caller_driven: Lane::open(runtime, &endpoint, Some(keeper)),
             shared: OnceLock::new(),
             starting_shared: Mutex::new(()),
             endpoint,
@@ -130,7 +129,7 @@ impl Lanes {
                 .ok()?;
             let _ = self
                 .shared
-                .set(Lane::open(Arc::new(runtime), &self.endpoint));
+                .set(Lane::open(Arc::new(runtime), &self.endpoint, None));
         }
         self.shared.get()
     }
@@ -139,14 +138,14 @@ impl Lanes {
 impl Lane {
     /// Connects on the first call; a lost connection is reopened by the
     /// next call, at once (no back-off to wait out).
-    fn open(runtime: Arc<Runtime>, endpoint: &Endpoint) -> Self {
+    fn open(runtime: Arc<Runtime>, endpoint: &Endpoint, keeper: Option<Keeper>) -> Self {
         let channel = {
             let _context = runtime.enter();
             endpoint.clone().connect_lazy()
         };
         Self {
             channel,
-            keeper: None,
+            _keeper: keeper,
             runtime,
         }
     }

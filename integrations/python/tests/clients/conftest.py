@@ -12,6 +12,7 @@ ones: a real sessiond, named by the environment the Rust driver
 
 import os
 import socket
+import time
 
 import pytest
 
@@ -87,3 +88,12 @@ def http_get(port, path, cookie=None):
         return Answer(connection.getresponse())
     finally:
         connection.close()
+
+
+def wait_until(condition, what, timeout=5.0):
+    """Polls ``condition`` until it holds; fails naming ``what`` after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
+        time.sleep(0.005)

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-from conftest import closed_port, required
+from conftest import closed_port, required, wait_until
 
 from sessiond_client import (
     AsyncClient,
@@ -204,13 +204,6 @@ class CuttingProxy:
             pass
         self._listener.close()
         self.cut()
-
-
-def wait_until(condition, what, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
-        time.sleep(0.005)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/net/tcp"), reason="reads Linux's /proc")

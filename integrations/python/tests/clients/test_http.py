@@ -5,12 +5,11 @@ deleted by another request, a cookie that cannot be a key."""
 
 import re
 import threading
-import time
 
 import pytest
 import uvicorn
 from apps import flask_app, starlette_app
-from conftest import http_get
+from conftest import http_get, wait_until
 from werkzeug.serving import make_server
 
 from sessiond_client import AsyncClient, is_valid_key
@@ -44,10 +43,7 @@ def serve_starlette(address, token):
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-        time.sleep(0.01)
+    wait_until(lambda: server.started, "uvicorn's start", timeout=10)
     port = server.servers[0].sockets[0].getsockname()[1]
 
     def stop():
