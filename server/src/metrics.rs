@@ -18,7 +18,7 @@ mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -112,6 +112,9 @@ struct Inner {
     call_seconds: Family<CallLabels, Histogram, fn() -> Histogram>,
     call_series: Vec<std::sync::OnceLock<(Counter, Histogram)>>,
     in_flight: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Calls admitted since the start, for the purge to tell whether the
+    /// server is busy; not exported.
+    calls_taken: AtomicU64,
     engine_errors: Family<KindLabels, Counter>,
     purges: Family<TriggerLabels, Counter>,
     purged_rows: Family<TriggerLabels, Counter>,
@@ -257,6 +260,7 @@ impl Metrics {
                     .map(|_| std::sync::OnceLock::new())
                     .collect(),
                 in_flight,
+                calls_taken: AtomicU64::new(0),
                 engine_errors,
                 purges,
                 purged_rows,
@@ -305,6 +309,12 @@ impl Metrics {
     /// from the count, so that calls ending at once cannot leave it stale.
     pub fn call_entered(&self) {
         self.inner.in_flight.inc();
+        self.inner.calls_taken.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many calls have been admitted so far.
+    pub fn calls_taken(&self) -> u64 {
+        self.inner.calls_taken.load(Ordering::Relaxed)
     }
 
     /// An admitted call ended.

@@ -269,10 +269,11 @@ impl SessionRpc {
         &self,
         _req: ClearExpiredRequest,
     ) -> Result<ClearExpiredResponse, RpcError> {
-        let removed = store::clear_expired(
+        let removed = store::clear_expired_yielding(
             self.store.as_ref(),
             Utc::now(),
             self.settings.purge_batch_size,
+            || self.metrics.calls_taken(),
         )
         .await?;
         self.metrics.purged(PurgeTrigger::Call, removed);

@@ -365,10 +365,9 @@ async fn cycle_key_without_data_of_a_missing_or_expired_session_is_not_found() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn clear_expired_removes_expired_rows_only() {
-    let server = TestServer::start_with(&["--purge-batch-size", "7"]).await;
-    for n in 0..50 {
+/// Saves `count` sessions that expired an hour ago.
+async fn save_expired(server: &TestServer, count: usize) {
+    for n in 0..count {
         let key = format!("expired{n:04}");
         server
             .client
@@ -376,6 +375,12 @@ async fn clear_expired_removes_expired_rows_only() {
             .await
             .unwrap();
     }
+}
+
+#[tokio::test]
+async fn clear_expired_removes_expired_rows_only() {
+    let server = TestServer::start_with(&["--purge-batch-size", "7"]).await;
+    save_expired(&server, 50).await;
     for n in 0..20 {
         let key = format!("livekey{n:04}");
         server
@@ -388,6 +393,33 @@ async fn clear_expired_removes_expired_rows_only() {
     assert_eq!(row_count(&server.db()), 20);
     assert_eq!(server.client.clear_expired().await.unwrap(), 0);
     assert!(server.client.load("livekey0000").await.unwrap().is_some());
+    server.stop().await;
+}
+
+/// Loads arriving meanwhile make the purge pause after each batch: every
+/// expired row still goes, and the Loads keep being answered.
+#[tokio::test]
+async fn clear_expired_among_other_calls_removes_every_expired_row() {
+    let server = TestServer::start_with(&["--purge-batch-size", "5"]).await;
+    save_expired(&server, 100).await;
+    server
+        .client
+        .save(KEY, "{\"live\":1}", Some(hours_from_now(1)), true)
+        .await
+        .unwrap();
+    let purge = tokio::spawn({
+        let client = server.client.clone();
+        async move { client.clear_expired().await }
+    });
+    let mut loads = 0;
+    while !purge.is_finished() {
+        let loaded = server.client.load(KEY).await.unwrap().unwrap();
+        assert_eq!(loaded.data, "{\"live\":1}");
+        loads += 1;
+    }
+    assert_eq!(purge.await.unwrap().unwrap(), 100);
+    assert!(loads > 0);
+    assert_eq!(row_count(&server.db()), 1);
     server.stop().await;
 }
 

@@ -210,6 +210,9 @@ pub struct ServeArgs {
     pub purge_interval: Duration,
 
     /// Expired rows deleted per transaction by the purge and ClearExpired.
+    /// While other calls are being served, each batch is followed by a pause
+    /// ten times as long as it took, so that a large purge does not slow
+    /// them; on an idle server the batches follow each other at once.
     #[arg(long, env = "SESSIOND_PURGE_BATCH_SIZE", default_value_t = DEFAULT_PURGE_BATCH_SIZE, value_parser = clap::value_parser!(u64).range(1..=1_000_000), value_name = "ROWS")]
     pub purge_batch_size: u64,
 

@@ -16,6 +16,7 @@
 
 mod backup;
 mod cached;
+mod clear_expired;
 mod file;
 mod gauges;
 pub mod kit;
@@ -35,6 +36,7 @@ use crate::session::{ExpireDate, InvalidInput, Record, SessionKey};
 
 pub use self::backup::{BackupError, BackupSummary};
 pub use self::cached::CachedStore;
+pub use self::clear_expired::{clear_expired, clear_expired_yielding};
 pub use self::file::{FileStore, FileUrl, FileUrlError};
 pub use self::gauges::{PoolGauges, SqliteGauges, StoreGauges};
 pub use self::kit::{
@@ -143,21 +145,4 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
 
     /// Finishes pending writes and releases the engine's resources.
     async fn close(&self);
-}
-
-/// Removes every row whose expiry is before `now`, in batches of
-/// `batch_size`; returns how many.
-pub async fn clear_expired(
-    store: &dyn SessionStore,
-    now: DateTime<Utc>,
-    batch_size: u64,
-) -> Result<u64, StoreError> {
-    let mut removed = 0;
-    loop {
-        let batch = store.clear_expired_batch(now, batch_size).await?;
-        removed += batch;
-        if batch < batch_size {
-            return Ok(removed);
-        }
-    }
 }
