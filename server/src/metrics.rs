@@ -112,9 +112,9 @@ struct Inner {
     call_seconds: Family<CallLabels, Histogram, fn() -> Histogram>,
     call_series: Vec<std::sync::OnceLock<(Counter, Histogram)>>,
     in_flight: Gauge<i64, std::sync::atomic::AtomicI64>,
-    /// Calls admitted since the start, for the purge to tell whether the
-    /// server is busy; not exported.
-    calls_taken: AtomicU64,
+    /// Calls admitted since the start, for the purge to tell whether other
+    /// calls came in during a batch; not exported.
+    calls_admitted: AtomicU64,
     engine_errors: Family<KindLabels, Counter>,
     purges: Family<TriggerLabels, Counter>,
     purged_rows: Family<TriggerLabels, Counter>,
@@ -260,7 +260,7 @@ impl Metrics {
                     .map(|_| std::sync::OnceLock::new())
                     .collect(),
                 in_flight,
-                calls_taken: AtomicU64::new(0),
+                calls_admitted: AtomicU64::new(0),
                 engine_errors,
                 purges,
                 purged_rows,
@@ -309,12 +309,12 @@ impl Metrics {
     /// from the count, so that calls ending at once cannot leave it stale.
     pub fn call_entered(&self) {
         self.inner.in_flight.inc();
-        self.inner.calls_taken.fetch_add(1, Ordering::Relaxed);
+        self.inner.calls_admitted.fetch_add(1, Ordering::Relaxed);
     }
 
     /// How many calls have been admitted so far.
-    pub fn calls_taken(&self) -> u64 {
-        self.inner.calls_taken.load(Ordering::Relaxed)
+    pub(crate) fn calls_admitted(&self) -> u64 {
+        self.inner.calls_admitted.load(Ordering::Relaxed)
     }
 
     /// An admitted call ended.

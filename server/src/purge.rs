@@ -37,7 +37,7 @@ pub(crate) fn spawn(
             }
             tokio::select! {
                 _ = stop.cancelled() => break,
-                result = store::clear_expired_yielding(store.as_ref(), Utc::now(), batch_size, || metrics.calls_taken()) => match result {
+                result = store::clear_expired_among_calls(store.as_ref(), Utc::now(), batch_size, || metrics.calls_admitted()) => match result {
                     Ok(removed) => {
                         metrics.purged(PurgeTrigger::Background, removed);
                         tracing::info!(removed, "purged expired sessions");

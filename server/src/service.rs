@@ -269,11 +269,11 @@ impl SessionRpc {
         &self,
         _req: ClearExpiredRequest,
     ) -> Result<ClearExpiredResponse, RpcError> {
-        let removed = store::clear_expired_yielding(
+        let removed = store::clear_expired_among_calls(
             self.store.as_ref(),
             Utc::now(),
             self.settings.purge_batch_size,
-            || self.metrics.calls_taken(),
+            || self.metrics.calls_admitted(),
         )
         .await?;
         self.metrics.purged(PurgeTrigger::Call, removed);

@@ -36,7 +36,8 @@ use crate::session::{ExpireDate, InvalidInput, Record, SessionKey};
 
 pub use self::backup::{BackupError, BackupSummary};
 pub use self::cached::CachedStore;
-pub use self::clear_expired::{clear_expired, clear_expired_yielding};
+pub use self::clear_expired::clear_expired;
+pub(crate) use self::clear_expired::clear_expired_among_calls;
 pub use self::file::{FileStore, FileUrl, FileUrlError};
 pub use self::gauges::{PoolGauges, SqliteGauges, StoreGauges};
 pub use self::kit::{
