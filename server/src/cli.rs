@@ -283,7 +283,8 @@ pub struct ClearArgs {
     #[command(flatten)]
     pub store: StoreArgs,
 
-    /// Expired rows deleted per transaction.
+    /// Expired rows deleted per transaction; the batches follow each other
+    /// without a pause.
     #[arg(long, env = "SESSIOND_PURGE_BATCH_SIZE", default_value_t = DEFAULT_PURGE_BATCH_SIZE, value_parser = clap::value_parser!(u64).range(1..=1_000_000), value_name = "ROWS")]
     pub purge_batch_size: u64,
 }

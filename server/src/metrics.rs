@@ -312,7 +312,8 @@ impl Metrics {
         self.inner.calls_admitted.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// How many calls have been admitted so far.
+    /// Calls admitted since the start: a purge compares two readings to
+    /// tell whether other calls came in meanwhile.
     pub(crate) fn calls_admitted(&self) -> u64 {
         self.inner.calls_admitted.load(Ordering::Relaxed)
     }

@@ -209,10 +209,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSIOND_PURGE_INTERVAL", default_value = DEFAULT_PURGE_INTERVAL_TEXT, value_parser = parse_purge_interval, value_name = "DURATION")]
     pub purge_interval: Duration,
 
-    /// Expired rows deleted per transaction by the purge and ClearExpired.
-    /// While other calls are being served, each batch is followed by a pause
-    /// ten times as long as it took, so that a large purge does not slow
-    /// them; on an idle server the batches follow each other at once.
+    /// Expired rows deleted per transaction by the background purge and
+    /// ClearExpired. After a batch during which the server admitted other
+    /// calls, the purge pauses ten times as long as the batch took (one
+    /// second at most), so that a large purge does not slow them; on an idle
+    /// server the batches follow each other at once.
     #[arg(long, env = "SESSIOND_PURGE_BATCH_SIZE", default_value_t = DEFAULT_PURGE_BATCH_SIZE, value_parser = clap::value_parser!(u64).range(1..=1_000_000), value_name = "ROWS")]
     pub purge_batch_size: u64,
 

@@ -33,12 +33,7 @@ pub async fn clear_expired(
     now: DateTime<Utc>,
     batch_size: u64,
 ) -> Result<u64, StoreError> {
-    in_batches(
-        || store.clear_expired_batch(now, batch_size),
-        batch_size,
-        || 0,
-    )
-    .await
+    clear_expired_among_calls(store, now, batch_size, || 0).await
 }
 
 /// [`clear_expired`] in a server: `calls_admitted` counts the calls the
