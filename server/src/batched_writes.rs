@@ -7,17 +7,18 @@
 //! which also wakes the client; in a profile of Loads from `memory://`
 //! that was a third of the server's CPU.
 //!
-//! [`BatchedWrites`] keeps what is written in a buffer. The connection's
-//! task reads, then writes what is ready, so a read marks the start of its
-//! turn. The first answer flushed in a turn goes out at its flush: one call
-//! in flight waits for nothing. A second one shows that several are ready
-//! together, so from then on a flush right after a write is deferred: it
-//! wakes the task, so that it takes another turn, and returns. The buffer
-//! goes to the socket in one write at the first of: a flush that follows
-//! no new write (the HTTP/2 layer has nothing more to send for now), a read
-//! (what the peer waits for may be in it; the task's next turn reads first,
-//! TLS handshakes too), shutdown, or [`BATCH_BYTES`] gathered. A larger
-//! write bypasses it.
+//! [`BatchedWrites`] keeps what is written in a buffer, and a flush right
+//! after a write is deferred: it wakes the task, so that it takes another
+//! turn, and returns. The buffer goes to the socket in one write at the
+//! first of: a flush that follows no new write (the HTTP/2 layer has
+//! nothing more to send for now), a read (what the peer waits for may be
+//! in it; TLS handshakes too), shutdown, or [`BATCH_BYTES`] gathered. A
+//! larger write bypasses it.
+//!
+//! Even a call made alone waits that one turn: its answer's trailers (the
+//! gRPC status) are written a turn after its headers and data, and the
+//! client waits for both. Sending at the first flush cost every such call
+//! a second write and woke the client twice.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -40,8 +41,6 @@ pub struct BatchedWrites<S> {
     sent: usize,
     /// Written to since the last flush.
     wrote_since_flush: bool,
-    /// A flush that followed a write came since the last read.
-    flushed_since_read: bool,
 }
 
 impl<S> BatchedWrites<S> {
@@ -51,7 +50,6 @@ impl<S> BatchedWrites<S> {
             pending: Vec::new(),
             sent: 0,
             wrote_since_flush: false,
-            flushed_since_read: false,
         }
     }
 }
@@ -100,7 +98,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for BatchedWrites<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        this.flushed_since_read = false;
         // Whatever the reader waits for may be the answer to what is
         // pending, so it goes out first. A socket that is full wakes this
         // task when it drains; reading goes on meanwhile.
@@ -149,8 +146,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for BatchedWrites<S> {
             this.wrote_since_flush = false;
             return Pin::new(&mut this.inner).poll_flush(cx);
         }
-        let wrote = std::mem::take(&mut this.wrote_since_flush);
-        if wrote && std::mem::replace(&mut this.flushed_since_read, true) {
+        if std::mem::take(&mut this.wrote_since_flush) {
             // More may follow in this turn; the wake-up makes sure there is
             // a next one, which reads or flushes.
             cx.waker().wake_by_ref();
@@ -177,6 +173,9 @@ impl<S: Connected> Connected for BatchedWrites<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Wake, Waker};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Reads what `far` has received within a short wait.
@@ -197,50 +196,63 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_first_answer_of_a_turn_goes_out_at_its_flush() {
+    async fn an_answer_waits_for_a_flush_that_follows_no_write() {
         let (near, mut far) = tokio::io::duplex(1 << 20);
         let mut batched = BatchedWrites::new(near);
-        answer(&mut batched, b"one").await;
-        assert_eq!(received(&mut far).await, b"one");
-    }
-
-    #[tokio::test]
-    async fn later_answers_wait_for_a_flush_that_follows_no_write() {
-        let (near, mut far) = tokio::io::duplex(1 << 20);
-        let mut batched = BatchedWrites::new(near);
-        answer(&mut batched, b"one").await;
-        assert_eq!(received(&mut far).await, b"one");
-        answer(&mut batched, b" two").await;
-        answer(&mut batched, b" three").await;
+        answer(&mut batched, b"headers and data").await;
         assert_eq!(
             received(&mut far).await,
             b"",
-            "data went out before the writer paused"
+            "sent before the trailers could follow"
         );
+        answer(&mut batched, b", trailers").await;
+        assert_eq!(received(&mut far).await, b"");
 
         batched.flush().await.unwrap();
-        assert_eq!(received(&mut far).await, b" two three");
+        assert_eq!(received(&mut far).await, b"headers and data, trailers");
+    }
+
+    #[test]
+    fn a_deferred_flush_wakes_the_task_for_another_turn() {
+        struct CountWakes(AtomicUsize);
+        impl Wake for CountWakes {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut batched = BatchedWrites::new(Vec::new());
+
+        let wrote = Pin::new(&mut batched).poll_write(&mut cx, b"answer");
+        assert!(matches!(wrote, Poll::Ready(Ok(6))));
+        let flushed = Pin::new(&mut batched).poll_flush(&mut cx);
+        assert!(matches!(flushed, Poll::Ready(Ok(()))));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "no next turn to send in");
+        assert!(batched.inner.is_empty());
+
+        let flushed = Pin::new(&mut batched).poll_flush(&mut cx);
+        assert!(matches!(flushed, Poll::Ready(Ok(()))));
+        assert_eq!(batched.inner, b"answer");
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
-    async fn a_read_sends_what_is_pending_and_starts_a_turn() {
+    async fn a_read_sends_what_is_pending() {
         let (near, mut far) = tokio::io::duplex(1 << 20);
         let mut batched = BatchedWrites::new(near);
         answer(&mut batched, b"one ").await;
         answer(&mut batched, b"two").await;
-        assert_eq!(received(&mut far).await, b"one ");
         let reader = tokio::spawn(async move {
             let mut got = [0u8; 4];
             batched.read_exact(&mut got).await.unwrap();
             (batched, got)
         });
-        assert_eq!(received(&mut far).await, b"two");
+        assert_eq!(received(&mut far).await, b"one two");
         far.write_all(b"pong").await.unwrap();
-        let (mut batched, got) = reader.await.unwrap();
+        let (_, got) = reader.await.unwrap();
         assert_eq!(&got, b"pong");
-
-        answer(&mut batched, b"three").await;
-        assert_eq!(received(&mut far).await, b"three");
     }
 
     #[tokio::test]
