@@ -8,7 +8,7 @@ goes on the wire and what comes back is decided here only.
 
 from typing import Any, Callable, NamedTuple, Optional
 
-from sessiond_client.data import decode_data, encode_data, from_timestamp, to_timestamp
+from sessiond_client.data import Snapshot, decode_data, encode_data, from_timestamp, to_timestamp
 from sessiond_client.stubs import sessiond_pb2
 
 __all__ = ["Call", "Loaded"]
@@ -46,6 +46,22 @@ def _loaded(response):
 
 def load(session_key):
     return Call("Load", sessiond_pb2.LoadRequest(session_key=session_key), _loaded)
+
+
+def load_with_snapshot(session_key):
+    """:func:`load` for a session handle that saves only what changed:
+    ``None`` for a missing or expired session, else ``(data, snapshot)``,
+    where ``snapshot`` (:class:`~sessiond_client.data.Snapshot`) keeps the
+    text as loaded, and ``data`` is ``None`` (and ``snapshot`` too) when what
+    is stored is not a JSON object."""
+    return Call("Load", sessiond_pb2.LoadRequest(session_key=session_key), _snapshot)
+
+
+def _snapshot(response):
+    if not response.found:
+        return None
+    data = decode_data(response.data)
+    return data, None if data is None else Snapshot(data, response.data)
 
 
 def exists(session_key):

@@ -113,11 +113,25 @@ class Snapshot:
     requests of one user that change different members both keep their
     changes. A dictionary that is not the one snapshotted (``clear()`` makes
     a new one) is written whole, as Django's own engines write it.
+
+    ``text`` is the JSON text ``data`` was decoded from, when there is one:
+    the members are then read from it only when a save asks for them, so a
+    request that reads its session and never saves it encodes nothing.
     """
 
-    def __init__(self, data):
+    def __init__(self, data, text=None):
         self.data = data
-        self.members = encode_members(data)
+        self._text = text
+        self._members = None if text is not None else encode_members(data)
+
+    @property
+    def members(self):
+        """Each member as the JSON text of its value when snapshotted."""
+        if self._members is None:
+            # The text is left as it was loaded, whatever became of the
+            # dictionary since (a change in place included).
+            self._members = encode_members(json.loads(self._text))
+        return self._members
 
     def changes(self, data):
         """``(members to set, keys to remove, replace)`` that turn what is
@@ -126,8 +140,9 @@ class Snapshot:
         if data is not self.data:
             return data, [], True
         members = encode_members(data)
-        changed = {key: data[key] for key, text in members.items() if self.members.get(key) != text}
-        removed = [key for key in self.members if key not in members]
+        stored = self.members
+        changed = {key: data[key] for key, text in members.items() if stored.get(key) != text}
+        removed = [key for key in stored if key not in members]
         return changed, removed, False
 
 

@@ -229,17 +229,17 @@ class Session(MutableMapping):
         if self._session_key is None:
             self._cache = {}
             return
-        loaded = yield calls.load(self._session_key)
-        if loaded is None:
+        found = yield calls.load_with_snapshot(self._session_key)
+        if found is None:
             # Missing or expired: never reuse a key the browser chose.
             self._session_key = None
             self._cache, self._snapshot = {}, None
-        elif loaded.data is None:
+            return
+        data, self._snapshot = found
+        if data is None:
             # Never the data itself in the log.
             _logger.warning("Session data corrupted")
-            self._cache, self._snapshot = {}, None
-        else:
-            self._cache, self._snapshot = loaded.data, Snapshot(loaded.data)
+        self._cache = {} if data is None else data
 
     def _loaded_steps(self):
         if self._cache is None:

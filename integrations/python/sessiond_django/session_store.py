@@ -50,6 +50,7 @@ from django.contrib.sessions.backends.base import (
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
+from sessiond_client import calls
 from sessiond_client.data import (
     MAX_KEY_LENGTH,
     MIN_KEY_LENGTH,
@@ -108,20 +109,19 @@ class SessionStore(SessionBase):
     def load(self):
         if self.session_key is None:
             return {}
-        loaded = client().load(self.session_key)
-        if loaded is None:
+        found = client().send(calls.load_with_snapshot(self.session_key))
+        if found is None:
             # Never reuse a key the client chose or that expired.
             self._session_key = None
             self._stored = None
             return {}
-        if loaded.data is None:
+        data, self._stored = found
+        if data is None:
             # Django's own words and logger for corrupted session data; never
             # the data. The next save writes the session whole.
             logging.getLogger("django.security.SuspiciousSession").warning("Session data corrupted")
-            self._stored = None
             return {}
-        self._stored = Snapshot(loaded.data)
-        return loaded.data
+        return data
 
     def exists(self, session_key):
         if not is_valid_key(session_key):

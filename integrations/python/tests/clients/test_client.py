@@ -23,7 +23,7 @@ from sessiond_client import (
     is_valid_key,
 )
 from sessiond_client import transport
-from sessiond_client.data import decode_data, encode_data
+from sessiond_client.data import Snapshot, decode_data, encode_data
 
 UTC = datetime.timezone.utc
 #: A well-formed key that no test stores.
@@ -483,6 +483,18 @@ def test_data_is_encoded_as_djangos_json_serializer_writes_it():
     )
     assert decode_data('{"a":1}') == {"a": 1}
     assert decode_data("[1]") is None and decode_data("not json") is None
+
+
+def test_a_snapshot_of_loaded_text_sees_changes_made_in_place_after_the_load():
+    text = '{"cart":["book"],"n":true,"gone":1}'
+    from_text, from_data = Snapshot(decode_data(text), text), Snapshot(decode_data(text))
+    for snapshot in (from_text, from_data):
+        data = snapshot.data
+        data["cart"].append("pen")
+        data["n"] = 1  # equal to True in Python, not in JSON
+        del data["gone"]
+        assert snapshot.changes(data) == ({"cart": ["book", "pen"], "n": 1}, ["gone"], False)
+        assert snapshot.changes({}) == ({}, [], True)
 
 
 def test_key_rule():
