@@ -4,14 +4,18 @@ sessiond, against Django's own ``db`` engine on SQLite and its ``cache``
 engine on Redis.
 
 What: starts ONE sessiond on a temporary SQLite file (127.0.0.1, a free
-port), then, for every round and every thread count, runs one worker
-process per engine in turn (sessiond, db, cache, sessiond, ...). Each
-worker (bench/django/worker.py) configures Django for its engine, warms up,
-and times --ops creates, then loads of those sessions, then modify+saves of
-them, spread over its threads, and prints one JSON line; this script prints,
-per engine and thread count, the median ops/s over the rounds with the
-spread (min-max). The machine is shared and noisy: compare engines within
-one run, never the best round.
+port), then, for every round and every thread count, runs worker processes
+(bench/django/worker.py) that configure Django, warm up, and time --ops
+creates, then loads of those sessions, then modify+saves of them, and
+print one JSON line per engine. At one thread, one worker runs every
+engine, the engines taking turns operation by operation (a create on
+sessiond, one on db, one on cache, the next on sessiond, ...), so that the
+machine's ups and downs fall on all of them alike; at more threads, one
+worker per engine in turn (sessiond, db, cache), each spreading its
+operations over its threads. This script prints, per engine and thread
+count, the median ops/s over the rounds with the spread (min-max). The
+machine is shared and noisy: compare engines within one run, never the
+best round.
 
 - sessiond: ``SESSION_ENGINE = "sessiond_django.session_store"`` on
             sessiond with ``--store sqlite://`` (a temporary file).
@@ -107,7 +111,7 @@ def parse_args(argv):
         prog="python3 bench/django/run.py",
         description="Time Django's SessionStore API on the sessiond engine (sessiond on "
         "SQLite), Django's db engine (SQLite, WAL) and its cache engine (Redis), "
-        "interleaved, over several rounds.",
+        "interleaved (op by op at one thread), over several rounds.",
         epilog="Prints median (min-max) ops/s over the rounds; see the top of this file.",
     )
     parser.add_argument("--ops", type=positive_int, default=DEFAULT_OPS,
@@ -281,25 +285,27 @@ class Server:
                 self.process.wait()
 
 
-def worker_command(engine, threads, args, places):
+def worker_command(engines, threads, args, places):
     command = [
         str(places["python"]), str(HERE / "worker.py"),
-        "--engine", engine,
+        "--engines", ",".join(engines),
         "--ops", str(args.ops),
         "--threads", str(threads),
         "--payload-bytes", str(args.payload_bytes),
     ]
-    if engine == "sessiond":
+    if "sessiond" in engines:
         command += ["--sessiond", places["address"]]
-    elif engine == "db":
+    if "db" in engines:
         command += ["--sqlite", str(places["django_sqlite"])]
-    else:
+    if "cache" in engines:
         command += ["--redis-url", args.redis_url, "--key-prefix", places["key_prefix"]]
     return command
 
 
-def run_worker(engine, threads, args, places):
-    command = worker_command(engine, threads, args, places)
+def run_worker(engines, threads, args, places):
+    """One worker process: the figures of each of ``engines``."""
+    command = worker_command(engines, threads, args, places)
+    named = ",".join(engines)
     env = {**os.environ,
            "PYTHONPATH": os.pathsep.join([str(PYTHON_PACKAGE), str(places["stubs"]),
                                           str(places["native"])])}
@@ -307,22 +313,23 @@ def run_worker(engine, threads, args, places):
         done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True,
                               text=True, timeout=WORKER_TIMEOUT)
     except subprocess.TimeoutExpired:
-        raise BenchError(f"{engine} took over {WORKER_TIMEOUT:.0f} s: "
+        raise BenchError(f"{named} took over {WORKER_TIMEOUT:.0f} s: "
                          f"`{shlex.join(command)}`") from None
     if done.returncode != 0:
-        raise BenchError(f"{engine} exited with {done.returncode}: `{shlex.join(command)}`\n"
+        raise BenchError(f"{named} exited with {done.returncode}: `{shlex.join(command)}`\n"
                          f"{(done.stderr or done.stdout).strip()[-2000:]}")
     try:
-        line = [text for text in done.stdout.splitlines() if text.startswith("{")][-1]
-        figures = json.loads(line)
-        for operation, _ in OPERATIONS:
-            figures[operation]["ops_per_s"] = (figures[operation]["ops"]
-                                               / figures[operation]["seconds"])
-    except (ValueError, KeyError, IndexError, ZeroDivisionError) as error:
-        raise BenchError(f"{engine} printed no figures ({error}): `{shlex.join(command)}`\n"
+        lines = [json.loads(text) for text in done.stdout.splitlines() if text.startswith("{")]
+        runs = {figures["engine"]: figures for figures in lines}
+        for figures in runs.values():
+            for operation, _ in OPERATIONS:
+                figures[operation]["ops_per_s"] = (figures[operation]["ops"]
+                                                   / figures[operation]["seconds"])
+            figures["command"] = shlex.join(command)
+        return [runs[engine] for engine in engines]
+    except (ValueError, KeyError, ZeroDivisionError) as error:
+        raise BenchError(f"{named} printed no figures ({error}): `{shlex.join(command)}`\n"
                          f"{done.stdout[-1000:]}") from None
-    figures["command"] = shlex.join(command)
-    return figures
 
 
 # --- summary ---------------------------------------------------------------
@@ -365,7 +372,7 @@ TARGETS = (
 
 def targets(runs, args):
     """sessiond's ops/s over the reference's, per round (the engines of one
-    round ran back to back), at one thread."""
+    round took turns op by op), at one thread."""
     found = []
     if 1 not in args.threads or "sessiond" not in args.engines:
         return found
@@ -406,7 +413,8 @@ ENGINE_NAMES = {
 def print_tables(summary, goals, args, machine, command):
     print(f"command: {command}")
     print(f"machine: {machine['cpus']} CPUs, {machine['cpu_model']}; {machine['versions']}")
-    print(f"runs:    {args.rounds} rounds, engines interleaved {','.join(args.engines)}; "
+    print(f"runs:    {args.rounds} rounds of {','.join(args.engines)}, taking turns op by op "
+          "at 1 thread, process by process above; "
           f"{args.ops} ops of each kind per run, {args.payload_bytes}-byte data; "
           f"sessiond on sqlite:// at {machine['address']}")
     print("figures: ops/s, median (min-max) over the rounds")
@@ -460,16 +468,21 @@ def machine_facts(address, runs):
 
 
 def measure_all(args, places, server, log):
-    """Every round, thread count and engine, engines interleaved."""
+    """Every round and thread count. At one thread the engines take turns
+    operation by operation in one process; at more, each engine runs in a
+    process of its own, one after the other."""
     runs = []
-    total = args.rounds * len(args.threads) * len(args.engines)
+    batches = [[engine] for engine in args.engines]
+    total = args.rounds * sum(1 if threads == 1 else len(batches) for threads in args.threads)
+    done = 0
     for round_ in range(1, args.rounds + 1):
         for threads in args.threads:
-            for engine in args.engines:
-                log(f"[{len(runs) + 1}/{total}] round {round_}: {engine}, {threads} thread(s)")
-                figures = run_worker(engine, threads, args, places)
-                figures["round"] = round_
-                runs.append(figures)
+            for engines in [args.engines] if threads == 1 else batches:
+                done += 1
+                log(f"[{done}/{total}] round {round_}: {','.join(engines)}, {threads} thread(s)")
+                for figures in run_worker(engines, threads, args, places):
+                    figures["round"] = round_
+                    runs.append(figures)
                 if server is not None:
                     server.check()
     return runs

@@ -54,13 +54,22 @@ class Arguments(unittest.TestCase):
         self.assertIn("cargo build --release -p sessiond", done.stderr)
         self.assertEqual(done.stdout, "")
 
-    def test_the_worker_asks_for_the_store_of_its_engine(self):
+    def test_the_worker_asks_for_the_store_of_each_engine(self):
         for engine, option in (("sessiond", "--sessiond"), ("db", "--sqlite"),
                                ("cache", "--redis-url")):
             with self.subTest(engine=engine):
-                done = run("--engine", engine, "--ops", "10", "--threads", "1", script=WORKER)
+                done = run("--engines", engine, "--ops", "10", "--threads", "1", script=WORKER)
                 self.assertEqual(done.returncode, 2, done.stderr)
-                self.assertIn(f"--engine {engine} needs {option}", done.stderr)
+                self.assertIn(f"the {engine} engine needs {option}", done.stderr)
+
+    def test_engines_take_turns_on_one_thread_only(self):
+        done = run("--engines", "db,cache", "--ops", "10", "--threads", "8",
+                   "--sqlite", "x.sqlite3", "--redis-url", "redis://127.0.0.1", script=WORKER)
+        self.assertEqual(done.returncode, 2, done.stderr)
+        self.assertIn("give --threads 1", done.stderr)
+        done = run("--engines", "db,file", "--ops", "10", "--threads", "1", script=WORKER)
+        self.assertEqual(done.returncode, 2, done.stderr)
+        self.assertIn("sessiond,db,cache", done.stderr)
 
 
 class Payload(unittest.TestCase):

@@ -1,7 +1,7 @@
-"""One Django measurement for bench/django/run.py: configures Django for one
-session engine, then, on N threads, creates sessions, loads them, and
+"""One Django measurement for bench/django/run.py: configures Django for
+one session engine or several, then creates sessions, loads them, and
 modifies and saves them through Django's ``SessionStore`` API, and prints
-one JSON line on stdout:
+one JSON line per engine on stdout:
 
     {"engine": "...", "threads": N, "create": {...}, "load": {...},
      "modify": {...}, "versions": {...}}
@@ -21,9 +21,16 @@ The operations, as a Django view sees them:
     ``s = SessionStore(key); s["visits"] = i; s.save()``: the load that
     the item assignment triggers, then the save.
 
-Every thread warms up first (its own connection to the store, sessions not
-counted), then all threads start each operation together; an operation's
-time runs from that start until the last thread is done.
+One engine, on N threads: every thread warms up first (its own connection
+to the store, sessions not counted), then all threads start each operation
+together; an operation's time runs from that start until the last thread
+is done.
+
+Several engines (one thread): the engines take turns operation by
+operation (the first create of each engine, then the second of each, ...),
+so that a machine that slows down or speeds up meanwhile does so for all
+of them alike; an operation's time is the sum of that engine's own
+operations.
 
 Run by run.py inside its virtualenv, with integrations/python and the
 generated stubs on PYTHONPATH; not meant to be started by hand, though
@@ -85,77 +92,90 @@ def parse_args(argv):
         prog="bench/django/worker.py",
         description="One measurement of a Django session engine (run by run.py).",
     )
-    parser.add_argument("--engine", choices=ENGINES, required=True)
+    parser.add_argument("--engines", type=engine_list, required=True,
+                        help=f"comma-separated, of {','.join(ENGINES)}; several take turns "
+                        "on one thread")
     parser.add_argument("--ops", type=int, required=True, help="operations of each kind, in all")
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--payload-bytes", type=int, default=1024)
     parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
                         help=f"sessions per thread before measuring (default {DEFAULT_WARMUP})")
-    parser.add_argument("--sessiond", metavar="HOST:PORT", help="with --engine sessiond")
-    parser.add_argument("--sqlite", metavar="PATH", help="with --engine db: the database file")
-    parser.add_argument("--redis-url", help="with --engine cache")
+    parser.add_argument("--sessiond", metavar="HOST:PORT", help="for the sessiond engine")
+    parser.add_argument("--sqlite", metavar="PATH", help="for the db engine: the database file")
+    parser.add_argument("--redis-url", help="for the cache engine")
     parser.add_argument("--key-prefix", default="sessiond-bench-django",
-                        help="with --engine cache: the cache's KEY_PREFIX")
+                        help="for the cache engine: the cache's KEY_PREFIX")
     args = parser.parse_args(argv)
-    needed = {"sessiond": "sessiond", "db": "sqlite", "cache": "redis_url"}[args.engine]
-    if getattr(args, needed) is None:
-        parser.error(f"--engine {args.engine} needs --{needed.replace('_', '-')}")
+    for engine in args.engines:
+        needed = {"sessiond": "sessiond", "db": "sqlite", "cache": "redis_url"}[engine]
+        if getattr(args, needed) is None:
+            parser.error(f"the {engine} engine needs --{needed.replace('_', '-')}")
+    if len(args.engines) > 1 and args.threads != 1:
+        parser.error("several --engines take turns on one thread: give --threads 1")
     return args
 
 
+def engine_list(text):
+    engines = [part.strip() for part in text.split(",") if part.strip()]
+    if not engines or any(engine not in ENGINES for engine in engines):
+        raise argparse.ArgumentTypeError(f"{text!r}: each must be one of {','.join(ENGINES)}")
+    return list(dict.fromkeys(engines))
+
+
+#: Each engine's ``SessionStore`` module.
+STORE_MODULES = {
+    "sessiond": "sessiond_django.session_store",
+    "db": "django.contrib.sessions.backends.db",
+    "cache": "django.contrib.sessions.backends.cache",
+}
+
+
 def configure(args):
+    """Django's settings for every engine asked for: each one's
+    ``SessionStore`` is imported by its module, so ``SESSION_ENGINE`` is
+    only the first."""
     from django.conf import settings
 
-    common = dict(
+    extra = {}
+    if "sessiond" in args.engines:
+        extra["SESSIOND_ADDRESS"] = args.sessiond
+    if "db" in args.engines:
+        extra["DATABASES"] = {
+            "default": {
+                "ENGINE": "django.db.backends.sqlite3",
+                "NAME": args.sqlite,
+                "OPTIONS": {
+                    # What Django's docs advise for SQLite under concurrency
+                    # (5.1+): WAL, NORMAL, and writes that take the lock
+                    # when they begin, so that threads wait for it instead
+                    # of failing "database is locked" on an upgrade.
+                    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                    "transaction_mode": "IMMEDIATE",
+                    "timeout": 20,
+                },
+            }
+        }
+    if "cache" in args.engines:
+        extra["CACHES"] = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": args.redis_url,
+                "KEY_PREFIX": args.key_prefix,
+            }
+        }
+    settings.configure(
         SECRET_KEY="sessiond-bench-django-not-a-secret",
         USE_TZ=True,
         INSTALLED_APPS=["django.contrib.sessions"],
         SESSION_COOKIE_AGE=SESSION_AGE_SECONDS,
         SESSION_SERIALIZER="django.contrib.sessions.serializers.JSONSerializer",
+        SESSION_ENGINE=STORE_MODULES[args.engines[0]],
+        **extra,
     )
-    if args.engine == "sessiond":
-        settings.configure(
-            **common,
-            SESSION_ENGINE="sessiond_django.session_store",
-            SESSIOND_ADDRESS=args.sessiond,
-        )
-    elif args.engine == "db":
-        settings.configure(
-            **common,
-            SESSION_ENGINE="django.contrib.sessions.backends.db",
-            DATABASES={
-                "default": {
-                    "ENGINE": "django.db.backends.sqlite3",
-                    "NAME": args.sqlite,
-                    "OPTIONS": {
-                        # What Django's docs advise for SQLite under
-                        # concurrency (5.1+): WAL, NORMAL, and writes that
-                        # take the lock when they begin, so that threads
-                        # wait for it instead of failing "database is
-                        # locked" on an upgrade.
-                        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                        "transaction_mode": "IMMEDIATE",
-                        "timeout": 20,
-                    },
-                }
-            },
-        )
-    else:
-        settings.configure(
-            **common,
-            SESSION_ENGINE="django.contrib.sessions.backends.cache",
-            CACHES={
-                "default": {
-                    "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                    "LOCATION": args.redis_url,
-                    "KEY_PREFIX": args.key_prefix,
-                }
-            },
-        )
     import django
 
     django.setup()
-    if args.engine == "db":
+    if "db" in args.engines:
         from django.contrib.sessions.models import Session
         from django.db import connection
 
@@ -209,46 +229,52 @@ class Thread:
             self.load(key)
             self.modify(key, index)
 
-    def run(self, operation):
-        latencies = self.latencies[operation]
-        clock = time.perf_counter
-        if operation == "create":
-            for _ in range(self.ops):
-                started = clock()
-                try:
-                    self.keys.append(self.create())
-                except Exception as error:  # noqa: BLE001 - counted and reported
-                    self.failed(operation, error)
-                    continue
-                latencies.append(clock() - started)
+    def step(self, operation, index):
+        """One operation, timed: a create, or a load or modify of the
+        ``index``-th session created."""
+        started = time.perf_counter()
+        try:
+            if operation == "create":
+                self.keys.append(self.create())
+            elif operation == "load":
+                self.load(self.keys[index])
+            else:
+                self.modify(self.keys[index], index)
+        except Exception as error:  # noqa: BLE001 - counted and reported
+            self.failed(operation, error)
             return
-        for index, key in enumerate(self.keys):
-            started = clock()
-            try:
-                if operation == "load":
-                    self.load(key)
-                else:
-                    self.modify(key, index)
-            except Exception as error:  # noqa: BLE001 - counted and reported
-                self.failed(operation, error)
-                continue
-            latencies.append(clock() - started)
+        self.latencies[operation].append(time.perf_counter() - started)
+
+    def steps(self, operation):
+        """How many ``operation``s this thread makes: a load or modify for
+        each session its creates made."""
+        return self.ops if operation == "create" else len(self.keys)
+
+    def run(self, operation):
+        for index in range(self.steps(operation)):
+            self.step(operation, index)
 
     def failed(self, operation, error):
         self.errors[operation] += 1
         self.first_error.setdefault(operation, f"{type(error).__name__}: {error}")
 
 
-def measure(args):
-    from django.conf import settings
+OPERATIONS = ("create", "load", "modify")
+
+
+def store_class(engine):
     from django.utils.module_loading import import_string
 
-    store_class = import_string(settings.SESSION_ENGINE + ".SessionStore")
+    return import_string(STORE_MODULES[engine] + ".SessionStore")
+
+
+def measure(args):
+    """One engine on ``--threads`` threads: its figures per operation."""
+    (engine,) = args.engines
     data = payload(args.payload_bytes)
     shares = [args.ops // args.threads + (1 if i < args.ops % args.threads else 0)
               for i in range(args.threads)]
-    workers = [Thread(share, data, store_class) for share in shares]
-    operations = ("create", "load", "modify")
+    workers = [Thread(share, data, store_class(engine)) for share in shares]
     # Main thread and workers meet before and after each operation.
     barrier = threading.Barrier(args.threads + 1)
     failures = []
@@ -259,11 +285,11 @@ def measure(args):
         except Exception as error:  # noqa: BLE001 - reported by the main thread
             failures.append(f"warm-up: {type(error).__name__}: {error}")
         barrier.wait()
-        for operation in operations:
+        for operation in OPERATIONS:
             barrier.wait()
             worker.run(operation)
             barrier.wait()
-        if args.engine == "db":
+        if engine == "db":
             from django.db import connection
 
             connection.close()
@@ -275,25 +301,52 @@ def measure(args):
     if failures:
         raise SystemExit(f"error: {failures[0]}")
     figures = {}
-    for operation in operations:
+    for operation in OPERATIONS:
         barrier.wait()
         started = time.perf_counter()
         barrier.wait()
-        seconds = time.perf_counter() - started
-        latencies = sorted(us * 1e6 for worker in workers for us in worker.latencies[operation])
-        first = [worker.first_error[operation] for worker in workers
-                 if operation in worker.first_error]
-        figures[operation] = {
-            "ops": len(latencies),
-            "seconds": seconds,
-            "errors": sum(worker.errors[operation] for worker in workers),
-            "first_error": first[0] if first else None,
-            "p50_us": percentile(latencies, 0.50),
-            "p99_us": percentile(latencies, 0.99),
-        }
+        figures[operation] = summary(workers, operation, time.perf_counter() - started)
     for thread in threads:
         thread.join()
-    return figures
+    return {engine: figures}
+
+
+def measure_in_turns(args):
+    """Several engines on this thread, taking turns operation by operation:
+    each engine's figures per operation, its time the sum of its own."""
+    data = payload(args.payload_bytes)
+    workers = {engine: Thread(args.ops, data, store_class(engine)) for engine in args.engines}
+    for engine, worker in workers.items():
+        try:
+            worker.warm_up(args.warmup)
+        except Exception as error:  # noqa: BLE001 - the run cannot go on
+            raise SystemExit(f"error: warm-up of {engine}: {type(error).__name__}: {error}")
+    for operation in OPERATIONS:
+        for index in range(args.ops):
+            for worker in workers.values():
+                if index < worker.steps(operation):
+                    worker.step(operation, index)
+    return {
+        engine: {
+            operation: summary([worker], operation, sum(worker.latencies[operation]))
+            for operation in OPERATIONS
+        }
+        for engine, worker in workers.items()
+    }
+
+
+def summary(workers, operation, seconds):
+    latencies = sorted(us * 1e6 for worker in workers for us in worker.latencies[operation])
+    first = [worker.first_error[operation] for worker in workers
+             if operation in worker.first_error]
+    return {
+        "ops": len(latencies),
+        "seconds": seconds,
+        "errors": sum(worker.errors[operation] for worker in workers),
+        "first_error": first[0] if first else None,
+        "p50_us": percentile(latencies, 0.50),
+        "p99_us": percentile(latencies, 0.99),
+    }
 
 
 def versions():
@@ -311,9 +364,11 @@ def versions():
 def main(argv=None):
     args = parse_args(argv)
     configure(args)
-    figures = measure(args)
-    print(json.dumps({"engine": args.engine, "threads": args.threads, **figures,
-                      "versions": versions()}))
+    by_engine = measure(args) if len(args.engines) == 1 else measure_in_turns(args)
+    found = versions()
+    for engine, figures in by_engine.items():
+        print(json.dumps({"engine": engine, "threads": args.threads, **figures,
+                          "versions": found}))
     return 0
 
 
