@@ -323,13 +323,18 @@ def run_worker(engines, threads, args, places):
         runs = {figures["engine"]: figures for figures in lines}
         for figures in runs.values():
             for operation, _ in OPERATIONS:
-                figures[operation]["ops_per_s"] = (figures[operation]["ops"]
-                                                   / figures[operation]["seconds"])
+                seconds = figures[operation]["seconds"]
+                figures[operation]["ops_per_s"] = (figures[operation]["ops"] / seconds
+                                                   if seconds else 0.0)
             figures["command"] = shlex.join(command)
-        return [runs[engine] for engine in engines]
-    except (ValueError, KeyError, ZeroDivisionError) as error:
-        raise BenchError(f"{named} printed no figures ({error}): `{shlex.join(command)}`\n"
+    except (ValueError, KeyError) as error:
+        raise BenchError(f"{named} printed no figures ({error!r}): `{shlex.join(command)}`\n"
                          f"{done.stdout[-1000:]}") from None
+    missing = [engine for engine in engines if engine not in runs]
+    if missing:
+        raise BenchError(f"{named} printed no figures for {','.join(missing)}: "
+                         f"`{shlex.join(command)}`\n{done.stdout[-1000:]}")
+    return [runs[engine] for engine in engines]
 
 
 # --- summary ---------------------------------------------------------------

@@ -95,7 +95,8 @@ def parse_args(argv):
     parser.add_argument("--engines", type=engine_list, required=True,
                         help=f"comma-separated, of {','.join(ENGINES)}; several take turns "
                         "on one thread")
-    parser.add_argument("--ops", type=int, required=True, help="operations of each kind, in all")
+    parser.add_argument("--ops", type=int, required=True,
+                        help="operations of each kind, in all (for each engine)")
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--payload-bytes", type=int, default=1024)
     parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
@@ -202,6 +203,8 @@ class Thread:
         self.SessionStore = store_class
         self.keys = []
         self.latencies = {"create": [], "load": [], "modify": []}
+        #: Seconds spent in each kind of operation, failed ones included.
+        self.busy = {"create": 0.0, "load": 0.0, "modify": 0.0}
         self.errors = {"create": 0, "load": 0, "modify": 0}
         self.first_error = {}
 
@@ -242,8 +245,9 @@ class Thread:
                 self.modify(self.keys[index], index)
         except Exception as error:  # noqa: BLE001 - counted and reported
             self.failed(operation, error)
-            return
-        self.latencies[operation].append(time.perf_counter() - started)
+        else:
+            self.latencies[operation].append(time.perf_counter() - started)
+        self.busy[operation] += time.perf_counter() - started
 
     def steps(self, operation):
         """How many ``operation``s this thread makes: a load or modify for
@@ -313,7 +317,8 @@ def measure(args):
 
 def measure_in_turns(args):
     """Several engines on this thread, taking turns operation by operation:
-    each engine's figures per operation, its time the sum of its own."""
+    each engine's figures per operation, its time the sum of its own
+    (failed ones included)."""
     data = payload(args.payload_bytes)
     workers = {engine: Thread(args.ops, data, store_class(engine)) for engine in args.engines}
     for engine, worker in workers.items():
@@ -328,7 +333,7 @@ def measure_in_turns(args):
                     worker.step(operation, index)
     return {
         engine: {
-            operation: summary([worker], operation, sum(worker.latencies[operation]))
+            operation: summary([worker], operation, worker.busy[operation])
             for operation in OPERATIONS
         }
         for engine, worker in workers.items()

@@ -54,10 +54,12 @@ def load_with_snapshot(session_key):
     where ``snapshot`` (:class:`~sessiond_client.data.Snapshot`) keeps the
     text as loaded, and ``data`` is ``None`` (and ``snapshot`` too) when what
     is stored is not a JSON object."""
-    return Call("Load", sessiond_pb2.LoadRequest(session_key=session_key), _snapshot)
+    return Call(
+        "Load", sessiond_pb2.LoadRequest(session_key=session_key), _loaded_with_snapshot
+    )
 
 
-def _snapshot(response):
+def _loaded_with_snapshot(response):
     if not response.found:
         return None
     data = decode_data(response.data)

@@ -126,11 +126,18 @@ class Snapshot:
 
     @property
     def members(self):
-        """Each member as the JSON text of its value when snapshotted."""
+        """Each member as the JSON text of its value when snapshotted;
+        ``None`` for a stored value that JSON here cannot write again
+        (``1e400`` reads as infinity), which then differs from any value."""
         if self._members is None:
             # The text is left as it was loaded, whatever became of the
             # dictionary since (a change in place included).
-            self._members = encode_members(json.loads(self._text))
+            self._members = {}
+            for key, value in json.loads(self._text).items():
+                try:
+                    self._members[key] = _dumps(value)
+                except (TypeError, ValueError):
+                    self._members[key] = None
         return self._members
 
     def changes(self, data):
