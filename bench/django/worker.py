@@ -45,6 +45,11 @@ import time
 
 ENGINES = ("sessiond", "db", "cache")
 
+#: The option that names each engine's store.
+STORE_OPTIONS = {"sessiond": "sessiond", "db": "sqlite", "cache": "redis_url"}
+
+OPERATIONS = ("create", "load", "modify")
+
 #: The members Django's ``login()`` stores (bench/src/payload.rs), so that
 #: the data is shaped like a logged-in session; "app" pads it.
 LOGGED_IN = {
@@ -108,7 +113,7 @@ def parse_args(argv):
                         help="for the cache engine: the cache's KEY_PREFIX")
     args = parser.parse_args(argv)
     for engine in args.engines:
-        needed = {"sessiond": "sessiond", "db": "sqlite", "cache": "redis_url"}[engine]
+        needed = STORE_OPTIONS[engine]
         if getattr(args, needed) is None:
             parser.error(f"the {engine} engine needs --{needed.replace('_', '-')}")
     if len(args.engines) > 1 and args.threads != 1:
@@ -202,10 +207,10 @@ class Thread:
         self.data = data
         self.SessionStore = store_class
         self.keys = []
-        self.latencies = {"create": [], "load": [], "modify": []}
+        self.latencies = {operation: [] for operation in OPERATIONS}
         #: Seconds spent in each kind of operation, failed ones included.
-        self.busy = {"create": 0.0, "load": 0.0, "modify": 0.0}
-        self.errors = {"create": 0, "load": 0, "modify": 0}
+        self.busy = dict.fromkeys(OPERATIONS, 0.0)
+        self.errors = dict.fromkeys(OPERATIONS, 0)
         self.first_error = {}
 
     def create(self):
@@ -261,9 +266,6 @@ class Thread:
     def failed(self, operation, error):
         self.errors[operation] += 1
         self.first_error.setdefault(operation, f"{type(error).__name__}: {error}")
-
-
-OPERATIONS = ("create", "load", "modify")
 
 
 def store_class(engine):
