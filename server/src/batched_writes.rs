@@ -27,6 +27,8 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::server::Connected;
 
+use crate::split_turns;
+
 /// Bytes held before they go out whatever comes next: a few dozen 1 KiB
 /// responses, small enough to keep per connection.
 pub const BATCH_BYTES: usize = 32 * 1024;
@@ -65,6 +67,9 @@ impl<S: AsyncWrite + Unpin> BatchedWrites<S> {
             }
             self.sent += written;
         }
+        if !self.pending.is_empty() {
+            split_turns::answers_written();
+        }
         self.pending.clear();
         self.sent = 0;
         Poll::Ready(Ok(()))
@@ -82,6 +87,7 @@ impl<S: AsyncWrite + Unpin> BatchedWrites<S> {
         if self.pending.len() + len > BATCH_BYTES {
             ready!(self.poll_send_pending(cx))?;
             if len > BATCH_BYTES {
+                split_turns::answers_written();
                 return write_through(Pin::new(&mut self.inner), cx);
             }
         }

@@ -19,6 +19,10 @@
 //! A call that has not produced its answer within `--request-timeout` (its
 //! request body never finishing, say) is answered DEADLINE_EXCEEDED and
 //! gives its slot back: no client holds a slot for longer.
+//!
+//! A call that arrives with many others may start a turn of the runtime
+//! later than they do, so that the first answers go out sooner (see
+//! `split_turns`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,6 +37,7 @@ use tower::{Layer, Service};
 
 use crate::method::Method;
 use crate::metrics::Metrics;
+use crate::split_turns;
 
 /// Shared count of calls in flight.
 #[derive(Debug, Clone, Default)]
@@ -220,6 +225,7 @@ where
         let response = self.inner.call(request);
         let timeout = self.calls.timeout;
         Box::pin(async move {
+            split_turns::wait_for_turn().await;
             let Ok(response) = tokio::time::timeout(timeout, response).await else {
                 // Dropping the handler's future ends the call's work.
                 tracing::debug!(

@@ -76,6 +76,7 @@ mod server;
 pub mod service;
 pub mod session;
 pub mod signals;
+mod split_turns;
 pub mod store;
 pub mod tls;
 
