@@ -68,7 +68,7 @@ impl<S: AsyncWrite + Unpin> BatchedWrites<S> {
             self.sent += written;
         }
         if !self.pending.is_empty() {
-            split_turns::answers_written();
+            split_turns::wrote_out();
         }
         self.pending.clear();
         self.sent = 0;
@@ -87,8 +87,11 @@ impl<S: AsyncWrite + Unpin> BatchedWrites<S> {
         if self.pending.len() + len > BATCH_BYTES {
             ready!(self.poll_send_pending(cx))?;
             if len > BATCH_BYTES {
-                split_turns::answers_written();
-                return write_through(Pin::new(&mut self.inner), cx);
+                let written = write_through(Pin::new(&mut self.inner), cx);
+                if written.is_ready() {
+                    split_turns::wrote_out();
+                }
+                return written;
             }
         }
         copy(&mut self.pending);
@@ -259,6 +262,34 @@ mod tests {
         far.write_all(b"pong").await.unwrap();
         let (_, got) = reader.await.unwrap();
         assert_eq!(&got, b"pong");
+    }
+
+    /// Calls are split per burst: the answers going out end one.
+    #[tokio::test]
+    async fn sent_answers_start_a_new_burst_of_calls() {
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let mut batched = BatchedWrites::new(near);
+        for _ in 0..split_turns::FIRST_CALLS {
+            split_turns::tests::start_call_at_once();
+        }
+        assert!(split_turns::tests::next_call_waits());
+        answer(&mut batched, b"answers").await;
+        assert!(
+            split_turns::tests::next_call_waits(),
+            "a burst ended before its answers went out"
+        );
+        batched.flush().await.unwrap();
+        assert_eq!(received(&mut far).await, b"answers");
+        assert!(!split_turns::tests::next_call_waits());
+
+        for _ in 0..split_turns::FIRST_CALLS {
+            split_turns::tests::start_call_at_once();
+        }
+        batched
+            .write_all(&vec![0u8; BATCH_BYTES + 1])
+            .await
+            .unwrap();
+        assert!(!split_turns::tests::next_call_waits(), "a large write too");
     }
 
     #[tokio::test]

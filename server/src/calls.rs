@@ -225,8 +225,11 @@ where
         let response = self.inner.call(request);
         let timeout = self.calls.timeout;
         Box::pin(async move {
-            split_turns::wait_for_turn().await;
-            let Ok(response) = tokio::time::timeout(timeout, response).await else {
+            let answered = async {
+                split_turns::wait_for_turn().await;
+                response.await
+            };
+            let Ok(response) = tokio::time::timeout(timeout, answered).await else {
                 // Dropping the handler's future ends the call's work.
                 tracing::debug!(
                     method = Method::label(method),
