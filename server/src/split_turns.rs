@@ -53,7 +53,7 @@ use std::cell::Cell;
 /// worth a write of its own, and below it splitting saves nothing.
 pub const FIRST_CALLS: usize = 8;
 
-/// The calls of this thread since it last wrote answers out.
+/// The calls of this thread since it last wrote to a socket.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Since {
     /// Started without waiting, or after their wait.
@@ -155,7 +155,7 @@ pub(crate) mod tests {
         assert_eq!(started_in_first_turn(65), 32);
     }
 
-    /// Starts a call that does not wait, outside any runtime.
+    /// Starts a call, polling it once; it must not wait.
     pub(crate) fn start_call_at_once() {
         let waker = std::task::Waker::noop();
         let mut cx = std::task::Context::from_waker(waker);
