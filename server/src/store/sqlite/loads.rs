@@ -15,20 +15,26 @@
 //! then the first to run again hands the queue to the drainer: one blocking
 //! thread at a time that takes a read connection and answers everything
 //! queued in one read transaction, and again for what was queued
-//! meanwhile, until the queue is empty. Its answers go back in chunks, each
-//! waking the connection's thread once (see [`Delivery`]). The connection's
-//! own thread goes on reading requests and writing answers while the
-//! drainer reads the database: answering on that thread cost less CPU, but left the
-//! connection waiting on every batch, and served fewer Loads a second
-//! (30 400 against 33 200 here). A Load still alone in the queue after its
-//! yield, with no drainer running, is the exception: an app making one call
-//! at a time gets it read on its connection's thread, without the two
-//! thread wake-ups of the hand-over. When the database keeps readers out, the
-//! drainer waits for the locks, one store timeout for the whole queue; no
-//! Load depends on another caller to be answered.
+//! meanwhile, until the queue is empty. Its answers go back in chunks, one
+//! wake of a connection's thread for each (see [`Delivery`]). The
+//! connection's own thread goes on reading requests and writing answers
+//! while the drainer reads the database: answering on that thread cost less
+//! CPU, but left the connection waiting on every batch, and served fewer
+//! Loads a second (27 700–34 800 against 40 800–46 500 in three interleaved
+//! rounds). A Load still alone in the queue after its yield, with no
+//! drainer running, is the exception: an app making one call at a time gets
+//! it read on its connection's thread, without the two thread wake-ups of
+//! the hand-over. When the database keeps readers out, the drainer waits
+//! for the locks, one store timeout for the whole queue, and then answers
+//! one Load at a time.
+//!
+//! No Load waits for another caller's call to go on: the drainer runs on
+//! its own, and a chunk's first Load hands the rest their answers as soon
+//! as its task runs or is dropped, on the thread that runs theirs.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension};
@@ -44,39 +50,43 @@ pub(super) type Row = (String, String);
 
 type Answer = Result<Option<Row>, StoreError>;
 
-/// Answers the drainer sends together: the Loads of a batch are answered
-/// in chunks of this many, each chunk with one wake of a connection's
-/// thread (see [`Delivery`]).
+/// Answers the drainer sends together, to Loads asked on one thread: one
+/// wake of that thread for each chunk (see [`Delivery`]). Of 4, 8 and 16,
+/// measured in interleaved rounds, 16 cost the least CPU a Load, at the
+/// same Loads a second.
 const ANSWERS_PER_WAKE: usize = 16;
 
 /// Where a Load's answer goes.
 type Reply = oneshot::Sender<Delivery>;
 
 /// One queued Load: the key, the moment it was asked at (as Django's
-/// text), and where its answer goes.
+/// text), where its answer goes, and the thread that asked.
 struct Pending {
     key: SessionKey,
     now: String,
     reply: Reply,
+    asked_on: ThreadId,
 }
 
 /// What a Load receives: its own answer and, for the first Load of a chunk
 /// the drainer answered, the answers of the rest, which it hands on as it
 /// is dropped.
 ///
-/// A chunk then wakes one task across threads, not one per Load; that task
-/// wakes the rest on its own thread, in one turn of its runtime, so their
-/// answers go out in one write. Woken one at a time from the drainer, the
-/// answers reached the connection a few at a time, and it wrote to its
-/// socket for every few: the server spent about a seventh more CPU a Load.
-/// Chunks, not whole batches, so that the connection writes the first
-/// answers while the drainer reads the rest: a whole batch at once left
-/// each side idle while the other worked, and served about a quarter fewer
-/// Loads a second.
+/// A chunk holds Loads asked on one thread, so it wakes that thread once,
+/// not once per Load; the first Load's task then wakes the rest there, in
+/// the same turn of its runtime, and their answers can go out together.
+/// Woken one at a time from the drainer, the answers reached the
+/// connection a few at a time, and it wrote to its socket for every few:
+/// the server spent about a sixth more CPU a Load. Chunks, not whole
+/// batches, so that the connection writes the first answers while the
+/// drainer reads the rest: a whole batch at once left each side idle while
+/// the other worked, and served about a quarter fewer Loads a second.
 ///
 /// Handing on in `Drop` answers the rest however the first Load ends:
 /// received, or dropped unread because its call was cancelled.
 struct Delivery {
+    /// An `Option` so that the Load can take its answer out: a type with
+    /// `Drop` cannot be moved out of.
     own: Option<Answer>,
     others: Vec<(Reply, Answer)>,
 }
@@ -94,6 +104,41 @@ impl Drop for Delivery {
     fn drop(&mut self) {
         for (reply, answer) in self.others.drain(..) {
             let _ = reply.send(Delivery::alone(answer));
+        }
+    }
+}
+
+/// Answers gathered into chunks: one being filled for each thread that
+/// asked, so a few at most.
+#[derive(Default)]
+struct Chunks(Vec<(ThreadId, Vec<(Reply, Answer)>)>);
+
+impl Chunks {
+    /// Adds an answer to the chunk of the thread that asked, and sends that
+    /// chunk once it is full.
+    fn add(&mut self, asked_on: ThreadId, reply: Reply, answer: Answer) {
+        let index = match self.0.iter().position(|(thread, _)| *thread == asked_on) {
+            Some(index) => index,
+            None => {
+                self.0
+                    .push((asked_on, Vec::with_capacity(ANSWERS_PER_WAKE)));
+                self.0.len() - 1
+            }
+        };
+        let chunk = &mut self.0[index].1;
+        chunk.push((reply, answer));
+        if chunk.len() == ANSWERS_PER_WAKE {
+            deliver(std::mem::replace(
+                chunk,
+                Vec::with_capacity(ANSWERS_PER_WAKE),
+            ));
+        }
+    }
+
+    /// Sends what every chunk holds.
+    fn send_rest(self) {
+        for (_, chunk) in self.0 {
+            deliver(chunk);
         }
     }
 }
@@ -152,7 +197,13 @@ impl Loads {
     /// The row of `key` unexpired at `now` (Django's text), if any.
     pub(super) async fn load(self: &Arc<Self>, key: SessionKey, now: String) -> Answer {
         let (reply, answered) = oneshot::channel();
-        self.lock().push(Pending { key, now, reply });
+        let asked_on = std::thread::current().id();
+        self.lock().push(Pending {
+            key,
+            now,
+            reply,
+            asked_on,
+        });
         tokio::task::yield_now().await;
         self.answer_alone();
         self.answer_queued();
@@ -298,7 +349,7 @@ fn answer_batch(
     }
     let mut batch = batch.into_iter();
     let mut outcome = Ok(());
-    let mut answered = Vec::with_capacity(ANSWERS_PER_WAKE);
+    let mut chunks = Chunks::default();
     while let Some(pending) = batch.next() {
         match lookup(conn, &pending.key, &pending.now) {
             Err(err) if is_busy(&err) => {
@@ -306,17 +357,14 @@ fn answer_batch(
             }
             result => {
                 let answer = result.map_err(|err| classify(err, timeout));
-                answered.push((pending.reply, answer));
-                if answered.len() == ANSWERS_PER_WAKE {
-                    deliver(std::mem::take(&mut answered));
-                }
+                chunks.add(pending.asked_on, pending.reply, answer);
             }
         }
     }
     if in_transaction {
         end_read_transaction(conn);
     }
-    deliver(answered);
+    chunks.send_rest();
     outcome
 }
 
@@ -542,7 +590,7 @@ mod tests {
     }
 
     /// A chunk goes to its first Load, and every other Load gets its own
-    /// answer once the first has taken its own.
+    /// answer once the first Load's delivery is dropped.
     #[test]
     fn a_chunk_is_handed_on_by_its_first_load() {
         let (answered, mut receivers) = chunk(4);
@@ -576,24 +624,77 @@ mod tests {
         }
     }
 
-    /// Through the store: calls cancelled while their Loads wait do not
-    /// keep the other Loads of their batch from being answered.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn cancelled_loads_leave_the_rest_of_their_batch_answered() {
+    /// A chunk holds the Loads asked on one thread: answers for Loads of
+    /// two threads, asked in turn, go out as one chunk for each thread.
+    #[test]
+    fn a_chunk_holds_the_loads_of_one_thread() {
+        let here = std::thread::current().id();
+        let there = std::thread::spawn(|| std::thread::current().id())
+            .join()
+            .unwrap();
+        let (answered, mut receivers) = chunk(2 * super::ANSWERS_PER_WAKE + 2);
+        let mut chunks = super::Chunks::default();
+        for (index, (reply, answer)) in answered.into_iter().enumerate() {
+            chunks.add(if index % 2 == 0 { here } else { there }, reply, answer);
+        }
+        chunks.send_rest();
+        for first in [0, 1] {
+            let delivery = receivers[first].try_recv().unwrap();
+            let others: Vec<usize> = delivery
+                .others
+                .iter()
+                .map(|(_, answer)| {
+                    answer
+                        .as_ref()
+                        .unwrap()
+                        .as_ref()
+                        .unwrap()
+                        .0
+                        .parse()
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(others.len(), super::ANSWERS_PER_WAKE - 1);
+            assert!(
+                others.iter().all(|index| index % 2 == first),
+                "a chunk of Loads asked on two threads: {others:?}"
+            );
+        }
+        // The two left over, one for each thread, each alone.
+        let last = receivers.len() - 2;
+        for receiver in &mut receivers[last..] {
+            assert!(receiver.try_recv().unwrap().others.is_empty());
+        }
+    }
+
+    /// Through the store: a chunk whose first Load's call is cancelled
+    /// after the chunk arrived, unread, still reaches the rest.
+    #[tokio::test]
+    async fn a_chunk_whose_first_call_was_cancelled_still_reaches_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let timeout = Duration::from_secs(5);
         let (_path, key, readers) = database_with_pool(&dir, timeout);
-        let loads = super::Loads::new(readers, timeout);
-        for _ in 0..20 {
-            let waiting = spawn_loads(&loads, &key, 64);
-            tokio::task::yield_now().await;
-            for load in waiting.iter().step_by(3) {
-                load.abort();
-            }
-            for load in waiting {
-                match within(load).await {
-                    Ok(answer) => assert_eq!(answer.unwrap().unwrap().0, "{\"a\": 1}"),
-                    Err(err) => assert!(err.is_cancelled(), "{err}"),
+        let loads = super::Loads::new(readers.clone(), timeout);
+        // With every connection taken, every Load queues, in the order the
+        // tasks were spawned, and the drainer waits for a connection.
+        let taken = [readers.get().unwrap(), readers.get().unwrap()];
+        let waiting = spawn_loads(&loads, &key, 2 * super::ANSWERS_PER_WAKE);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(taken);
+        // This thread alone runs the Loads' tasks (a single-threaded
+        // runtime): held here, it lets the drainer send both chunks before
+        // any of their Loads runs.
+        std::thread::sleep(Duration::from_millis(300));
+        let firsts = [0, super::ANSWERS_PER_WAKE];
+        for first in firsts {
+            waiting[first].abort();
+        }
+        for (index, load) in waiting.into_iter().enumerate() {
+            match within(load).await {
+                Err(err) if firsts.contains(&index) => assert!(err.is_cancelled(), "{err}"),
+                answer => {
+                    let (data, _) = answer.unwrap().unwrap().unwrap();
+                    assert_eq!(data, "{\"a\": 1}", "load {index}");
                 }
             }
         }
