@@ -255,6 +255,7 @@ impl Loads {
         }
         let loads = self.clone();
         let drainer = move || {
+            let _unwinding = DrainerGuard(&loads);
             loop {
                 loads.drain();
                 loads.draining.store(false, Ordering::SeqCst);
@@ -325,6 +326,30 @@ impl Loads {
         self.queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Ends the drainer's turn if it panics: clears `draining`, so that the
+/// next Load starts a new drainer instead of waiting for one that is gone,
+/// and fails what is queued, which would otherwise wait out its request
+/// timeout. The Loads of the batch being read fail as their replies drop.
+struct DrainerGuard<'a>(&'a Loads);
+
+impl Drop for DrainerGuard<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let queued = std::mem::take(&mut *self.0.lock());
+        self.0.draining.store(false, Ordering::SeqCst);
+        tracing::error!(
+            queued = queued.len(),
+            "the sqlite reading thread panicked; failing the loads it had queued"
+        );
+        for pending in queued {
+            let failure = StoreError::Internal("the thread reading this load panicked".into());
+            let _ = pending.reply.send(Delivery::alone(Err(failure)));
+        }
     }
 }
 
@@ -413,6 +438,7 @@ fn clone_error(err: &rusqlite::Error) -> rusqlite::Error {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
 
     use chrono::{TimeDelta, Utc};
@@ -665,6 +691,47 @@ mod tests {
         for receiver in &mut receivers[last..] {
             assert!(receiver.try_recv().unwrap().others.is_empty());
         }
+    }
+
+    /// A drainer that panics leaves no Load waiting: what it had queued
+    /// fails at once, and the next Load starts a new drainer.
+    #[test]
+    fn a_panicking_drainer_fails_its_queue_and_lets_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let timeout = Duration::from_secs(5);
+        let (_path, key, readers) = database_with_pool(&dir, timeout);
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let loads = runtime.block_on(async { super::Loads::new(readers, timeout) });
+        let (reply, mut answered) = tokio::sync::oneshot::channel();
+        loads.lock().push(super::Pending {
+            key: key.clone(),
+            now: now(),
+            reply,
+            asked_on: std::thread::current().id(),
+        });
+        loads.draining.store(true, Ordering::SeqCst);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _unwinding = super::DrainerGuard(&loads);
+            panic!("a drainer's bug");
+        }));
+        assert!(unwound.is_err());
+        assert!(
+            !loads.draining.load(Ordering::SeqCst),
+            "still marked as draining"
+        );
+        let mut delivery = answered.try_recv().expect("the queued load got no answer");
+        match delivery.own.take().unwrap() {
+            Err(StoreError::Internal(cause)) => {
+                assert!(cause.to_string().contains("panicked"), "{cause}");
+            }
+            other => panic!("not the drainer's failure: {other:?}"),
+        }
+
+        let (data, _) = runtime
+            .block_on(within(loads.load(key, now())))
+            .unwrap()
+            .unwrap();
+        assert_eq!(data, "{\"a\": 1}");
     }
 
     /// Through the store: a chunk whose first Load's call is cancelled
