@@ -27,7 +27,7 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::server::Connected;
 
-use crate::split_turns;
+use crate::{socket_reads, split_turns};
 
 /// Bytes held before they go out whatever comes next: a few dozen 1 KiB
 /// responses, small enough to keep per connection.
@@ -113,7 +113,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for BatchedWrites<S> {
         if let Poll::Ready(Err(err)) = this.poll_send_pending(cx) {
             return Poll::Ready(Err(err));
         }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            socket_reads::read_in();
+        }
+        read
     }
 }
 

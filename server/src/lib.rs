@@ -58,6 +58,7 @@
 
 pub mod auth;
 mod batched_writes;
+mod before_sleep;
 mod calls;
 pub mod cli;
 pub mod codec;
@@ -76,6 +77,7 @@ mod server;
 pub mod service;
 pub mod session;
 pub mod signals;
+mod socket_reads;
 mod split_turns;
 pub mod store;
 pub mod tls;

@@ -33,11 +33,13 @@
 //! - The runtime wakes waiting tasks when its queue runs empty, but also
 //!   after every 61 tasks it runs; in a burst of more than that, some of
 //!   the second half may start before the first half's answers are out.
-//! - A call whose answer waits on another thread or server (SQLite's
-//!   batched reads, PostgreSQL, Redis) is not answered within the turn, so
-//!   the second half only starts a turn later; SQLite then reads a burst's
-//!   Loads in two transactions rather than one. Their Loads a second did
-//!   not change measurably.
+//! - A call whose answer waits on another thread or server (PostgreSQL,
+//!   Redis, SQLite's writes) is not answered within the turn, so the second
+//!   half only starts a turn later. Their Loads a second did not change
+//!   measurably. SQLite's Loads on a connection thread are answered within
+//!   the turn, from a transaction that ends when the thread next reads from
+//!   a socket, so each half of a burst that arrived in one read shares
+//!   one.
 //! - At 256 calls in flight on one connection the build before already
 //!   overlapped the two processes, and this costs about a tenth of the
 //!   Loads a second there; from 16 to 128 in flight it adds from a tenth

@@ -28,6 +28,7 @@ use tonic::transport::server::Router;
 
 use super::ServeError;
 use super::connections::{Accepting, Connections};
+use crate::{before_sleep, socket_reads};
 
 /// Once released, how long blocking work a thread's runtime started (an
 /// SQLite read waiting for a lock) may keep it alive.
@@ -182,8 +183,10 @@ fn run(
     report: Report,
     release: CancellationToken,
 ) {
+    socket_reads::count_on_this_thread();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(before_sleep::run)
         .build()
     {
         Ok(runtime) => runtime,

@@ -100,7 +100,10 @@ pub(super) fn open_read_write(
 /// Loads go to whichever connection is idle, most often the same few, so a
 /// larger cache keeps a read-mostly store's hot pages in memory; it is
 /// filled only as far as the database is large, and emptied whenever a
-/// commit changes the database.
+/// commit changes the database. Larger pays on a file that then fits: on
+/// the benchmark's 29 MB file, 64 MiB served 6–8 % more Loads than 16, and
+/// 2 MiB 9 % fewer (four interleaved rounds); but every read connection
+/// may fill its own, so the default stays at a size any sidecar can spare.
 const READ_CACHE_KIB: i64 = 16 * 1024;
 
 /// The read-only connections of a store.

@@ -54,7 +54,10 @@ pub use url::{SqliteUrl, SqliteUrlError, Synchronous};
 use writer::{WriteOp, WriteOutcome, Writer};
 
 /// Read connections kept open. Reads are short point lookups, so a few
-/// connections keep both cores busy while others wait on I/O.
+/// connections keep both cores busy while others wait on I/O. Each thread
+/// that serves connections holds one while it answers Loads (see
+/// `loads`); a thread that finds none free queues its Loads for the
+/// drainer instead.
 const DEFAULT_READERS: u32 = 8;
 
 /// The SQLite engine.

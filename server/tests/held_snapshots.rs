@@ -1,0 +1,165 @@
+//! SQLite Loads on a connection thread share one read transaction until
+//! the thread next reads from a socket (`store::sqlite::loads`). Through a
+//! real server on a real file: a Load still sees every write committed
+//! before it was sent, by sessiond or by another process, while other
+//! Loads keep the thread busy; and a thread with nothing to do holds no
+//! snapshot.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::TestServer;
+use sessiond_client::Client;
+
+/// Loads kept in flight on the same connection meanwhile, so that its
+/// thread is busy and holds a transaction when each checked Load arrives.
+const BUSY_LOADS: usize = 16;
+
+/// Writes checked, each followed by a Load.
+const ROUNDS: usize = 300;
+
+/// Starts Loads of `key` in a loop on `client` until `stop` is set.
+fn keep_loading(
+    client: &Client,
+    key: &str,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..BUSY_LOADS)
+        .map(|_| {
+            let (client, key, stop) = (client.clone(), key.to_owned(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    client.load(&key).await.unwrap().unwrap();
+                }
+            })
+        })
+        .collect()
+}
+
+/// As a Django app on the same file commits a session itself: the Load sent
+/// after the commit reads it, although the thread answering it was
+/// answering other Loads from a transaction begun before the commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_sees_what_another_process_committed_before_it_was_sent() {
+    let server = TestServer::start().await;
+    let busy = server
+        .client
+        .create(r#"{"busy":true}"#, None)
+        .await
+        .unwrap();
+    let checked = server.client.create(r#"{"round":-1}"#, None).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let loaders = keep_loading(&server.client, &busy.session_key, &stop);
+
+    let db = server.db();
+    for round in 0..ROUNDS {
+        let data = format!(r#"{{"round":{round}}}"#);
+        let changed = db
+            .execute(
+                "UPDATE django_session SET session_data = ?1 WHERE session_key = ?2",
+                (&data, &checked.session_key),
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+        let loaded = server
+            .client
+            .load(&checked.session_key)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            loaded.data, data,
+            "round {round}: an older snapshot answered"
+        );
+    }
+
+    stop.store(true, Ordering::SeqCst);
+    for loader in loaders {
+        loader.await.unwrap();
+    }
+    server.stop().await;
+}
+
+/// The same through sessiond itself, on a second connection: a Save
+/// acknowledged on one connection is read by the next Load on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_sees_a_save_acknowledged_before_it_was_sent() {
+    let server = TestServer::start().await;
+    let busy = server
+        .client
+        .create(r#"{"busy":true}"#, None)
+        .await
+        .unwrap();
+    let checked = server.client.create(r#"{"round":-1}"#, None).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let loaders = keep_loading(&server.client, &busy.session_key, &stop);
+
+    let writer = Client::connect(format!("http://{}", server.addr))
+        .await
+        .unwrap();
+    for round in 0..ROUNDS {
+        let data = format!(r#"{{"round":{round}}}"#);
+        writer
+            .save(&checked.session_key, &data, None, false)
+            .await
+            .unwrap();
+        let loaded = server
+            .client
+            .load(&checked.session_key)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            loaded.data, data,
+            "round {round}: an older snapshot answered"
+        );
+    }
+
+    stop.store(true, Ordering::SeqCst);
+    for loader in loaders {
+        loader.await.unwrap();
+    }
+    server.stop().await;
+}
+
+/// Once the Loads stop, no read transaction stays open: a checkpoint that
+/// must wait for every reader (`TRUNCATE`) empties the write-ahead log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_with_nothing_to_do_holds_no_snapshot() {
+    let server = TestServer::start().await;
+    let created = server.client.create(r#"{"a":1}"#, None).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let loaders = keep_loading(&server.client, &created.session_key, &stop);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::SeqCst);
+    for loader in loaders {
+        loader.await.unwrap();
+    }
+    // Committed after the last Load's transaction began, so that a
+    // transaction left open would hold an older snapshot than the log's end.
+    server
+        .client
+        .save(&created.session_key, r#"{"a":2}"#, None, false)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let db = server.db();
+    db.busy_timeout(Duration::from_secs(3)).unwrap();
+    let (busy, log_frames, _): (i64, i64, i64) = db
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(
+        (busy, log_frames),
+        (0, 0),
+        "a reader kept the log from starting over"
+    );
+    server.stop().await;
+}
