@@ -115,6 +115,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for BatchedWrites<S> {
         }
         let before = buf.filled().len();
         let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        // Every connection of a serving thread reads through here (beneath
+        // TLS too), so this is where the thread hears of its reads.
         if buf.filled().len() > before {
             socket_reads::read_in();
         }

@@ -3,7 +3,8 @@
 //!
 //! The SQLite engine ends the read transaction a thread holds here, so that
 //! an idle thread keeps no snapshot open (an open snapshot keeps the
-//! write-ahead log from starting over).
+//! write-ahead log from starting over). This module sits below both
+//! `server` and `store`.
 
 use std::cell::RefCell;
 

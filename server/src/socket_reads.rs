@@ -1,52 +1,76 @@
-//! How many times this thread has read from its connections' sockets.
+//! Work to do when a connection thread next reads from a socket.
 //!
-//! A connection thread's calls all arrive through its sockets, so a call
-//! being worked on was read before the count last moved. Whatever was
-//! committed before the call was sent (a write the client saw
-//! acknowledged) was committed before that read, and a snapshot of the
-//! database taken since, with no read in between, already holds it: the
-//! SQLite engine answers Loads from one read transaction for as long as
-//! the count stays the same (see `store::sqlite::loads`).
+//! A connection thread's calls all arrive through its own sockets: every
+//! call it runs was read by this thread, in a read that came before the
+//! call ran. So a snapshot of the database taken after the thread's last
+//! read already holds whatever was committed before any of its calls was
+//! sent (a write the client saw acknowledged, by any process). The SQLite
+//! engine answers Loads from one read transaction and ends it here, at the
+//! thread's next read (see `store::sqlite::loads`). That holds on two
+//! conditions:
+//! - no task that did not come from this thread's sockets runs on a
+//!   connection thread (`server::threads` spawns none);
+//! - no call writes and then Loads, since no read comes between the two.
 //!
-//! Counted only on threads that serve connections (`server::threads`); on
-//! any other thread [`so_far`] is `None`, and nothing may be assumed about
-//! when a call arrived.
+//! Only threads that serve connections are marked as hearing of their
+//! reads ([`hear_on_this_thread`]); elsewhere [`heard_here`] is false and
+//! nothing may be assumed about when a call arrived. This module sits
+//! below both `server` and `store`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 thread_local! {
-    static READS: Cell<Option<u64>> = const { Cell::new(None) };
+    static HEARD: Cell<bool> = const { Cell::new(false) };
+    static TASKS: RefCell<Vec<fn()>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Starts counting on this thread, which serves connections.
-pub fn count_on_this_thread() {
-    READS.with(|reads| reads.set(Some(reads.get().unwrap_or(0))));
+/// Marks this thread as one that serves connections and hears of each of
+/// their reads.
+pub fn hear_on_this_thread() {
+    HEARD.with(|heard| heard.set(true));
 }
 
-/// A connection of this thread read bytes from its socket.
+/// Whether this thread hears of its socket reads.
+pub fn heard_here() -> bool {
+    HEARD.with(Cell::get)
+}
+
+/// Runs `task` when this thread next reads from a socket, once.
+pub fn before_next(task: fn()) {
+    TASKS.with(|tasks| tasks.borrow_mut().push(task));
+}
+
+/// A connection of this thread read bytes from its socket: what was due at
+/// the next read runs now, before anything read can be worked on.
 pub fn read_in() {
-    READS.with(|reads| reads.set(reads.get().map(|count| count.wrapping_add(1))));
-}
-
-/// The count so far, on a thread that counts.
-pub fn so_far() -> Option<u64> {
-    READS.with(Cell::get)
+    let due = TASKS.with(|tasks| std::mem::take(&mut *tasks.borrow_mut()));
+    for task in due {
+        task();
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    thread_local! {
+        static RAN: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn count() {
+        RAN.with(|ran| ran.set(ran.get() + 1));
+    }
+
     #[test]
-    fn counts_only_where_asked_to() {
+    fn a_task_runs_once_at_the_next_read() {
         std::thread::spawn(|| {
+            assert!(!heard_here());
+            hear_on_this_thread();
+            assert!(heard_here());
+            before_next(count);
             read_in();
-            assert_eq!(so_far(), None);
-            count_on_this_thread();
-            assert_eq!(so_far(), Some(0));
             read_in();
-            read_in();
-            assert_eq!(so_far(), Some(2));
+            assert_eq!(RAN.with(Cell::get), 1);
         })
         .join()
         .unwrap();

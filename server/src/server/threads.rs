@@ -183,7 +183,7 @@ fn run(
     report: Report,
     release: CancellationToken,
 ) {
-    socket_reads::count_on_this_thread();
+    socket_reads::hear_on_this_thread();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .on_thread_park(before_sleep::run)

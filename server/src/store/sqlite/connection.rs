@@ -97,8 +97,10 @@ pub(super) fn open_read_write(
 }
 
 /// Page cache of each read connection: 16 MiB (SQLite's default is 2 MiB).
-/// Loads go to whichever connection is idle, most often the same few, so a
-/// larger cache keeps a read-mostly store's hot pages in memory; it is
+/// Each serving thread takes an idle connection for each burst of Loads,
+/// and the pool hands back the one returned last, so the same few serve
+/// most Loads and a larger cache keeps a read-mostly store's hot pages in
+/// memory; it is
 /// filled only as far as the database is large, and emptied whenever a
 /// commit changes the database. Larger pays on a file that then fits: on
 /// the benchmark's 29 MB file, 64 MiB served 6–8 % more Loads than 16, and

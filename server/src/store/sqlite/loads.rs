@@ -21,7 +21,10 @@
 //! answers, each call run once more, and smaller turns between sleeps),
 //! and on two cores the drainer took turns with it on one core; answered
 //! where they run, Loads came to about 1.2 times as many a second, in
-//! interleaved rounds.
+//! interleaved rounds. The price: a lookup that waits for the disk (a file
+//! much larger than the operating system keeps cached) holds up that
+//! thread's other calls meanwhile, where the drainer waited on a thread of
+//! its own.
 //!
 //! Elsewhere (a test's runtime, the main runtime), or when the thread
 //! cannot answer (no read connection free, or the database keeping readers
@@ -51,11 +54,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OptionalExtension};
-use tokio::sync::oneshot;
-
 use r2d2::PooledConnection;
 use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OptionalExtension};
+use tokio::sync::oneshot;
 
 use super::connection::Readers;
 use super::errors::{classify, is_busy};
@@ -238,12 +240,14 @@ impl Loads {
     }
 
     /// Answers a Load on a connection thread from the read transaction the
-    /// thread holds, begun since the thread last read from a socket (see
-    /// [`HELD`]). `None` where that cannot be done: not a connection thread,
-    /// no read connection free, or the database keeping readers out; the
-    /// queue then answers.
+    /// thread holds, begun since it last read from a socket (see [`HELD`]).
+    /// `None` where that cannot be done: not a connection thread, no read
+    /// connection to spare, or the database keeping readers out; the queue
+    /// then answers.
     fn answer_from_held_snapshot(self: &Arc<Self>, key: &SessionKey, now: &str) -> Option<Answer> {
-        let reads = socket_reads::so_far()?;
+        if !socket_reads::heard_here() {
+            return None;
+        }
         HELD.with(|held| {
             let mut held = held.borrow_mut();
             if held
@@ -254,23 +258,9 @@ impl Loads {
                 drop(held.take());
             }
             if held.is_none() {
-                *held = Some(Held {
-                    loads: self.clone(),
-                    conn: self.readers.try_get()?,
-                    since_reads: None,
-                });
-                before_sleep::once(end_held_snapshot);
+                *held = Some(self.hold_snapshot()?);
             }
-            let current = held.as_mut()?;
-            if current.since_reads != Some(reads) {
-                end_read_transaction_if_open(&current.conn);
-                current.since_reads = None;
-                if execute(&current.conn, "BEGIN").is_err() {
-                    drop(held.take());
-                    return None;
-                }
-                current.since_reads = Some(reads);
-            }
+            let current = held.as_ref()?;
             match lookup(&current.conn, key, now) {
                 Err(err) if is_busy(&err) => {
                     drop(held.take());
@@ -278,6 +268,24 @@ impl Loads {
                 }
                 result => Some(result.map_err(|err| classify(err, self.timeout))),
             }
+        })
+    }
+
+    /// Begins the read transaction this thread holds until its next socket
+    /// read or its next sleep. Leaves the pool's last idle connection to
+    /// the drainer and to other reads: with more serving threads than read
+    /// connections, the others' Loads queue rather than wait.
+    fn hold_snapshot(self: &Arc<Self>) -> Option<Held> {
+        if self.readers.state().idle_connections < 2 {
+            return None;
+        }
+        let conn = self.readers.try_get()?;
+        execute(&conn, "BEGIN").ok()?;
+        socket_reads::before_next(end_held_snapshot);
+        before_sleep::once(end_held_snapshot);
+        Some(Held {
+            loads: self.clone(),
+            conn,
         })
     }
 
@@ -395,33 +403,31 @@ impl Loads {
 }
 
 thread_local! {
-    /// The read transaction of a connection thread, and the socket reads it
-    /// was begun after.
+    /// The read transaction a connection thread holds, begun since it last
+    /// read from a socket.
     ///
-    /// The calls of a connection thread all arrive through its sockets, so
-    /// a Load being answered was read before the thread's count of socket
-    /// reads last moved (see `socket_reads`). A transaction begun since,
-    /// with no read in between, sees every write committed before the Load
-    /// was sent, whichever process committed it. So every Load of one burst
-    /// is answered from one transaction, and the thread waits for no other:
-    /// a transaction's fixed cost (two `fcntl` calls on the `-shm` lock, a
-    /// look at the log's index, and the page cache thrown away if anything
-    /// was committed) is paid once a burst, and nothing is handed to
-    /// another thread and back. The transaction ends at the next socket
-    /// read, and before the thread sleeps, so that an idle thread holds no
-    /// snapshot, which would keep the write-ahead log from starting over.
+    /// Every call a connection thread runs was read from its own sockets,
+    /// in a read before the call ran (see `socket_reads`). A transaction
+    /// begun after the thread's last read therefore sees every write
+    /// committed before any of its Loads was sent, whichever process
+    /// committed it. So the Loads of a burst share one transaction, and
+    /// the thread waits for no other: a transaction's fixed cost (two
+    /// `fcntl` calls on the `-shm` lock, a look at the log's index, and the
+    /// page cache thrown away if anything was committed) is paid once a
+    /// burst, and nothing is handed to another thread and back. The
+    /// transaction ends at the thread's next socket read, before anything
+    /// read can run, and before the thread sleeps, so that an idle thread
+    /// holds no snapshot (one kept open would keep the write-ahead log from
+    /// starting over).
     static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
 }
 
-/// What [`HELD`] holds.
+/// What [`HELD`] holds: a read connection inside its transaction.
 struct Held {
     /// The store the connection is of; held, so that no other store can
     /// take its address.
     loads: Arc<Loads>,
     conn: PooledConnection<SqliteConnectionManager>,
-    /// The thread's count of socket reads when the transaction began; `None`
-    /// with no transaction open.
-    since_reads: Option<u64>,
 }
 
 /// A connection goes back to the pool with no transaction open, however
@@ -433,7 +439,7 @@ impl Drop for Held {
 }
 
 /// Ends the transaction this thread holds, and gives its connection back
-/// to the pool; the thread is about to sleep.
+/// to the pool: the thread is about to read from a socket, or to sleep.
 fn end_held_snapshot() {
     HELD.with(|held| drop(held.borrow_mut().take()));
 }
@@ -806,6 +812,50 @@ mod tests {
         for receiver in &mut receivers[last..] {
             assert!(receiver.try_recv().unwrap().others.is_empty());
         }
+    }
+
+    /// On a thread that hears of its socket reads, Loads share one snapshot
+    /// until the next read: a commit in between is seen only after it.
+    /// The snapshot ends, and its connection goes back to the pool, when the
+    /// thread is about to sleep.
+    #[test]
+    fn loads_share_a_snapshot_until_the_thread_next_reads_a_socket() {
+        std::thread::spawn(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let timeout = Duration::from_secs(5);
+            let (path, key, readers) = database_with_pool(&dir, timeout);
+            let writer = rusqlite::Connection::open(&path).unwrap();
+            writer.pragma_update(None, "journal_mode", "WAL").unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let loads = runtime.block_on(async { super::Loads::new(readers.clone(), timeout) });
+            crate::socket_reads::hear_on_this_thread();
+            let data = || {
+                let loaded = runtime.block_on(within(loads.load(key.clone(), now())));
+                loaded.unwrap().unwrap().0
+            };
+            let commit = |data: &str| {
+                let sql = "UPDATE django_session SET session_data = ?1 WHERE session_key = ?2";
+                assert_eq!(writer.execute(sql, (data, key.as_str())).unwrap(), 1);
+            };
+
+            assert_eq!(data(), "{\"a\": 1}");
+            commit("{\"a\": 2}");
+            assert_eq!(data(), "{\"a\": 1}", "each Load took a snapshot of its own");
+            crate::socket_reads::read_in();
+            assert_eq!(data(), "{\"a\": 2}", "a snapshot outlived the socket read");
+
+            assert_eq!(readers.state().idle_connections, 1);
+            crate::before_sleep::run();
+            assert_eq!(readers.state().idle_connections, 2, "held while asleep");
+            commit("{\"a\": 3}");
+            assert_eq!(data(), "{\"a\": 3}");
+            crate::before_sleep::run();
+        })
+        .join()
+        .unwrap();
     }
 
     /// A drainer that panics leaves no Load waiting: what it had queued
