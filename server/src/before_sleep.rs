@@ -12,9 +12,19 @@ thread_local! {
     static TASKS: RefCell<Vec<fn()>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `task` the next time this thread is about to sleep, once.
+/// Runs `task` the next time this thread is about to sleep, once however
+/// often it is asked for meanwhile: a busy thread may go a long time
+/// without sleeping.
 pub fn once(task: fn()) {
-    TASKS.with(|tasks| tasks.borrow_mut().push(task));
+    TASKS.with(|tasks| {
+        let mut tasks = tasks.borrow_mut();
+        if !tasks
+            .iter()
+            .any(|queued| std::ptr::fn_addr_eq(*queued, task))
+        {
+            tasks.push(task);
+        }
+    });
 }
 
 /// Runs what is due; the runtime of each connection thread calls this
@@ -41,6 +51,7 @@ mod tests {
 
     #[test]
     fn a_task_runs_once_before_the_next_sleep() {
+        once(count);
         once(count);
         run();
         run();

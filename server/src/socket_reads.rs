@@ -10,7 +10,15 @@
 //! conditions:
 //! - no task that did not come from this thread's sockets runs on a
 //!   connection thread (`server::threads` spawns none);
-//! - no call writes and then Loads, since no read comes between the two.
+//! - no call writes and then Loads, since no read comes between the two;
+//! - every read goes through `BatchedWrites`, which tells this module.
+//!
+//! A snapshot so taken is never older than the thread's last read, which
+//! came after every call the thread is working on arrived: a Load reads a
+//! state no older than its own request. `store::cached`'s fill rule, which
+//! reasons from when a Load starts, holds as long as a call starts within
+//! a tombstone's life (30 s or more) of its arrival, well inside the
+//! request timeout's default.
 //!
 //! Only threads that serve connections are marked as hearing of their
 //! reads ([`hear_on_this_thread`]); elsewhere [`heard_here`] is false and
@@ -35,9 +43,18 @@ pub fn heard_here() -> bool {
     HEARD.with(Cell::get)
 }
 
-/// Runs `task` when this thread next reads from a socket, once.
+/// Runs `task` when this thread next reads from a socket, once however
+/// often it is asked for meanwhile.
 pub fn before_next(task: fn()) {
-    TASKS.with(|tasks| tasks.borrow_mut().push(task));
+    TASKS.with(|tasks| {
+        let mut tasks = tasks.borrow_mut();
+        if !tasks
+            .iter()
+            .any(|queued| std::ptr::fn_addr_eq(*queued, task))
+        {
+            tasks.push(task);
+        }
+    });
 }
 
 /// A connection of this thread read bytes from its socket: what was due at
@@ -67,6 +84,7 @@ mod tests {
             assert!(!heard_here());
             hear_on_this_thread();
             assert!(heard_here());
+            before_next(count);
             before_next(count);
             read_in();
             read_in();

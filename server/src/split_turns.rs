@@ -38,8 +38,8 @@
 //!   half only starts a turn later. Their Loads a second did not change
 //!   measurably. SQLite's Loads on a connection thread are answered within
 //!   the turn, from a transaction that ends when the thread next reads from
-//!   a socket, so each half of a burst that arrived in one read shares
-//!   one.
+//!   a socket: both halves of a burst that arrived in one read share it,
+//!   unless more bytes arrive in between.
 //! - At 256 calls in flight on one connection the build before already
 //!   overlapped the two processes, and this costs about a tenth of the
 //!   Loads a second there; from 16 to 128 in flight it adds from a tenth

@@ -3,8 +3,8 @@
 //! calls in flight on its connection, are all answered, and by those
 //! threads (they spend a good share of the process's CPU meanwhile); at
 //! shutdown the threads end and the listener closes (every thread's copy
-//! of it). On `memory://`, then on SQLite, whose batched Loads are read on
-//! a thread of their own.
+//! of it). On `memory://`, then on SQLite, whose Loads each serving thread
+//! reads itself, from a read connection of the shared pool.
 //!
 //! One test in this file: it counts the process's threads by name, which
 //! another server in the same test process would confuse.

@@ -261,6 +261,10 @@ impl Stream for Connections {
                         continue;
                     };
                     let deadline = Instant::now() + this.opening_timeout;
+                    // Every read of the connection goes through this
+                    // wrapper, beneath TLS too: the SQLite engine's shared
+                    // read transactions rely on hearing of each one
+                    // (`socket_reads`).
                     let stream = BatchedWrites::new(stream);
                     let Some(acceptor) = &this.tls else {
                         let io = Io::Plain(OpeningDeadline::new(stream, deadline));

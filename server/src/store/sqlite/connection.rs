@@ -100,9 +100,8 @@ pub(super) fn open_read_write(
 /// Each serving thread takes an idle connection for each burst of Loads,
 /// and the pool hands back the one returned last, so the same few serve
 /// most Loads and a larger cache keeps a read-mostly store's hot pages in
-/// memory; it is
-/// filled only as far as the database is large, and emptied whenever a
-/// commit changes the database. Larger pays on a file that then fits: on
+/// memory; it is filled only as far as the database is large, and emptied
+/// whenever a commit changes the database. Larger pays on a file that then fits: on
 /// the benchmark's 29 MB file, 64 MiB served 6–8 % more Loads than 16, and
 /// 2 MiB 9 % fewer (four interleaved rounds); but every read connection
 /// may fill its own, so the default stays at a size any sidecar can spare.

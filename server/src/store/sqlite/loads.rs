@@ -27,8 +27,8 @@
 //! its own.
 //!
 //! Elsewhere (a test's runtime, the main runtime), or when the thread
-//! cannot answer (no read connection free, or the database keeping readers
-//! out), a Load queues itself and yields once, so that the calls that
+//! cannot answer (no read connection to spare, or the database keeping
+//! readers out), a Load queues itself and yields once, so that the calls that
 //! arrived with it queue theirs too; then the first to run again hands the
 //! queue to the drainer: one blocking thread at a time that takes a read
 //! connection and answers everything queued in one read transaction, and

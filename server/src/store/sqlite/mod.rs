@@ -56,8 +56,10 @@ use writer::{WriteOp, WriteOutcome, Writer};
 /// Read connections kept open. Reads are short point lookups, so a few
 /// connections keep both cores busy while others wait on I/O. Each thread
 /// that serves connections holds one while it answers Loads (see
-/// `loads`); a thread that finds none free queues its Loads for the
-/// drainer instead.
+/// `loads`), but only while another stays idle for the drainer and other
+/// reads; a thread that finds none to spare queues its Loads for the
+/// drainer instead. Two threads may race past that check, and then wait
+/// for each other's connection no longer than one turn.
 const DEFAULT_READERS: u32 = 8;
 
 /// The SQLite engine.
