@@ -6,34 +6,23 @@
 //! write-ahead log from starting over). This module sits below both
 //! `server` and `store`.
 
-use std::cell::RefCell;
+use crate::due_once::DueOnce;
 
 thread_local! {
-    static TASKS: RefCell<Vec<fn()>> = const { RefCell::new(Vec::new()) };
+    static TASKS: DueOnce = const { DueOnce::new() };
 }
 
 /// Runs `task` the next time this thread is about to sleep, once however
 /// often it is asked for meanwhile: a busy thread may go a long time
 /// without sleeping.
 pub fn once(task: fn()) {
-    TASKS.with(|tasks| {
-        let mut tasks = tasks.borrow_mut();
-        if !tasks
-            .iter()
-            .any(|queued| std::ptr::fn_addr_eq(*queued, task))
-        {
-            tasks.push(task);
-        }
-    });
+    TASKS.with(|tasks| tasks.add(task));
 }
 
 /// Runs what is due; the runtime of each connection thread calls this
 /// before it sleeps.
 pub fn run() {
-    let due = TASKS.with(|tasks| std::mem::take(&mut *tasks.borrow_mut()));
-    for task in due {
-        task();
-    }
+    TASKS.with(DueOnce::run);
 }
 
 #[cfg(test)]

@@ -63,6 +63,7 @@ mod calls;
 pub mod cli;
 pub mod codec;
 pub mod config;
+mod due_once;
 pub mod error;
 mod handshake;
 pub mod healthcheck;

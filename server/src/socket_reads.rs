@@ -25,11 +25,13 @@
 //! nothing may be assumed about when a call arrived. This module sits
 //! below both `server` and `store`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
+
+use crate::due_once::DueOnce;
 
 thread_local! {
     static HEARD: Cell<bool> = const { Cell::new(false) };
-    static TASKS: RefCell<Vec<fn()>> = const { RefCell::new(Vec::new()) };
+    static TASKS: DueOnce = const { DueOnce::new() };
 }
 
 /// Marks this thread as one that serves connections and hears of each of
@@ -46,24 +48,13 @@ pub fn heard_here() -> bool {
 /// Runs `task` when this thread next reads from a socket, once however
 /// often it is asked for meanwhile.
 pub fn before_next(task: fn()) {
-    TASKS.with(|tasks| {
-        let mut tasks = tasks.borrow_mut();
-        if !tasks
-            .iter()
-            .any(|queued| std::ptr::fn_addr_eq(*queued, task))
-        {
-            tasks.push(task);
-        }
-    });
+    TASKS.with(|tasks| tasks.add(task));
 }
 
 /// A connection of this thread read bytes from its socket: what was due at
 /// the next read runs now, before anything read can be worked on.
 pub fn read_in() {
-    let due = TASKS.with(|tasks| std::mem::take(&mut *tasks.borrow_mut()));
-    for task in due {
-        task();
-    }
+    TASKS.with(DueOnce::run);
 }
 
 #[cfg(test)]

@@ -27,22 +27,68 @@ const ROUNDS: usize = 300;
 /// connection's busy timeout.
 const CHECKPOINT_TRIES: usize = 20;
 
-/// Starts Loads of `key` in a loop on `client` until `stop` is set.
-fn keep_loading(
-    client: &Client,
-    key: &str,
-    stop: &Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..BUSY_LOADS)
-        .map(|_| {
-            let (client, key, stop) = (client.clone(), key.to_owned(), stop.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::SeqCst) {
-                    client.load(&key).await.unwrap().unwrap();
-                }
+/// A server whose connection is kept busy with Loads of one session, so
+/// that its thread holds a transaction when each checked Load arrives,
+/// and a second session whose data the test changes and checks.
+struct BusyServer {
+    server: TestServer,
+    checked: String,
+    stop: Arc<AtomicBool>,
+    loaders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl BusyServer {
+    async fn start() -> Self {
+        let server = TestServer::start().await;
+        let busy = server
+            .client
+            .create(r#"{"busy":true}"#, None)
+            .await
+            .unwrap();
+        let checked = server.client.create(r#"{"round":-1}"#, None).await.unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let loaders = (0..BUSY_LOADS)
+            .map(|_| {
+                let (client, key) = (server.client.clone(), busy.session_key.clone());
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::SeqCst) {
+                        client.load(&key).await.unwrap().unwrap();
+                    }
+                })
             })
-        })
-        .collect()
+            .collect();
+        Self {
+            server,
+            checked: checked.session_key,
+            stop,
+            loaders,
+        }
+    }
+
+    /// Loads the checked session on the busy connection: it must hold
+    /// `data`, written before the Load was sent.
+    async fn assert_loads(&self, data: &str, round: usize) {
+        let loaded = self
+            .server
+            .client
+            .load(&self.checked)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            loaded.data, data,
+            "round {round}: an older snapshot answered"
+        );
+    }
+
+    async fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for loader in self.loaders {
+            loader.await.unwrap();
+        }
+        self.server.stop().await;
+    }
 }
 
 /// As a Django app on the same file commits a session itself (here through
@@ -52,85 +98,39 @@ fn keep_loading(
 /// the commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_sees_what_another_connection_committed_before_it_was_sent() {
-    let server = TestServer::start().await;
-    let busy = server
-        .client
-        .create(r#"{"busy":true}"#, None)
-        .await
-        .unwrap();
-    let checked = server.client.create(r#"{"round":-1}"#, None).await.unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let loaders = keep_loading(&server.client, &busy.session_key, &stop);
-
-    let db = server.db();
+    let busy = BusyServer::start().await;
+    let db = busy.server.db();
     for round in 0..ROUNDS {
         let data = format!(r#"{{"round":{round}}}"#);
         let changed = db
             .execute(
                 "UPDATE django_session SET session_data = ?1 WHERE session_key = ?2",
-                (&data, &checked.session_key),
+                (&data, &busy.checked),
             )
             .unwrap();
         assert_eq!(changed, 1);
-        let loaded = server
-            .client
-            .load(&checked.session_key)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            loaded.data, data,
-            "round {round}: an older snapshot answered"
-        );
+        busy.assert_loads(&data, round).await;
     }
-
-    stop.store(true, Ordering::SeqCst);
-    for loader in loaders {
-        loader.await.unwrap();
-    }
-    server.stop().await;
+    busy.stop().await;
 }
 
 /// The same through sessiond itself, on a second connection: a Save
 /// acknowledged on one connection is read by the next Load on another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_sees_a_save_acknowledged_before_it_was_sent() {
-    let server = TestServer::start().await;
-    let busy = server
-        .client
-        .create(r#"{"busy":true}"#, None)
-        .await
-        .unwrap();
-    let checked = server.client.create(r#"{"round":-1}"#, None).await.unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let loaders = keep_loading(&server.client, &busy.session_key, &stop);
-
-    let writer = Client::connect(format!("http://{}", server.addr))
+    let busy = BusyServer::start().await;
+    let writer = Client::connect(format!("http://{}", busy.server.addr))
         .await
         .unwrap();
     for round in 0..ROUNDS {
         let data = format!(r#"{{"round":{round}}}"#);
         writer
-            .save(&checked.session_key, &data, None, false)
+            .save(&busy.checked, &data, None, false)
             .await
             .unwrap();
-        let loaded = server
-            .client
-            .load(&checked.session_key)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            loaded.data, data,
-            "round {round}: an older snapshot answered"
-        );
+        busy.assert_loads(&data, round).await;
     }
-
-    stop.store(true, Ordering::SeqCst);
-    for loader in loaders {
-        loader.await.unwrap();
-    }
-    server.stop().await;
+    busy.stop().await;
 }
 
 /// Once the Loads stop, no read transaction stays open: a checkpoint that
