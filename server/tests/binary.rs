@@ -182,6 +182,91 @@ async fn env_config_migrate_serve_and_sigterm_exit_0() {
     );
 }
 
+/// The database file as a copy of it alone holds it, without its `-wal`.
+fn copy_without_log(db: &Path, into: &Path) -> rusqlite::Connection {
+    let copy = into.join("copy.sqlite3");
+    std::fs::copy(db, &copy).unwrap();
+    open_db(&copy)
+}
+
+/// The size of `db`'s write-ahead log, 0 when there is none.
+fn log_bytes(db: &Path) -> u64 {
+    let mut log = db.as_os_str().to_owned();
+    log.push("-wal");
+    std::fs::metadata(Path::new(&log)).map_or(0, |meta| meta.len())
+}
+
+#[tokio::test]
+async fn a_clean_stop_leaves_the_database_file_complete_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // Stopped before any write: the schema it created is in the file.
+    let unwritten = dir.path().join("unwritten.sqlite3");
+    let server = Running::start(store_env(&mut sessiond(), &unwritten));
+    server.signal("TERM");
+    let (exit, log) = server.wait();
+    assert_eq!(exit, Some(0), "{log}");
+    assert_eq!(log_bytes(&unwritten), 0, "{log}");
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = copy_without_log(&unwritten, copy_dir.path());
+    let tables: i64 = copy
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'django_session'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 1);
+
+    // Stopped after writes: every acknowledged one is in the file.
+    let written = dir.path().join("written.sqlite3");
+    let server = Running::start(store_env(&mut sessiond(), &written));
+    let client = Client::connect(server.url()).await.unwrap();
+    let created = client.create(r#"{"n":1}"#, None).await.unwrap();
+    client
+        .save(&created.session_key, r#"{"n":2}"#, None, false)
+        .await
+        .unwrap();
+    server.signal("TERM");
+    let (exit, log) = server.wait();
+    assert_eq!(exit, Some(0), "{log}");
+    assert_eq!(log_bytes(&written), 0, "{log}");
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = copy_without_log(&written, copy_dir.path());
+    let row = common::stored_row(&copy, &created.session_key).expect("the saved session");
+    assert_eq!(row.0, r#"{"n":2}"#);
+}
+
+/// Another process reading the database at the stop keeps the log from
+/// being emptied: the server says so, stops anyway, and loses nothing.
+#[tokio::test]
+async fn a_reader_at_the_stop_keeps_the_log_and_the_server_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("read.sqlite3");
+    let server = Running::start(store_env(&mut sessiond(), &db));
+    let client = Client::connect(server.url()).await.unwrap();
+    let created = client.create(r#"{"n":1}"#, None).await.unwrap();
+    let reader = open_db(&db);
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader
+        .query_row("SELECT count(*) FROM django_session", [], |row| row.get(0))
+        .unwrap();
+    client
+        .save(&created.session_key, r#"{"n":2}"#, None, false)
+        .await
+        .unwrap();
+    server.signal("TERM");
+    let (exit, log) = server.wait();
+    assert_eq!(exit, Some(0), "{log}");
+    assert!(
+        log.contains("the final sqlite checkpoint was kept out by another connection"),
+        "{log}"
+    );
+    reader.execute_batch("COMMIT").unwrap();
+    let row = common::stored_row(&reader, &created.session_key).expect("the saved session");
+    assert_eq!(row.0, r#"{"n":2}"#);
+}
+
 #[tokio::test]
 async fn sigint_also_stops_the_server_cleanly() {
     let dir = tempfile::tempdir().unwrap();

@@ -210,12 +210,37 @@ fn run(
     if let Some(checkpointer) = checkpointer {
         checkpointer.stop();
     }
-    // Fold the write-ahead log into the database so the file is complete on
-    // its own after a clean stop; if another process holds the database
-    // right now, leave that to the next start instead of waiting.
+    fold_log_at_stop(&conn);
+}
+
+/// Folds the write-ahead log into the database and empties it, so that
+/// after a clean stop the database file is complete on its own (a copy of
+/// it alone holds every acknowledged write). If another connection keeps
+/// that from finishing right now, leaves it to a later checkpoint rather
+/// than wait, and says so.
+fn fold_log_at_stop(conn: &Connection) {
     let _ = conn.busy_timeout(Duration::ZERO);
-    if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
-        tracing::warn!(error = %err, "final sqlite checkpoint failed");
+    // A connection that has not read since it opened a file created empty
+    // has not opened the log yet. SQLite then opens it inside the
+    // checkpoint, which copies the log but answers busy instead of
+    // emptying it: the case of a server stopped before its first write,
+    // whose log holds the schema. So it reads first.
+    let folded = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+        .and_then(|()| {
+            // (busy, frames in the log, frames copied): busy is 1 when
+            // the log could not be emptied.
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                row.get::<_, i64>(0)
+            })
+        });
+    match folded {
+        Ok(0) => {}
+        Ok(_) => tracing::warn!(
+            "the final sqlite checkpoint was kept out by another connection to the database; \
+             the write-ahead log (-wal) keeps the latest writes until a later checkpoint"
+        ),
+        Err(err) => tracing::warn!(error = %err, "final sqlite checkpoint failed"),
     }
 }
 
