@@ -222,23 +222,24 @@ fn fold_log_at_stop(conn: &Connection) {
     let _ = conn.busy_timeout(Duration::ZERO);
     // A connection that has not read since it opened a file created empty
     // has not opened the log yet. SQLite then opens it inside the
-    // checkpoint, which copies the log but answers busy instead of
-    // emptying it: the case of a server stopped before its first write,
-    // whose log holds the schema. So it reads first.
-    let folded = conn
+    // checkpoint, with a read of its own (`sqlite3PagerCheckpoint`) that
+    // keeps the checkpoint from starting the log over: it copies the log
+    // but answers busy. That is a server stopped before its first write,
+    // whose log holds the schema. So the writer reads first.
+    let busy = conn
         .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
         .and_then(|()| {
-            // (busy, frames in the log, frames copied): busy is 1 when
-            // the log could not be emptied.
+            // The pragma's row is (busy, frames in the log, frames copied).
             conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
                 row.get::<_, i64>(0)
             })
         });
-    match folded {
+    match busy {
         Ok(0) => {}
         Ok(_) => tracing::warn!(
-            "the final sqlite checkpoint was kept out by another connection to the database; \
-             the write-ahead log (-wal) keeps the latest writes until a later checkpoint"
+            "the final sqlite checkpoint could not empty the write-ahead log (-wal): another \
+             connection is using the database; the latest writes stay in the -wal file, so back \
+             the database up with `sessiond backup`, not by copying the file alone"
         ),
         Err(err) => tracing::warn!(error = %err, "final sqlite checkpoint failed"),
     }
