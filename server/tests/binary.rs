@@ -192,9 +192,9 @@ fn copy_without_log(db: &Path, into: &Path) -> rusqlite::Connection {
 
 /// The size of `db`'s write-ahead log, 0 when there is none.
 fn wal_bytes(db: &Path) -> u64 {
-    let mut log = db.as_os_str().to_owned();
-    log.push("-wal");
-    std::fs::metadata(Path::new(&log)).map_or(0, |meta| meta.len())
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(Path::new(&wal)).map_or(0, |meta| meta.len())
 }
 
 #[tokio::test]
