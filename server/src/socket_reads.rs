@@ -6,7 +6,7 @@
 //! read already holds whatever was committed before any of its calls was
 //! sent (a write the client saw acknowledged, by any process). The SQLite
 //! engine answers Loads from one read transaction and ends it here, at the
-//! thread's next read (see `store::sqlite::loads`). That holds on two
+//! thread's next read (see `store::sqlite::loads`). That holds on three
 //! conditions:
 //! - no task that did not come from this thread's sockets runs on a
 //!   connection thread (`server::threads` spawns none);

@@ -157,9 +157,7 @@ async fn env_config_migrate_serve_and_sigterm_exit_0() {
         );
     }
 
-    server.signal("TERM");
-    let (exit, log) = server.wait();
-    assert_eq!(exit, Some(0), "{log}");
+    let log = stop_with_sigterm(server);
     assert!(log.contains("shutting down"), "{log}");
     assert!(log.contains("sessiond stopped"), "{log}");
     assert!(log.contains("cannot be decoded"), "{log}");
@@ -183,6 +181,24 @@ async fn env_config_migrate_serve_and_sigterm_exit_0() {
     );
 }
 
+/// Stops `server` with SIGTERM and checks it exits 0; its log.
+fn stop_with_sigterm(server: Running) -> String {
+    server.signal("TERM");
+    let (exit, log) = server.wait();
+    assert_eq!(exit, Some(0), "{log}");
+    log
+}
+
+/// Creates a session and saves it once more, `{"n":2}`; its key.
+async fn create_and_save_twice(client: &Client) -> String {
+    let created = client.create(r#"{"n":1}"#, None).await.unwrap();
+    client
+        .save(&created.session_key, r#"{"n":2}"#, None, false)
+        .await
+        .unwrap();
+    created.session_key
+}
+
 /// Copies `db` alone, without its `-wal`, into `into`, and opens the copy.
 fn copy_without_log(db: &Path, into: &Path) -> rusqlite::Connection {
     let copy = into.join("copy.sqlite3");
@@ -204,9 +220,7 @@ async fn a_clean_stop_leaves_the_database_file_complete_on_its_own() {
     // Stopped before any write: the schema it created is in the file.
     let unwritten = dir.path().join("unwritten.sqlite3");
     let server = Running::start(store_env(&mut sessiond(), &unwritten));
-    server.signal("TERM");
-    let (exit, log) = server.wait();
-    assert_eq!(exit, Some(0), "{log}");
+    let log = stop_with_sigterm(server);
     assert_eq!(wal_bytes(&unwritten), 0, "{log}");
     let copy_dir = tempfile::tempdir().unwrap();
     let copy = copy_without_log(&unwritten, copy_dir.path());
@@ -223,18 +237,12 @@ async fn a_clean_stop_leaves_the_database_file_complete_on_its_own() {
     let written = dir.path().join("written.sqlite3");
     let server = Running::start(store_env(&mut sessiond(), &written));
     let client = Client::connect(server.url()).await.unwrap();
-    let created = client.create(r#"{"n":1}"#, None).await.unwrap();
-    client
-        .save(&created.session_key, r#"{"n":2}"#, None, false)
-        .await
-        .unwrap();
-    server.signal("TERM");
-    let (exit, log) = server.wait();
-    assert_eq!(exit, Some(0), "{log}");
+    let key = create_and_save_twice(&client).await;
+    let log = stop_with_sigterm(server);
     assert_eq!(wal_bytes(&written), 0, "{log}");
     let copy_dir = tempfile::tempdir().unwrap();
     let copy = copy_without_log(&written, copy_dir.path());
-    let row = common::stored_row(&copy, &created.session_key).expect("the saved session");
+    let row = common::stored_row(&copy, &key).expect("the saved session");
     assert_eq!(row.0, r#"{"n":2}"#);
 }
 
@@ -245,26 +253,21 @@ async fn a_reader_at_the_stop_keeps_the_log_and_the_server_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("read.sqlite3");
     let server = Running::start(store_env(&mut sessiond(), &db));
-    let client = Client::connect(server.url()).await.unwrap();
-    let created = client.create(r#"{"n":1}"#, None).await.unwrap();
+    // A snapshot older than the writes below.
     let reader = open_db(&db);
     reader.execute_batch("BEGIN").unwrap();
     let _: i64 = reader
         .query_row("SELECT count(*) FROM django_session", [], |row| row.get(0))
         .unwrap();
-    client
-        .save(&created.session_key, r#"{"n":2}"#, None, false)
-        .await
-        .unwrap();
-    server.signal("TERM");
-    let (exit, log) = server.wait();
-    assert_eq!(exit, Some(0), "{log}");
+    let client = Client::connect(server.url()).await.unwrap();
+    let key = create_and_save_twice(&client).await;
+    let log = stop_with_sigterm(server);
     assert!(
         log.contains("the final sqlite checkpoint could not empty the write-ahead log"),
         "{log}"
     );
     reader.execute_batch("COMMIT").unwrap();
-    let row = common::stored_row(&reader, &created.session_key).expect("the saved session");
+    let row = common::stored_row(&reader, &key).expect("the saved session");
     assert_eq!(row.0, r#"{"n":2}"#);
 }
 
@@ -362,9 +365,7 @@ async fn a_call_stuck_past_the_drain_timeout_does_not_hold_up_the_exit() {
         tokio::spawn(async move { client.save("stuckcall000", r#"{"v":2}"#, None, false).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let signalled = Instant::now();
-    server.signal("TERM");
-    let (exit, log) = server.wait();
-    assert_eq!(exit, Some(0), "{log}");
+    let log = stop_with_sigterm(server);
     // Bounded by the drain timeout, not by the 20 s the write would wait.
     assert!(
         signalled.elapsed() < Duration::from_secs(5),
@@ -407,9 +408,7 @@ async fn an_open_health_watch_does_not_hold_up_the_exit() {
         ServingStatus::Serving
     );
     let signalled = Instant::now();
-    server.signal("TERM");
-    let (exit, log) = server.wait();
-    assert_eq!(exit, Some(0), "{log}");
+    stop_with_sigterm(server);
     assert!(
         signalled.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -890,9 +889,7 @@ async fn serves_with_no_service_manager_or_an_absent_one() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("nonotify.sqlite3");
     let server = Running::start(store_env(&mut sessiond(), &db).env_remove("NOTIFY_SOCKET"));
-    server.signal("TERM");
-    let (exit, log) = server.wait();
-    assert_eq!(exit, Some(0), "{log}");
+    let log = stop_with_sigterm(server);
     assert!(!log.contains("NOTIFY_SOCKET"), "{log}");
 
     let absent = dir.path().join("nobody-listens.sock");
@@ -901,8 +898,6 @@ async fn serves_with_no_service_manager_or_an_absent_one() {
         health(&server.url(), "").await.unwrap(),
         ServingStatus::Serving
     );
-    server.signal("TERM");
-    let (exit, log) = server.wait();
-    assert_eq!(exit, Some(0), "{log}");
+    let log = stop_with_sigterm(server);
     assert!(log.contains("cannot notify the service manager"), "{log}");
 }
