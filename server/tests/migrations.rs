@@ -21,9 +21,9 @@ use common::process::{Running, sessiond};
 use common::{PgSchema, open_db};
 use sessiond_client::Client;
 
-/// What the next release's runner records for a migration: version 2,
-/// applied after this binary's version 1.
-const NEXT_VERSION: i64 = 2;
+/// The newest migration this binary knows on SQLite, and on PostgreSQL.
+const SQLITE_VERSION: i64 = 2;
+const POSTGRES_VERSION: i64 = 1;
 
 fn run(command: &mut Command) -> Output {
     command.output().unwrap()
@@ -98,10 +98,13 @@ fn serve_refused(store: &str) -> String {
     text(&output.stderr)
 }
 
-fn assert_names_the_breaking_migration(stderr: &str, name: &str) {
+/// Refused: the database holds migration `name`, one version past `known`,
+/// which it records as not backward compatible.
+fn assert_names_the_breaking_migration(stderr: &str, name: &str, known: i64) {
+    let next = known + 1;
     for expected in [
-        "schema version 2, newer than this sessiond knows (1)",
-        &format!("migration {name} (version 2) is not backward compatible"),
+        &format!("schema version {next}, newer than this sessiond knows ({known})"),
+        &format!("migration {name} (version {next}) is not backward compatible"),
         "--store",
     ] {
         assert!(stderr.contains(expected), "{expected:?} in {stderr}");
@@ -116,7 +119,7 @@ fn a_dry_run_lists_pending_migrations_and_changes_nothing() {
 
     let planned = migrate(&store, &["--dry-run"]);
     for expected in [
-        "1 pending migration(s); nothing applied (--dry-run)",
+        "2 pending migration(s); nothing applied (--dry-run)",
         "0001 0001_django_session (NOT backward compatible",
         "    CREATE TABLE \"django_session\"",
     ] {
@@ -178,7 +181,7 @@ fn next_release_migrates_sqlite(db: &Path, name: &str, backward_compatible: bool
         "INSERT INTO sessiond_migrations \
          (version, name, applied_at, adopted, backward_compatible) \
          VALUES (?1, ?2, '2030-01-01 00:00:00', 0, ?3)",
-        (NEXT_VERSION, name, backward_compatible),
+        (SQLITE_VERSION + 1, name, backward_compatible),
     )
     .unwrap();
 }
@@ -189,7 +192,7 @@ async fn the_previous_release_serves_sqlite_after_a_compatible_migration() {
     let db = dir.path().join("sessions.sqlite3");
     let store = sqlite_store(&db);
     migrate(&store, &[]);
-    next_release_migrates_sqlite(&db, "0002_user_id", true);
+    next_release_migrates_sqlite(&db, "0003_user_id", true);
 
     // A pre-deploy job of the rolled-back release does nothing, and says
     // nothing is pending.
@@ -204,11 +207,80 @@ fn the_previous_release_refuses_sqlite_after_an_incompatible_migration() {
     let db = dir.path().join("sessions.sqlite3");
     let store = sqlite_store(&db);
     migrate(&store, &[]);
-    next_release_migrates_sqlite(&db, "0002_drop_data", false);
+    const BREAKING: &str = "0003_drop_data";
+    const KNOWN: i64 = SQLITE_VERSION;
+    next_release_migrates_sqlite(&db, BREAKING, false);
 
-    assert_names_the_breaking_migration(&migrate_refused(&store, &[]), "0002_drop_data");
-    assert_names_the_breaking_migration(&migrate_refused(&store, &["--dry-run"]), "0002_drop_data");
-    assert_names_the_breaking_migration(&serve_refused(&store), "0002_drop_data");
+    for stderr in [
+        migrate_refused(&store, &[]),
+        migrate_refused(&store, &["--dry-run"]),
+        serve_refused(&store),
+    ] {
+        assert_names_the_breaking_migration(&stderr, BREAKING, KNOWN);
+    }
+}
+
+/// A Django migration that rebuilds `django_session` (as Django's schema
+/// editor does on SQLite: a new table, the rows copied, the old one
+/// dropped) drops the triggers that count its changes; the next `migrate`
+/// (which every start runs) puts them back and says so.
+#[test]
+fn a_rebuilt_table_gets_its_change_count_triggers_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sessions.sqlite3");
+    let store = sqlite_store(&db);
+    migrate(&store, &[]);
+    let triggers = || -> i64 {
+        open_db(&db)
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' \
+                 AND tbl_name = 'django_session'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(triggers(), 3);
+    open_db(&db)
+        .execute_batch(
+            "CREATE TABLE \"new__django_session\" (\"session_key\" varchar(40) NOT NULL \
+             PRIMARY KEY, \"session_data\" text NOT NULL, \"expire_date\" datetime NOT NULL);
+             INSERT INTO new__django_session SELECT * FROM django_session;
+             DROP TABLE django_session;
+             ALTER TABLE new__django_session RENAME TO django_session;",
+        )
+        .unwrap();
+    assert_eq!(triggers(), 0);
+
+    let output = run(with_store(&mut sessiond(), &store).arg("migrate"));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("put back the triggers"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(triggers(), 3);
+    let counted = open_db(&db);
+    let changes = || -> i64 {
+        counted
+            .query_row("SELECT changes FROM sessiond_changes", [], |row| row.get(0))
+            .unwrap()
+    };
+    let before = changes();
+    counted
+        .execute(
+            "INSERT INTO django_session VALUES ('k', '{}', '9999-12-31 00:00:00')",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changes(), before + 1, "the restored triggers count");
+
+    let output = run(with_store(&mut sessiond(), &store).arg("migrate"));
+    assert!(
+        !text(&output.stderr).contains("put back"),
+        "nothing to put back: {}",
+        text(&output.stderr)
+    );
 }
 
 /// A database migrated by a release from before the compatibility column
@@ -228,19 +300,20 @@ async fn a_database_from_before_the_rule_gains_the_column() {
         )
         .unwrap();
     let store = sqlite_store(&db);
-    assert!(migrate(&store, &["--dry-run"]).contains("up to date"));
+    assert!(migrate(&store, &["--dry-run"]).contains("0002 0002_sessiond_changes"));
+    assert!(migrate(&store, &[]).contains("applied 0002_sessiond_changes"));
     assert!(migrate(&store, &[]).contains("up to date"));
     let conn = open_db(&db);
     // As that release's runner writes a row.
     conn.execute(
         "INSERT INTO sessiond_migrations (version, name, applied_at, adopted) \
-         VALUES (2, '0002_old_style', '2026-01-02', 0)",
+         VALUES (3, '0003_old_style', '2026-01-02', 0)",
         [],
     )
     .unwrap();
     let compatible: bool = conn
         .query_row(
-            "SELECT backward_compatible FROM sessiond_migrations WHERE version = 2",
+            "SELECT backward_compatible FROM sessiond_migrations WHERE version = 3",
             [],
             |row| row.get(0),
         )
@@ -249,7 +322,11 @@ async fn a_database_from_before_the_rule_gains_the_column() {
         !compatible,
         "what the old release recorded promised nothing"
     );
-    assert_names_the_breaking_migration(&migrate_refused(&store, &[]), "0002_old_style");
+    assert_names_the_breaking_migration(
+        &migrate_refused(&store, &[]),
+        "0003_old_style",
+        SQLITE_VERSION,
+    );
 }
 
 macro_rules! require_postgres {
@@ -270,7 +347,8 @@ async fn next_release_migrates_postgres(schema: &PgSchema, name: &str, backward_
     schema
         .execute(&format!(
             "{sql} INSERT INTO sessiond_migrations (version, name, adopted, backward_compatible) \
-             VALUES ({NEXT_VERSION}, '{name}', false, {backward_compatible});"
+             VALUES ({next}, '{name}', false, {backward_compatible});",
+            next = POSTGRES_VERSION + 1
         ))
         .await;
 }
@@ -299,8 +377,14 @@ async fn the_previous_release_refuses_postgres_after_an_incompatible_migration()
         "the SQL is shown: {planned}"
     );
     migrate(&store, &[]);
-    next_release_migrates_postgres(&schema, "0002_drop_data", false).await;
-    assert_names_the_breaking_migration(&migrate_refused(&store, &[]), "0002_drop_data");
-    assert_names_the_breaking_migration(&migrate_refused(&store, &["--dry-run"]), "0002_drop_data");
-    assert_names_the_breaking_migration(&serve_refused(&store), "0002_drop_data");
+    const BREAKING: &str = "0002_drop_data";
+    const KNOWN: i64 = POSTGRES_VERSION;
+    next_release_migrates_postgres(&schema, BREAKING, false).await;
+    for stderr in [
+        migrate_refused(&store, &[]),
+        migrate_refused(&store, &["--dry-run"]),
+        serve_refused(&store),
+    ] {
+        assert_names_the_breaking_migration(&stderr, BREAKING, KNOWN);
+    }
 }

@@ -13,16 +13,27 @@ use crate::store::kit::{
     StoreError,
 };
 
+/// The migration whose triggers count the changes to `django_session`.
+const CHANGES_MIGRATION: &str =
+    include_str!("../../../../migrations/sqlite/0002_sessiond_changes.sql");
+
 pub(super) const MIGRATIONS: Migrations = Migrations {
     bookkeeping: include_str!("../../../../migrations/sqlite/sessiond_migrations.sql"),
     bookkeeping_upgrade: include_str!(
         "../../../../migrations/sqlite/sessiond_migrations_compatible.sql"
     ),
-    files: &[MigrationFile {
-        version: 1,
-        name: "0001_django_session",
-        sql: include_str!("../../../../migrations/sqlite/0001_django_session.sql"),
-    }],
+    files: &[
+        MigrationFile {
+            version: 1,
+            name: "0001_django_session",
+            sql: include_str!("../../../../migrations/sqlite/0001_django_session.sql"),
+        },
+        MigrationFile {
+            version: 2,
+            name: "0002_sessiond_changes",
+            sql: CHANGES_MIGRATION,
+        },
+    ],
     // As `pragma_table_info` reports Django's table.
     django_columns: &[
         ("session_key", "varchar(40) PRIMARY KEY"),
@@ -45,8 +56,44 @@ pub(super) fn migrate(
     // The runner is async for PostgreSQL's sake; here every step is a
     // blocking SQLite call that is ready at once.
     let done = pollster::block_on(MIGRATIONS.apply(&mut schema))?;
+    restore_change_count_triggers(&schema.tx).map_err(|err| classify(err, timeout))?;
     schema.tx.commit().map_err(|err| classify(err, timeout))?;
     Ok(done)
+}
+
+/// Puts back the triggers of `0002_sessiond_changes` where they are gone
+/// although the migration is recorded: SQLite drops a table's triggers with
+/// it, and a Django migration that rebuilds `django_session` does just that.
+/// Without them the row cache stays off (see the engine's `row_cache`).
+fn restore_change_count_triggers(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let counted_table = tx
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessiond_changes'")?
+        .exists([])?;
+    if !counted_table {
+        return Ok(());
+    }
+    let mut restored = 0;
+    for create in CHANGES_MIGRATION
+        .lines()
+        .filter(|line| line.starts_with("CREATE TRIGGER "))
+    {
+        let name = create.split('"').nth(1).unwrap_or_default();
+        let exists = tx
+            .prepare("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?1")?
+            .exists([name])?;
+        if !exists {
+            tx.execute_batch(create)?;
+            restored += 1;
+        }
+    }
+    if restored > 0 {
+        tracing::warn!(
+            restored,
+            "put back the triggers that count changes to django_session (migration \
+             0002_sessiond_changes): the table was rebuilt or they were dropped"
+        );
+    }
+    Ok(())
 }
 
 /// What [`migrate`] would do, found without changing anything. Blocking.
