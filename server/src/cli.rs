@@ -167,7 +167,9 @@ pub struct StoreArgs {
     /// absolute path). An acknowledged write survives a crash of sessiond;
     /// a power loss or OS crash can lose the writes of about the last 50 ms
     /// (never the database) unless `?synchronous=full` (default `normal`)
-    /// syncs every commit, one fsync per batch of writes. `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (with an
+    /// syncs every commit, one fsync per batch of writes; `row_cache_mib=N`
+    /// (default 64, 0 for none) is the memory for copies of sessions that
+    /// answer Loads without reading the file. `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (with an
     /// optional `?schema=NAME`) is a PostgreSQL database that many sessiond
     /// replicas may share; `pool_size=N` (1 to 1024, default 16) is the
     /// most connections each replica opens. TLS takes libpq's options: `sslmode=disable`,

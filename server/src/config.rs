@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::codec::{CodecKind, DjangoConfig};
 use crate::secret::Secret;
-use crate::store::{SqliteUrl, StoreConfig, StoreUrl, Synchronous};
+use crate::store::{DEFAULT_ROW_CACHE_MIB, SqliteUrl, StoreConfig, StoreUrl, Synchronous};
 use crate::tls::TlsFiles;
 
 pub use crate::store::{DEFAULT_SESSION_AGE, DEFAULT_STORE_TIMEOUT};
@@ -217,6 +217,7 @@ fn default_store() -> StoreUrl {
     StoreUrl::Sqlite(SqliteUrl {
         path: "sessiond.sqlite3".into(),
         synchronous: Synchronous::default(),
+        row_cache_mib: DEFAULT_ROW_CACHE_MIB,
     })
 }
 

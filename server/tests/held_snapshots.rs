@@ -2,8 +2,10 @@
 //! the thread next reads from a socket (`store::sqlite::loads`). Through a
 //! real server on a real file: a Load still sees every write committed
 //! before it was sent, through sessiond or through another connection to
-//! the file (as a Django app's), while other Loads keep the thread busy;
-//! and a thread with nothing to do holds no snapshot.
+//! the file (as a Django app's), while other Loads keep the thread busy,
+//! whether it answers from the file or from its copies of rows
+//! (`store::sqlite::row_cache`); and a thread with nothing to do holds no
+//! snapshot.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -109,6 +111,65 @@ async fn a_load_sees_what_another_connection_committed_before_it_was_sent() {
             )
             .unwrap();
         assert_eq!(changed, 1);
+        busy.assert_loads(&data, round).await;
+    }
+    busy.stop().await;
+}
+
+/// Another connection's commits among sessiond's own: its writer then
+/// commits on top of a write it did not make, and the copies of rows that
+/// Loads answer from must not outlive it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_sees_another_connections_write_among_sessionds_own() {
+    let busy = BusyServer::start().await;
+    let db = busy.server.db();
+    let writer = Client::connect(format!("http://{}", busy.server.addr))
+        .await
+        .unwrap();
+    let other = writer.create(r#"{"other":0}"#, None).await.unwrap();
+    for round in 0..ROUNDS {
+        // sessiond's Save of another session, and a Load that copies the
+        // checked one, on either side of the other connection's write.
+        let own = format!(r#"{{"other":{round}}}"#);
+        writer
+            .save(&other.session_key, &own, None, false)
+            .await
+            .unwrap();
+        let data = format!(r#"{{"round":{round}}}"#);
+        let changed = db
+            .execute(
+                "UPDATE django_session SET session_data = ?1 WHERE session_key = ?2",
+                (&data, &busy.checked),
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+        writer
+            .save(&other.session_key, &own, None, false)
+            .await
+            .unwrap();
+        busy.assert_loads(&data, round).await;
+    }
+    busy.stop().await;
+}
+
+/// A table that lost the triggers counting its changes (a Django migration
+/// that rebuilds it drops them): another connection's writes, no longer
+/// counted, are still read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_sees_another_connections_write_once_the_count_is_gone() {
+    let busy = BusyServer::start().await;
+    let db = busy.server.db();
+    // A first Load keeps a copy of the checked session.
+    busy.assert_loads(r#"{"round":-1}"#, 0).await;
+    db.execute_batch("DROP TRIGGER sessiond_changes_update")
+        .unwrap();
+    for round in 0..ROUNDS / 10 {
+        let data = format!(r#"{{"round":{round}}}"#);
+        db.execute(
+            "UPDATE django_session SET session_data = ?1 WHERE session_key = ?2",
+            (&data, &busy.checked),
+        )
+        .unwrap();
         busy.assert_loads(&data, round).await;
     }
     busy.stop().await;

@@ -118,6 +118,27 @@ async fn the_binary_reports_its_process_build_and_sqlite_files() {
 
     assert!(metric(&text, "sessiond_sqlite_file_bytes") > 0.0, "{text}");
     assert!(has(&text, "sessiond_sqlite_wal_bytes"), "{text}");
+    // Each Load found the copy its Create left; the purge dropped the
+    // expired session's.
+    assert_eq!(
+        metric(&text, "sessiond_sqlite_row_cache_sessions"),
+        50.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "sessiond_sqlite_row_cache_bytes") > 50.0 * 64.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "sessiond_sqlite_row_cache_hits_total"),
+        50.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "sessiond_sqlite_row_cache_misses_total"),
+        0.0,
+        "{text}"
+    );
     let checkpoint = metric(&text, "sessiond_sqlite_last_checkpoint_timestamp_seconds");
     assert!(
         checkpoint > started - 1.0 && checkpoint < now + 1.0,

@@ -8,6 +8,7 @@ use std::time::UNIX_EPOCH;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
 use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
 
@@ -83,6 +84,41 @@ impl Collector for StoreCollector {
                     Some(&Unit::Seconds),
                     since_epoch.as_secs_f64(),
                 )?;
+            }
+            let copies = sqlite.row_cache;
+            gauge(
+                &mut encoder,
+                "sqlite_row_cache_sessions",
+                "Sessions whose rows the SQLite engine keeps copies of in memory, to answer Loads",
+                None,
+                copies.sessions,
+            )?;
+            gauge(
+                &mut encoder,
+                "sqlite_row_cache",
+                "Memory those copies take, as row_cache_mib counts it",
+                Some(&Unit::Bytes),
+                copies.bytes,
+            )?;
+            for (name, help, total) in [
+                (
+                    "sqlite_row_cache_hits",
+                    "Loads answered from a copy in memory",
+                    copies.hits,
+                ),
+                (
+                    "sqlite_row_cache_misses",
+                    "Loads that looked for a copy in memory and read the file instead",
+                    copies.misses,
+                ),
+            ] {
+                let counter = ConstCounter::new(total);
+                counter.encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    counter.metric_type(),
+                )?)?;
             }
         }
         Ok(())

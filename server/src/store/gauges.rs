@@ -38,4 +38,20 @@ pub struct SqliteGauges {
     /// When a background checkpoint last left nothing of the log to copy;
     /// `None` before the first one, or when SQLite checkpoints by itself.
     pub last_checkpoint: Option<SystemTime>,
+    /// The copies of rows that answer Loads.
+    pub row_cache: RowCacheGauges,
+}
+
+/// The SQLite engine's copies of rows in memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowCacheGauges {
+    /// Sessions copied.
+    pub sessions: u64,
+    /// Memory they take, as the budget counts it.
+    pub bytes: u64,
+    /// Loads answered from a copy, since the start.
+    pub hits: u64,
+    /// Loads on a connection's thread read from the file instead (no copy,
+    /// or none that may answer), since the start.
+    pub misses: u64,
 }

@@ -39,7 +39,7 @@ pub use self::cached::CachedStore;
 pub use self::clear_expired::clear_expired;
 pub(crate) use self::clear_expired::clear_expired_among_calls;
 pub use self::file::{FileStore, FileUrl, FileUrlError};
-pub use self::gauges::{PoolGauges, SqliteGauges, StoreGauges};
+pub use self::gauges::{PoolGauges, RowCacheGauges, SqliteGauges, StoreGauges};
 pub use self::kit::{
     DEFAULT_SESSION_AGE, DEFAULT_STORE_TIMEOUT, DriverError, Engine, Migration, OpenFailure,
     PendingMigration, SchemaError, StoreError, StoreOptions,
@@ -48,7 +48,9 @@ pub use self::memory::{DEFAULT_MAX_SESSIONS, MemoryStore, MemoryUrl, MemoryUrlEr
 pub use self::open::{MaintenanceError, OpenError, StoreConfig, open};
 pub use self::postgres::{DEFAULT_POOL_SIZE, PostgresStore, PostgresUrl, PostgresUrlError};
 pub use self::redis::{RedisStore, RedisUrl, RedisUrlError};
-pub use self::sqlite::{SqliteBackupError, SqliteStore, SqliteUrl, SqliteUrlError, Synchronous};
+pub use self::sqlite::{
+    DEFAULT_ROW_CACHE_MIB, SqliteBackupError, SqliteStore, SqliteUrl, SqliteUrlError, Synchronous,
+};
 pub use self::url::{StoreUrl, StoreUrlError};
 
 /// Computes the new `session_data` of a patched session from the stored one

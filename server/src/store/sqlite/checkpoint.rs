@@ -298,7 +298,7 @@ mod tests {
     use chrono::{TimeDelta, Utc};
 
     use crate::session::{ExpireDate, Record, SessionKey};
-    use crate::store::sqlite::{SqliteStore, SqliteUrl, Synchronous};
+    use crate::store::sqlite::{DEFAULT_ROW_CACHE_MIB, SqliteStore, SqliteUrl, Synchronous};
     use crate::store::{SessionStore, StoreOptions};
 
     /// Sessions that fill the log several times over when no restart comes.
@@ -334,6 +334,7 @@ mod tests {
         let url = SqliteUrl {
             path: path.clone(),
             synchronous: Synchronous::Normal,
+            row_cache_mib: DEFAULT_ROW_CACHE_MIB,
         };
         (Arc::new(SqliteStore::open(&url, &options).unwrap()), path)
     }

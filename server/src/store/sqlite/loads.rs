@@ -61,12 +61,10 @@ use tokio::sync::oneshot;
 
 use super::connection::Readers;
 use super::errors::{classify, is_busy};
+use super::row_cache::{Row, RowCache, Stamp};
 use crate::session::SessionKey;
 use crate::store::kit::StoreError;
 use crate::{before_sleep, socket_reads};
-
-/// A stored row as read: `session_data` and `expire_date` as text.
-pub(super) type Row = (String, String);
 
 type Answer = Result<Option<Row>, StoreError>;
 
@@ -192,6 +190,8 @@ impl std::fmt::Debug for Pending {
 pub(super) struct Loads {
     readers: Readers,
     timeout: Duration,
+    /// Copies of rows, which answer Loads on connection threads.
+    cache: Arc<RowCache>,
     queue: Mutex<Vec<Pending>>,
     /// A drainer thread is running (at most one at a time).
     draining: AtomicBool,
@@ -202,12 +202,14 @@ pub(super) struct Loads {
 }
 
 impl Loads {
-    /// Loads answered on `readers`; one kept out by another process's lock
-    /// waits up to `timeout` for it.
-    pub(super) fn new(readers: Readers, timeout: Duration) -> Arc<Self> {
+    /// Loads answered on `readers`, or on a connection thread from
+    /// `cache`; one kept out by another process's lock waits up to
+    /// `timeout` for it.
+    pub(super) fn new(readers: Readers, timeout: Duration, cache: Arc<RowCache>) -> Arc<Self> {
         Arc::new(Self {
             readers,
             timeout,
+            cache,
             queue: Mutex::new(Vec::new()),
             draining: AtomicBool::new(false),
             runtime: tokio::runtime::Handle::try_current().ok(),
@@ -261,12 +263,23 @@ impl Loads {
                 *held = Some(self.hold_snapshot()?);
             }
             let current = held.as_ref()?;
+            if let Some(seen) = current.seen
+                && let Some(row) = self.cache.get(key, seen)
+            {
+                // As the lookup's SQL compares them: as text.
+                return Some(Ok((row.1.as_str() > now).then_some(row)));
+            }
             match lookup(&current.conn, key, now) {
                 Err(err) if is_busy(&err) => {
                     drop(held.take());
                     None
                 }
-                result => Some(result.map_err(|err| classify(err, self.timeout))),
+                result => {
+                    if let (Ok(Some(row)), Some(seen)) = (&result, current.seen) {
+                        self.cache.fill(key, row, seen);
+                    }
+                    Some(result.map_err(|err| classify(err, self.timeout)))
+                }
             }
         })
     }
@@ -283,9 +296,15 @@ impl Loads {
         execute(&conn, "BEGIN").ok()?;
         socket_reads::before_next(end_held_snapshot);
         before_sleep::once(end_held_snapshot);
+        // The transaction's first read, which begins its snapshot.
+        let seen = self.cache.enabled().then(|| Stamp::read(&conn)).flatten();
+        if let Some(seen) = seen {
+            self.cache.catch_up(seen, &conn);
+        }
         Some(Held {
             loads: self.clone(),
             conn,
+            seen,
         })
     }
 
@@ -428,6 +447,9 @@ struct Held {
     /// take its address.
     loads: Arc<Loads>,
     conn: PooledConnection<SqliteConnectionManager>,
+    /// What the transaction saw of the table, for the row cache; `None`
+    /// while that cannot be told (see `row_cache`).
+    seen: Option<Stamp>,
 }
 
 /// A connection goes back to the pool with no transaction open, however
@@ -566,13 +588,14 @@ mod tests {
 
     use crate::session::{ExpireDate, Record, SessionKey};
     use crate::store::kit::StoreError;
-    use crate::store::sqlite::{SqliteStore, SqliteUrl, Synchronous};
+    use crate::store::sqlite::{DEFAULT_ROW_CACHE_MIB, SqliteStore, SqliteUrl, Synchronous};
     use crate::store::{SessionStore, StoreOptions};
 
     async fn open(dir: &tempfile::TempDir, timeout: Duration) -> Arc<SqliteStore> {
         let url = SqliteUrl {
             path: dir.path().join("sessions.sqlite3"),
             synchronous: Synchronous::Normal,
+            row_cache_mib: DEFAULT_ROW_CACHE_MIB,
         };
         let options = StoreOptions {
             timeout,
@@ -581,6 +604,11 @@ mod tests {
         let store = Arc::new(SqliteStore::open(&url, &options).unwrap());
         store.migrate().await.unwrap();
         store
+    }
+
+    /// The tests of the queue run without copies of rows.
+    fn no_row_cache() -> Arc<super::RowCache> {
+        Arc::new(super::RowCache::new(0))
     }
 
     /// Awaits `future`, bounded: a Load left in the queue with no one to
@@ -830,7 +858,8 @@ mod tests {
                 .enable_all()
                 .build()
                 .unwrap();
-            let loads = runtime.block_on(async { super::Loads::new(readers.clone(), timeout) });
+            let loads = runtime
+                .block_on(async { super::Loads::new(readers.clone(), timeout, no_row_cache()) });
             crate::socket_reads::hear_on_this_thread();
             let data = || {
                 let loaded = runtime.block_on(within(loads.load(key.clone(), now())));
@@ -866,7 +895,7 @@ mod tests {
         let timeout = Duration::from_secs(5);
         let (_path, key, readers) = database_with_pool(&dir, timeout);
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let loads = runtime.block_on(async { super::Loads::new(readers, timeout) });
+        let loads = runtime.block_on(async { super::Loads::new(readers, timeout, no_row_cache()) });
         let (reply, mut answered) = tokio::sync::oneshot::channel();
         loads.lock().push(super::Pending {
             key: key.clone(),
@@ -906,7 +935,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let timeout = Duration::from_secs(5);
         let (_path, key, readers) = database_with_pool(&dir, timeout);
-        let loads = super::Loads::new(readers.clone(), timeout);
+        let loads = super::Loads::new(readers.clone(), timeout, no_row_cache());
         // With every connection taken, every Load queues, in the order the
         // tasks were spawned, and the drainer waits for a connection.
         let taken = [readers.get().unwrap(), readers.get().unwrap()];
@@ -944,7 +973,8 @@ mod tests {
         let opened_on = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let loads = opened_on.block_on(async { super::Loads::new(readers, timeout) });
+        let loads =
+            opened_on.block_on(async { super::Loads::new(readers, timeout, no_row_cache()) });
         drop(opened_on);
         let caller = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -966,7 +996,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let timeout = Duration::from_secs(5);
             let (path, key, readers) = database_with_pool(&dir, timeout);
-            let loads = super::Loads::new(readers, timeout);
+            let loads = super::Loads::new(readers, timeout, no_row_cache());
             let holder = hold_exclusively(&path);
             let waiting = spawn_loads(&loads, &key, count);
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -988,7 +1018,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let timeout = Duration::from_millis(300);
         let (path, key, readers) = database_with_pool(&dir, timeout);
-        let loads = super::Loads::new(readers, timeout);
+        let loads = super::Loads::new(readers, timeout, no_row_cache());
         let holder = hold_exclusively(&path);
         let started = Instant::now();
         let waiting = spawn_loads(&loads, &key, 8);
@@ -1019,7 +1049,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let timeout = Duration::from_secs(5);
         let (_path, key, readers) = database_with_pool(&dir, timeout);
-        let loads = super::Loads::new(readers.clone(), timeout);
+        let loads = super::Loads::new(readers.clone(), timeout, no_row_cache());
         // Taken as other reads (Exists, the readiness probe) take them.
         let taken = [readers.get().unwrap(), readers.get().unwrap()];
         let load = spawn_loads(&loads, &key, 1).remove(0);

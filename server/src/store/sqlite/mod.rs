@@ -14,6 +14,11 @@
 //! log. `sqlite://PATH?synchronous=full` syncs the log at every commit, one
 //! fsync per group commit, and then an acknowledged write survives that too.
 //!
+//! Loads on the threads that serve connections answer from copies of rows
+//! kept in memory when they can (see `row_cache`): the writer keeps the
+//! copies of what it writes, and a count that SQLite keeps with triggers
+//! tells when another process has written the table.
+//!
 //! `expire_date` is stored as Django stores it on SQLite, as the text
 //! `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC, and compared as text the same way,
 //! so Django and sessiond agree on what has expired (see `dates`).
@@ -24,6 +29,7 @@ mod connection;
 mod dates;
 mod errors;
 mod loads;
+mod row_cache;
 mod schema;
 mod url;
 mod writer;
@@ -50,7 +56,8 @@ use connection::{
 use dates::{from_django_text, to_django_text};
 use errors::{classify, is_busy};
 use loads::Loads;
-pub use url::{SqliteUrl, SqliteUrlError, Synchronous};
+use row_cache::RowCache;
+pub use url::{DEFAULT_ROW_CACHE_MIB, SqliteUrl, SqliteUrlError, Synchronous};
 use writer::{WriteOp, WriteOutcome, Writer};
 
 /// Read connections kept open. Reads are short point lookups, so a few
@@ -71,6 +78,7 @@ pub struct SqliteStore {
     readers: Readers,
     loads: Arc<Loads>,
     writer: Writer,
+    row_cache: Arc<RowCache>,
 }
 
 impl SqliteStore {
@@ -85,14 +93,16 @@ impl SqliteStore {
 
         let timeout = options.timeout;
         let readers = read_pool(path, DEFAULT_READERS, timeout).map_err(OpenFailure::driver)?;
+        let cache = Arc::new(RowCache::new(url.row_cache_mib as usize * 1024 * 1024));
 
         Ok(Self {
             path: path.to_owned(),
             timeout,
             synchronous,
-            loads: Loads::new(readers.clone(), timeout),
+            loads: Loads::new(readers.clone(), timeout, cache.clone()),
             readers,
-            writer: Writer::spawn(conn, path, timeout, synchronous),
+            writer: Writer::spawn(conn, path, timeout, synchronous, cache.clone()),
+            row_cache: cache,
         })
     }
 
@@ -321,6 +331,7 @@ impl SessionStore for SqliteStore {
                 file_bytes: size(&self.path),
                 wal_bytes: size(std::path::Path::new(&wal)),
                 last_checkpoint: self.writer.last_checkpoint(),
+                row_cache: self.row_cache.gauges(),
             }),
         }
     }

@@ -1,4 +1,4 @@
-//! The `sqlite://PATH[?synchronous=normal|full]` store URL.
+//! The `sqlite://PATH[?synchronous=normal|full][&row_cache_mib=N]` store URL.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -68,6 +68,19 @@ const SYNCHRONOUS: UrlOption<Synchronous> = UrlOption {
     secret: false,
 };
 
+/// Memory the row cache may take, in MiB, unless the URL says otherwise:
+/// about 40 000 sessions of 1 KiB.
+pub const DEFAULT_ROW_CACHE_MIB: u32 = 64;
+
+/// The `row_cache_mib` option.
+const ROW_CACHE_MIB: UrlOption<u32> = UrlOption {
+    name: "row_cache_mib",
+    expected: "a whole number of MiB of session rows to keep in memory (the default 64; 0 keeps none)",
+    parse: |text| text.parse().ok().filter(|mib| *mib <= 1 << 20),
+    default: || DEFAULT_ROW_CACHE_MIB,
+    secret: false,
+};
+
 /// An `sqlite://` URL that sessiond cannot use.
 #[derive(Debug, thiserror::Error)]
 pub enum SqliteUrlError {
@@ -85,14 +98,18 @@ pub struct SqliteUrl {
     pub path: PathBuf,
     /// SQLite's `PRAGMA synchronous` on every read-write connection.
     pub synchronous: Synchronous,
+    /// Memory for copies of rows that answer Loads, in MiB (see the
+    /// engine's `row_cache`); 0 turns the copies off.
+    pub row_cache_mib: u32,
 }
 
 impl SqliteUrl {
     /// How the URL is written.
-    pub const FORM: &'static str = "sqlite://PATH[?synchronous=full]";
+    pub const FORM: &'static str = "sqlite://PATH[?synchronous=full][&row_cache_mib=N]";
 
-    /// Parses `sqlite://PATH[?synchronous=normal|full]`. The path is taken
-    /// literally up to the first `?` (no percent-decoding), as a file name.
+    /// Parses `sqlite://PATH[?synchronous=normal|full][&row_cache_mib=N]`.
+    /// The path is taken literally up to the first `?` (no
+    /// percent-decoding), as a file name.
     pub fn parse(text: &str) -> Result<Self, SqliteUrlError> {
         let rest = text.strip_prefix("sqlite://").unwrap_or(text);
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -101,21 +118,28 @@ impl SqliteUrl {
         }
         let mut options = UrlQuery::parse("sqlite", query);
         let synchronous = options.take(&SYNCHRONOUS)?;
+        let row_cache_mib = options.take(&ROW_CACHE_MIB)?;
         options.finish()?;
         Ok(Self {
             path: path.into(),
             synchronous,
+            row_cache_mib,
         })
     }
 }
 
 impl fmt::Display for SqliteUrl {
-    /// The URL as it would be written, with `synchronous` only when it is
+    /// The URL as it would be written, with each option only when it is
     /// not the default.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "sqlite://{}", self.path.display())?;
+        let mut separator = '?';
         if self.synchronous != Synchronous::default() {
-            write!(f, "?synchronous={}", self.synchronous)?;
+            write!(f, "{separator}synchronous={}", self.synchronous)?;
+            separator = '&';
+        }
+        if self.row_cache_mib != DEFAULT_ROW_CACHE_MIB {
+            write!(f, "{separator}row_cache_mib={}", self.row_cache_mib)?;
         }
         Ok(())
     }
@@ -159,6 +183,30 @@ mod tests {
     }
 
     #[test]
+    fn the_row_cache_is_64_mib_unless_the_url_says() {
+        let url = SqliteUrl::parse("sqlite://s.sqlite3").unwrap();
+        assert_eq!(url.row_cache_mib, DEFAULT_ROW_CACHE_MIB);
+        for (text, mib, shown) in [
+            (
+                "s.sqlite3?row_cache_mib=0",
+                0,
+                "sqlite://s.sqlite3?row_cache_mib=0",
+            ),
+            (
+                "s.sqlite3?synchronous=full&row_cache_mib=256",
+                256,
+                "sqlite://s.sqlite3?synchronous=full&row_cache_mib=256",
+            ),
+            ("s.sqlite3?row_cache_mib=64", 64, "sqlite://s.sqlite3"),
+        ] {
+            let url = SqliteUrl::parse(&format!("sqlite://{text}")).unwrap();
+            assert_eq!(url.row_cache_mib, mib, "{text}");
+            assert_eq!(url.to_string(), shown);
+            assert_eq!(SqliteUrl::parse(&url.to_string()).unwrap(), url);
+        }
+    }
+
+    #[test]
     fn bad_urls_say_what_is_expected() {
         for (text, expected) in [
             ("", "needs a database file path"),
@@ -169,7 +217,13 @@ mod tests {
             ("s.sqlite3?synchronous", "got ''"),
             ("s.sqlite3?synchronous=1", "or full"),
             ("s.sqlite3?sync=full", "unknown option 'sync'"),
-            ("s.sqlite3?mode=ro", "accepts only the option synchronous"),
+            (
+                "s.sqlite3?mode=ro",
+                "the options synchronous, row_cache_mib",
+            ),
+            ("s.sqlite3?row_cache_mib=lots", "a whole number of MiB"),
+            ("s.sqlite3?row_cache_mib=-1", "got '-1'"),
+            ("s.sqlite3?row_cache_mib=2000000", "0 keeps none"),
             (
                 "s.sqlite3?synchronous=full&synchronous=normal",
                 "more than once",

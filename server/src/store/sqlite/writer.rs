@@ -5,10 +5,11 @@
 //! commit); each caller hears back only after the commit, so an acknowledged
 //! write is on disk. An operation that fails (a taken key, a missing row)
 //! fails alone; a transaction that fails to commit fails every operation in
-//! it, and none of them is acknowledged.
+//! it, and none of them is acknowledged. The row cache follows each commit
+//! before its writes are acknowledged (see `row_cache`).
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
@@ -20,6 +21,7 @@ use super::Synchronous;
 use super::checkpoint::{CheckpointWatch, Checkpointer};
 use super::dates::to_django_text;
 use super::errors::classify;
+use super::row_cache::{Change, RowCache, Stamp};
 use crate::session::{ExpireDate, Record, SessionKey};
 use crate::store::Patcher;
 use crate::store::kit::StoreError;
@@ -103,12 +105,13 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Starts the writer on `conn`, with background checkpoints on a
-    /// connection of their own to `path`.
+    /// connection of their own to `path`; `cache` follows its commits.
     pub(super) fn spawn(
         conn: Connection,
         path: &Path,
         timeout: Duration,
         synchronous: Synchronous,
+        cache: Arc<RowCache>,
     ) -> Self {
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
         let checkpointer = Checkpointer::spawn(path, timeout, synchronous);
@@ -120,7 +123,7 @@ impl Writer {
         }
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, receiver, timeout, checkpointer));
+            .spawn(move || run(conn, receiver, timeout, checkpointer, &cache));
         let thread = match thread {
             Ok(handle) => Some(handle),
             Err(err) => {
@@ -181,6 +184,7 @@ fn run(
     mut commands: mpsc::Receiver<Command>,
     timeout: Duration,
     checkpointer: Option<Checkpointer>,
+    cache: &RowCache,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
@@ -202,7 +206,7 @@ fn run(
         if let Some(checkpointer) = &checkpointer {
             checkpointer.make_room();
         }
-        commit_batch(&mut conn, &mut batch, timeout);
+        commit_batch(&mut conn, &mut batch, timeout, cache);
         if let Some(checkpointer) = &checkpointer {
             checkpointer.committed();
         }
@@ -245,12 +249,19 @@ fn fold_log_at_stop(conn: &Connection) {
     }
 }
 
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<(WriteOp, Reply)>, timeout: Duration) {
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<(WriteOp, Reply)>,
+    timeout: Duration,
+    cache: &RowCache,
+) {
     let mut pending = std::mem::take(batch).into_iter();
     if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
         fail_all(pending.map(|(_, reply)| reply), &err, timeout);
         return;
     }
+    let before = cache.enabled().then(|| Stamp::read(conn)).flatten();
+    let mut changes = Vec::new();
     let mut outcomes = Vec::with_capacity(pending.len());
     while let Some((op, reply)) = pending.next() {
         if reply.is_closed() {
@@ -259,7 +270,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<(WriteOp, Reply)>, timeou
             // under overload skipping it is what lets the queue drain.
             continue;
         }
-        outcomes.push((reply, apply(conn, op, timeout)));
+        outcomes.push((reply, apply(conn, op, timeout, &mut changes)));
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (e.g. disk full): none
             // of this batch may be acknowledged.
@@ -276,11 +287,15 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<(WriteOp, Reply)>, timeou
             return;
         }
     }
+    let after = cache.enabled().then(|| Stamp::read(conn)).flatten();
+    cache.committing();
     if let Err(err) = conn.execute_batch("COMMIT") {
         let _ = conn.execute_batch("ROLLBACK");
+        cache.commit_failed();
         fail_all(outcomes.into_iter().map(|(reply, _)| reply), &err, timeout);
         return;
     }
+    cache.committed(before, after, changes, conn);
     for (reply, outcome) in outcomes {
         let _ = reply.send(outcome);
     }
@@ -299,17 +314,23 @@ fn fail_all(replies: impl Iterator<Item = Reply>, err: &rusqlite::Error, timeout
     }
 }
 
-fn apply(conn: &Connection, op: WriteOp, timeout: Duration) -> Result<WriteOutcome, StoreError> {
+/// Runs `op`, adding what it changed to `changes` for the row cache.
+fn apply(
+    conn: &Connection,
+    op: WriteOp,
+    timeout: Duration,
+    changes: &mut Vec<Change>,
+) -> Result<WriteOutcome, StoreError> {
     let result = match op {
-        WriteOp::Insert { key, record } => insert(conn, &key, &record),
-        WriteOp::Update { key, record } => update(conn, &key, &record),
+        WriteOp::Insert { key, record } => insert(conn, key, &record, changes),
+        WriteOp::Update { key, record } => update(conn, key, &record, changes),
         WriteOp::Patch {
             key,
             patcher,
             expire_date,
             now,
-        } => patch(conn, &key, patcher, expire_date, now),
-        WriteOp::Delete { key } => delete(conn, &key).map(WriteOutcome::Removed),
+        } => patch(conn, key, patcher, expire_date, now, changes),
+        WriteOp::Delete { key } => delete(conn, key, changes).map(WriteOutcome::Removed),
         WriteOp::CycleKey {
             old_key,
             new_key,
@@ -318,23 +339,14 @@ fn apply(conn: &Connection, op: WriteOp, timeout: Duration) -> Result<WriteOutco
             now,
         } => cycle_key(
             conn,
-            &old_key,
-            &new_key,
+            old_key,
+            new_key,
             session_data.as_deref(),
             expire_date,
             now,
+            changes,
         ),
-        // By rowid, which the expire_date index holds: each row is found
-        // once, not again through the session_key index. Django's table and
-        // ours are ordinary rowid tables.
-        WriteOp::ClearExpiredBatch { now, limit } => conn
-            .prepare_cached(
-                "DELETE FROM django_session WHERE rowid IN \
-                 (SELECT rowid FROM django_session WHERE expire_date < ?1 LIMIT ?2)",
-            )
-            .and_then(|mut stmt| stmt.execute((to_django_text(now), limit as i64)))
-            .map(|count| WriteOutcome::Removed(count as u64))
-            .map_err(Failure::Sql),
+        WriteOp::ClearExpiredBatch { now, limit } => clear_expired_batch(conn, now, limit, changes),
     };
     result.map_err(|failure| match failure {
         Failure::Store(err) => err,
@@ -357,31 +369,43 @@ impl From<rusqlite::Error> for Failure {
     }
 }
 
-fn insert(conn: &Connection, key: &SessionKey, record: &Record) -> Result<WriteOutcome, Failure> {
+fn insert(
+    conn: &Connection,
+    key: SessionKey,
+    record: &Record,
+    changes: &mut Vec<Change>,
+) -> Result<WriteOutcome, Failure> {
+    let expire_date = to_django_text(record.expire_date.instant());
     conn.prepare_cached(
         "INSERT INTO django_session (session_key, session_data, expire_date) VALUES (?1, ?2, ?3)",
     )?
-    .execute((
-        key.as_str(),
-        record.session_data.as_str(),
-        to_django_text(record.expire_date.instant()),
-    ))?;
+    .execute((key.as_str(), record.session_data.as_str(), &expire_date))?;
+    changes.push(Change::Put(
+        key.into_string(),
+        (record.session_data.clone(), expire_date),
+    ));
     Ok(WriteOutcome::Done)
 }
 
-fn update(conn: &Connection, key: &SessionKey, record: &Record) -> Result<WriteOutcome, Failure> {
+fn update(
+    conn: &Connection,
+    key: SessionKey,
+    record: &Record,
+    changes: &mut Vec<Change>,
+) -> Result<WriteOutcome, Failure> {
+    let expire_date = to_django_text(record.expire_date.instant());
     let updated = conn
         .prepare_cached(
             "UPDATE django_session SET session_data = ?2, expire_date = ?3 WHERE session_key = ?1",
         )?
-        .execute((
-            key.as_str(),
-            record.session_data.as_str(),
-            to_django_text(record.expire_date.instant()),
-        ))?;
+        .execute((key.as_str(), record.session_data.as_str(), &expire_date))?;
     if updated == 0 {
         return Err(Failure::Store(StoreError::NotFound));
     }
+    changes.push(Change::Put(
+        key.into_string(),
+        (record.session_data.clone(), expire_date),
+    ));
     Ok(WriteOutcome::Done)
 }
 
@@ -389,10 +413,11 @@ fn update(conn: &Connection, key: &SessionKey, record: &Record) -> Result<WriteO
 /// write to it can come between the read and the write.
 fn patch(
     conn: &Connection,
-    key: &SessionKey,
+    key: SessionKey,
     patcher: Patcher,
     expire_date: ExpireDate,
     now: DateTime<Utc>,
+    changes: &mut Vec<Change>,
 ) -> Result<WriteOutcome, Failure> {
     let (stored, live) = conn
         .prepare_cached(
@@ -409,28 +434,56 @@ fn patch(
         session_data,
         expire_date,
     };
-    update(conn, key, &record)?;
+    update(conn, key, &record, changes)?;
     Ok(WriteOutcome::Patched(record))
 }
 
-fn delete(conn: &Connection, key: &SessionKey) -> Result<u64, Failure> {
+fn delete(conn: &Connection, key: SessionKey, changes: &mut Vec<Change>) -> Result<u64, Failure> {
     let deleted = conn
         .prepare_cached("DELETE FROM django_session WHERE session_key = ?1")?
         .execute([key.as_str()])?;
+    changes.push(Change::Remove(key.into_string()));
     Ok(deleted as u64)
+}
+
+/// Deletes up to `limit` rows expired at `now`. By rowid, which the
+/// expire_date index holds: each row is found once, not again through the
+/// session_key index. Django's table and ours are ordinary rowid tables.
+fn clear_expired_batch(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    limit: u64,
+    changes: &mut Vec<Change>,
+) -> Result<WriteOutcome, Failure> {
+    let mut stmt = conn.prepare_cached(
+        "DELETE FROM django_session WHERE rowid IN \
+         (SELECT rowid FROM django_session WHERE expire_date < ?1 LIMIT ?2) \
+         RETURNING session_key",
+    )?;
+    let mut rows = stmt.query((to_django_text(now), limit as i64))?;
+    let mut removed = 0;
+    while let Some(row) = rows.next()? {
+        removed += 1;
+        changes.push(Change::Remove(row.get(0)?));
+    }
+    Ok(WriteOutcome::Removed(removed))
 }
 
 /// Runs inside a savepoint so that a failure leaves neither key changed while
 /// the rest of the batch commits.
 fn cycle_key(
     conn: &Connection,
-    old_key: &SessionKey,
-    new_key: &SessionKey,
+    old_key: SessionKey,
+    new_key: SessionKey,
     session_data: Option<&str>,
     expire_date: ExpireDate,
     now: DateTime<Utc>,
+    changes: &mut Vec<Change>,
 ) -> Result<WriteOutcome, Failure> {
     conn.execute_batch("SAVEPOINT cycle_key")?;
+    // Kept apart until the savepoint is released: a rolled-back cycle
+    // changed nothing.
+    let mut cycled = Vec::with_capacity(2);
     let result = (|| {
         let data = match session_data {
             Some(data) => data.to_owned(),
@@ -447,8 +500,8 @@ fn cycle_key(
             session_data: data,
             expire_date,
         };
-        insert(conn, new_key, &record)?;
-        delete(conn, old_key)?;
+        insert(conn, new_key, &record, &mut cycled)?;
+        delete(conn, old_key, &mut cycled)?;
         Ok(WriteOutcome::Done)
     })();
     let end = if result.is_ok() {
@@ -457,5 +510,8 @@ fn cycle_key(
         "ROLLBACK TO cycle_key; RELEASE cycle_key"
     };
     conn.execute_batch(end)?;
+    if result.is_ok() {
+        changes.append(&mut cycled);
+    }
     result
 }
