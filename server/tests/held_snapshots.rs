@@ -175,6 +175,40 @@ async fn a_load_sees_another_connections_write_once_the_count_is_gone() {
     busy.stop().await;
 }
 
+/// Deletes, key cycles and a purge drop the copies they make stale: a
+/// session copied by a Load is gone after it is deleted, answers under its
+/// new key only after a cycle, and a purged one stays gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_cycled_or_purged_session_is_not_answered_from_a_copy() {
+    let busy = BusyServer::start().await;
+    let client = &busy.server.client;
+    for round in 0..ROUNDS / 10 {
+        let data = format!(r#"{{"round":{round}}}"#);
+        let deleted = client.create(&data, None).await.unwrap();
+        assert!(client.load(&deleted.session_key).await.unwrap().is_some());
+        assert!(client.delete(&deleted.session_key).await.unwrap());
+        assert!(client.load(&deleted.session_key).await.unwrap().is_none());
+
+        let cycled = client.create(&data, None).await.unwrap();
+        assert!(client.load(&cycled.session_key).await.unwrap().is_some());
+        let moved = client
+            .cycle_key(&cycled.session_key, None, None)
+            .await
+            .unwrap();
+        assert!(client.load(&cycled.session_key).await.unwrap().is_none());
+        let loaded = client.load(&moved.session_key).await.unwrap().unwrap();
+        assert_eq!(loaded.data, data);
+    }
+    // A session that expires a second from now, copied while it is live.
+    let soon = std::time::SystemTime::now() + Duration::from_secs(1);
+    let purged = client.create("{}", Some(soon)).await.unwrap();
+    assert!(client.load(&purged.session_key).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(client.clear_expired().await.unwrap() >= 1);
+    assert!(client.load(&purged.session_key).await.unwrap().is_none());
+    busy.stop().await;
+}
+
 /// The same through sessiond itself, on a second connection: a Save
 /// acknowledged on one connection is read by the next Load on another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -255,7 +255,7 @@ fn a_rebuilt_table_gets_its_change_count_triggers_back() {
     let output = run(with_store(&mut sessiond(), &store).arg("migrate"));
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(
-        text(&output.stderr).contains("put back the triggers"),
+        text(&output.stderr).contains("put back the count of changes"),
         "{}",
         text(&output.stderr)
     );

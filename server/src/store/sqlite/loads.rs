@@ -266,8 +266,7 @@ impl Loads {
             if let Some(seen) = current.seen
                 && let Some(row) = self.cache.get(key, seen)
             {
-                // As the lookup's SQL compares them: as text.
-                return Some(Ok((row.1.as_str() > now).then_some(row)));
+                return Some(Ok(row.is_live_at(now).then_some(row)));
             }
             match lookup(&current.conn, key, now) {
                 Err(err) if is_busy(&err) => {
@@ -297,9 +296,10 @@ impl Loads {
         socket_reads::before_next(end_held_snapshot);
         before_sleep::once(end_held_snapshot);
         // The transaction's first read, which begins its snapshot.
-        let seen = self.cache.enabled().then(|| Stamp::read(&conn)).flatten();
-        if let Some(seen) = seen {
-            self.cache.catch_up(seen, &conn);
+        let seen = self.cache.stamp(&conn);
+        match seen {
+            Some(seen) => self.cache.drop_if_written_elsewhere(seen, &conn),
+            None => self.cache.count_unreadable(),
         }
         Some(Held {
             loads: self.clone(),
@@ -554,7 +554,12 @@ fn lookup(conn: &Connection, key: &SessionKey, now: &str) -> rusqlite::Result<Op
         "SELECT session_data, expire_date FROM django_session \
          WHERE session_key = ?1 AND expire_date > ?2",
     )?
-    .query_row((key.as_str(), now), |row| Ok((row.get(0)?, row.get(1)?)))
+    .query_row((key.as_str(), now), |row| {
+        Ok(Row {
+            session_data: row.get(0)?,
+            expire_date: row.get(1)?,
+        })
+    })
     .optional()
 }
 
@@ -751,7 +756,10 @@ mod tests {
         (0..count)
             .map(|index| {
                 let (reply, answered) = tokio::sync::oneshot::channel();
-                let row = (index.to_string(), "9999-12-31 00:00:00".to_owned());
+                let row = super::Row {
+                    session_data: index.to_string(),
+                    expire_date: "9999-12-31 00:00:00".to_owned(),
+                };
                 ((reply, Ok(Some(row))), answered)
             })
             .unzip()
@@ -761,7 +769,7 @@ mod tests {
     fn data_of(answered: &mut tokio::sync::oneshot::Receiver<super::Delivery>) -> String {
         let mut delivery = answered.try_recv().expect("no answer arrived");
         let own = delivery.own.take().unwrap().unwrap().unwrap();
-        own.0
+        own.session_data
     }
 
     /// A chunk goes to its first Load, and every other Load gets its own
@@ -824,7 +832,7 @@ mod tests {
                         .unwrap()
                         .as_ref()
                         .unwrap()
-                        .0
+                        .session_data
                         .parse()
                         .unwrap()
                 })
@@ -863,7 +871,7 @@ mod tests {
             crate::socket_reads::hear_on_this_thread();
             let data = || {
                 let loaded = runtime.block_on(within(loads.load(key.clone(), now())));
-                loaded.unwrap().unwrap().0
+                loaded.unwrap().unwrap().session_data
             };
             let commit = |data: &str| {
                 let sql = "UPDATE django_session SET session_data = ?1 WHERE session_key = ?2";
@@ -921,11 +929,11 @@ mod tests {
             other => panic!("not the drainer's failure: {other:?}"),
         }
 
-        let (data, _) = runtime
+        let row = runtime
             .block_on(within(loads.load(key, now())))
             .unwrap()
             .unwrap();
-        assert_eq!(data, "{\"a\": 1}");
+        assert_eq!(row.session_data, "{\"a\": 1}");
     }
 
     /// Through the store: a chunk whose first Load's call is cancelled
@@ -954,8 +962,8 @@ mod tests {
             match within(load).await {
                 Err(err) if firsts.contains(&index) => assert!(err.is_cancelled(), "{err}"),
                 answer => {
-                    let (data, _) = answer.unwrap().unwrap().unwrap();
-                    assert_eq!(data, "{\"a\": 1}", "load {index}");
+                    let row = answer.unwrap().unwrap().unwrap();
+                    assert_eq!(row.session_data, "{\"a\": 1}", "load {index}");
                 }
             }
         }
@@ -980,11 +988,11 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let (data, _) = caller
+        let row = caller
             .block_on(within(loads.load(key, now())))
             .unwrap()
             .unwrap();
-        assert_eq!(data, "{\"a\": 1}");
+        assert_eq!(row.session_data, "{\"a\": 1}");
     }
 
     /// Loads kept out by a lock are not failed at once: the drainer waits
@@ -1007,8 +1015,8 @@ mod tests {
             holder.execute_batch("COMMIT").unwrap();
             drop(holder);
             for load in waiting {
-                let (data, _) = within(load).await.unwrap().unwrap().unwrap();
-                assert_eq!(data, "{\"a\": 1}");
+                let row = within(load).await.unwrap().unwrap().unwrap();
+                assert_eq!(row.session_data, "{\"a\": 1}");
             }
         }
     }
@@ -1056,7 +1064,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!load.is_finished(), "answered without a connection");
         drop(taken);
-        let (data, _) = within(load).await.unwrap().unwrap().unwrap();
-        assert_eq!(data, "{\"a\": 1}");
+        let row = within(load).await.unwrap().unwrap().unwrap();
+        assert_eq!(row.session_data, "{\"a\": 1}");
     }
 }

@@ -32,6 +32,7 @@ mod loads;
 mod row_cache;
 mod schema;
 mod url;
+mod write_ops;
 mod writer;
 
 use std::path::PathBuf;
@@ -58,7 +59,8 @@ use errors::{classify, is_busy};
 use loads::Loads;
 use row_cache::RowCache;
 pub use url::{DEFAULT_ROW_CACHE_MIB, SqliteUrl, SqliteUrlError, Synchronous};
-use writer::{WriteOp, WriteOutcome, Writer};
+use write_ops::{WriteOp, WriteOutcome};
+use writer::Writer;
 
 /// Read connections kept open. Reads are short point lookups, so a few
 /// connections keep both cores busy while others wait on I/O. Each thread
@@ -93,7 +95,9 @@ impl SqliteStore {
 
         let timeout = options.timeout;
         let readers = read_pool(path, DEFAULT_READERS, timeout).map_err(OpenFailure::driver)?;
-        let cache = Arc::new(RowCache::new(url.row_cache_mib as usize * 1024 * 1024));
+        let budget = usize::try_from(url.row_cache_mib)
+            .map_or(usize::MAX, |mib| mib.saturating_mul(1024 * 1024));
+        let cache = Arc::new(RowCache::new(budget));
 
         Ok(Self {
             path: path.to_owned(),
@@ -200,12 +204,12 @@ impl SessionStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Option<Record>, StoreError> {
         let row = self.loads.load(key.clone(), to_django_text(now)).await?;
-        let Some((session_data, expire_text)) = row else {
+        let Some(row) = row else {
             return Ok(None);
         };
-        let expire_date = from_django_text(&expire_text)?;
+        let expire_date = from_django_text(&row.expire_date)?;
         Ok(Some(Record {
-            session_data,
+            session_data: row.session_data,
             expire_date,
         }))
     }

@@ -11,11 +11,13 @@
 //! # When a copy may answer
 //!
 //! A copy is exact only while no other process (a Django app on the same
-//! file) has written the table since. Migration `0002_sessiond_changes` has
-//! SQLite count every row changed in `django_session`, by triggers, whoever
-//! changes it. Each read transaction a connection thread holds and each
-//! write transaction reads that count with the schema version: its
-//! [`Stamp`]. The cache knows the stamp of the state its copies are of:
+//! file, a second sessiond) has written the table since. Migration
+//! `0002_sessiond_changes` has SQLite count every row changed in
+//! `django_session`, by triggers, whoever changes it; the count's row can be
+//! neither deleted nor lowered. Each read transaction a connection thread
+//! holds, and each write transaction, reads that count with the schema
+//! version: its [`Stamp`]. The cache knows the stamp of the state its copies
+//! are of:
 //!
 //! - A Load answers from a copy when its transaction's stamp is not newer
 //!   than the cache's. Every write acknowledged before the Load was sent is
@@ -32,9 +34,15 @@
 //!   process's write: the cache is emptied and takes the Load's stamp.
 //! - A changed schema version (the triggers dropped, the table rebuilt by a
 //!   Django migration) empties the cache, which takes no stamp until the
-//!   triggers are found in place again (`schema` puts them back at each
-//!   start). Without the count (a database not
-//!   migrated, or the count's row gone), nothing is cached.
+//!   triggers are seen in place at that very version (`schema` puts them
+//!   back at each start). Without the count (its table gone), nothing is
+//!   cached.
+//!
+//! This rests on two things SQLite does not promise of other programs: that
+//! they leave sessiond's triggers and their table alone, and that their
+//! connections run triggers (SQLite can turn them off per connection, with
+//! `SQLITE_DBCONFIG_ENABLE_TRIGGER`). Django does both. A program that does
+//! not should not share the file with sessiond's copies: `row_cache_mib=0`.
 //!
 //! Purged rows are dropped too, though an expired copy answers no Load:
 //! each Load checks the copy's `expire_date` against its own `now`, as its
@@ -45,23 +53,30 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use hashlink::LruCache;
 use rusqlite::Connection;
 
+use super::schema::change_count_in_place;
 use crate::session::SessionKey;
 use crate::store::RowCacheGauges;
 
-/// A stored row as read: `session_data` and `expire_date` as text.
-pub(super) type Row = (String, String);
+/// A stored row as read, both columns as the file holds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Row {
+    pub(super) session_data: String,
+    /// Django's text, `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC.
+    pub(super) expire_date: String,
+}
+
+impl Row {
+    /// Whether the row is live at `now` (Django's text), compared as the
+    /// lookup's SQL compares them: as text.
+    pub(super) fn is_live_at(&self, now: &str) -> bool {
+        self.expire_date.as_str() > now
+    }
+}
 
 /// Memory a copy takes beyond its text: the map's entry, its links and the
 /// strings' headers, roughly. Counted so that many small sessions cannot
 /// take far more than the budget.
 const ENTRY_OVERHEAD: usize = 128;
-
-/// The triggers of migration `0002_sessiond_changes`.
-const TRIGGERS: [&str; 3] = [
-    "sessiond_changes_insert",
-    "sessiond_changes_update",
-    "sessiond_changes_delete",
-];
 
 /// What a transaction saw of the table: the count of rows changed in it,
 /// and the schema version.
@@ -72,24 +87,6 @@ pub(super) struct Stamp {
 }
 
 impl Stamp {
-    /// The stamp of what `conn`'s transaction sees (beginning its snapshot,
-    /// if this is its first read). `None` without the count.
-    pub(super) fn read(conn: &Connection) -> Option<Self> {
-        conn.prepare_cached(
-            "SELECT changes, (SELECT schema_version FROM pragma_schema_version) \
-             FROM sessiond_changes WHERE id = 1",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_row([], |row| {
-                Ok(Self {
-                    changes: row.get(0)?,
-                    schema: row.get(1)?,
-                })
-            })
-        })
-        .ok()
-    }
-
     /// Whether a cache of this state may answer a Load that saw `seen`.
     fn covers(self, seen: Self) -> bool {
         self.schema == seen.schema && self.changes >= seen.changes
@@ -103,6 +100,17 @@ pub(super) enum Change {
     Put(String, Row),
     /// A deleted session's key.
     Remove(String),
+    /// Rows changed that the writer cannot name (a purge that failed
+    /// half-way): every copy goes.
+    Unknown,
+}
+
+/// Whether the triggers that keep the count were in place, as last looked
+/// up, and at which schema version.
+#[derive(Debug, Clone, Copy)]
+struct TriggersSeen {
+    schema: i64,
+    in_place: bool,
 }
 
 /// Copies of rows, at most `budget` bytes of them, least recently used
@@ -110,18 +118,16 @@ pub(super) enum Change {
 #[derive(Debug)]
 pub(super) struct RowCache {
     budget: usize,
-    inner: Mutex<Inner>,
+    copies: Mutex<Copies>,
 }
 
 #[derive(Debug)]
-struct Inner {
+struct Copies {
     rows: LruCache<String, Row>,
     bytes: usize,
     /// The state the copies are of; `None` while none may answer.
     stamp: Option<Stamp>,
-    /// The schema version the triggers were last looked for at, and whether
-    /// all of them were there.
-    triggers: Option<(i64, bool)>,
+    triggers: Option<TriggersSeen>,
     /// The writer has begun its commit and not yet updated the cache.
     committing: bool,
     /// Loads answered from a copy, and Loads that asked and were not.
@@ -134,7 +140,7 @@ impl RowCache {
     pub(super) fn new(budget: usize) -> Self {
         Self {
             budget,
-            inner: Mutex::new(Inner {
+            copies: Mutex::new(Copies {
                 rows: LruCache::new_unbounded(),
                 bytes: 0,
                 stamp: None,
@@ -146,141 +152,214 @@ impl RowCache {
         }
     }
 
-    pub(super) fn enabled(&self) -> bool {
-        self.budget > 0
+    /// The stamp of what `conn`'s transaction sees (beginning its snapshot,
+    /// if this is its first read); `None` when nothing is cached, or without
+    /// the count.
+    pub(super) fn stamp(&self, conn: &Connection) -> Option<Stamp> {
+        if self.budget == 0 {
+            return None;
+        }
+        conn.prepare_cached(
+            "SELECT changes, (SELECT schema_version FROM pragma_schema_version) \
+             FROM sessiond_changes WHERE id = 1",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row([], |row| {
+                Ok(Stamp {
+                    changes: row.get(0)?,
+                    schema: row.get(1)?,
+                })
+            })
+        })
+        .ok()
     }
 
     /// The copy of `key`'s row, for a Load whose transaction saw `seen`;
     /// expired or not.
     pub(super) fn get(&self, key: &SessionKey, seen: Stamp) -> Option<Row> {
-        let mut inner = self.lock();
-        let copy = if inner.stamp.is_some_and(|stamp| stamp.covers(seen)) {
-            inner.rows.get(key.as_str()).cloned()
+        let mut copies = self.lock();
+        let copy = if copies.answer_for(seen) {
+            copies.rows.get(key.as_str()).cloned()
         } else {
             None
         };
         match copy {
-            Some(_) => inner.hits += 1,
-            None => inner.misses += 1,
+            Some(_) => copies.hits += 1,
+            None => copies.misses += 1,
         }
         copy
     }
 
     pub(super) fn gauges(&self) -> RowCacheGauges {
-        let inner = self.lock();
+        let copies = self.lock();
         RowCacheGauges {
-            sessions: inner.rows.len() as u64,
-            bytes: inner.bytes as u64,
-            hits: inner.hits,
-            misses: inner.misses,
+            sessions: copies.rows.len() as u64,
+            bytes: copies.bytes as u64,
+            hits: copies.hits,
+            misses: copies.misses,
         }
     }
 
     /// Keeps a copy of a row a Load read in a transaction that saw `seen`.
     pub(super) fn fill(&self, key: &SessionKey, row: &Row, seen: Stamp) {
-        let mut inner = self.lock();
-        if inner.stamp == Some(seen) {
-            inner.put(key.as_str().to_owned(), row.clone(), self.budget);
+        let mut copies = self.lock();
+        if copies.stamp == Some(seen) {
+            copies.put(key.as_str().to_owned(), row.clone(), self.budget);
         }
     }
 
-    /// Brings the cache to the state of a read transaction that saw `seen`
-    /// on `conn`, if that state is newer and no commit of the writer
-    /// explains it: another process wrote, and the copies are dropped.
-    pub(super) fn catch_up(&self, seen: Stamp, conn: &Connection) {
-        {
-            let inner = self.lock();
-            if inner.committing || inner.stamp.is_some_and(|stamp| stamp.covers(seen)) {
-                return;
-            }
-        }
-        let counted = self.triggers_in_place(seen.schema, conn);
-        let mut inner = self.lock();
-        if inner.committing || inner.stamp.is_some_and(|stamp| stamp.covers(seen)) {
+    /// Drops the copies if a read transaction that saw `seen` on `conn` saw
+    /// another process's write: a newer state than the cache's, which no
+    /// commit of the writer explains. The cache then takes that state.
+    pub(super) fn drop_if_written_elsewhere(&self, seen: Stamp, conn: &Connection) {
+        if !self.lock().may_take(seen) {
             return;
         }
-        inner.clear();
-        inner.stamp = counted.then_some(seen);
+        let in_place = self.triggers_in_place(seen.schema, conn);
+        let mut copies = self.lock();
+        if !copies.may_take(seen) {
+            return;
+        }
+        let dropped = copies.take_rows();
+        copies.stamp = in_place.then_some(seen);
+        drop(copies);
+        drop(dropped);
     }
 
-    /// The writer is about to commit: until [`Self::committed`], a Load
+    /// A read transaction found no count to read (its table gone): no copy
+    /// may answer until it is back.
+    pub(super) fn count_unreadable(&self) {
+        if self.budget == 0 {
+            return;
+        }
+        let mut copies = self.lock();
+        if copies.stamp.is_some() {
+            tracing::warn!(
+                "the sqlite row cache is off: the count of changes to django_session \
+                 (table sessiond_changes, migration 0002_sessiond_changes) cannot be read, so \
+                 Loads read the file; restarting sessiond, or `sessiond migrate`, puts it back"
+            );
+        }
+        let dropped = copies.take_rows();
+        copies.stamp = None;
+        drop(copies);
+        drop(dropped);
+    }
+
+    /// The writer is about to commit: until [`Self::commit_done`], a Load
     /// that sees the commit must not take it for another process's.
-    pub(super) fn committing(&self) {
+    pub(super) fn begin_commit(&self) {
         self.lock().committing = true;
     }
 
     /// The writer committed `changes` in a transaction that began at
     /// `before` and ended at `after`, on `conn`.
-    pub(super) fn committed(
+    pub(super) fn commit_done(
         &self,
         before: Option<Stamp>,
         after: Option<Stamp>,
         changes: Vec<Change>,
         conn: &Connection,
     ) {
-        let counted = after.is_some_and(|after| self.triggers_in_place(after.schema, conn));
-        let mut inner = self.lock();
-        inner.committing = false;
+        // Looked up after the commit: at a newer schema version than
+        // `after`'s, this answers no, and the cache stays off for now.
+        let in_place = after.is_some_and(|after| self.triggers_in_place(after.schema, conn));
+        let mut copies = self.lock();
+        copies.committing = false;
         // An empty cache holds nothing another process could have changed.
-        let follows = (inner.stamp == before || inner.rows.is_empty())
+        let follows = (copies.stamp == before || copies.rows.is_empty())
             && after
-                .is_some_and(|after| before.is_some_and(|before| before.schema == after.schema));
-        if !follows {
-            inner.clear();
-        }
-        inner.stamp = if counted { after } else { None };
-        if inner.stamp.is_none() {
-            return;
-        }
-        for change in changes {
-            match change {
-                Change::Put(key, row) => inner.put(key, row, self.budget),
-                Change::Remove(key) => inner.remove(&key),
+                .is_some_and(|after| before.is_some_and(|before| before.schema == after.schema))
+            && !changes
+                .iter()
+                .any(|change| matches!(change, Change::Unknown));
+        let mut dropped = if follows {
+            None
+        } else {
+            Some(copies.take_rows())
+        };
+        copies.stamp = if in_place { after } else { None };
+        if copies.stamp.is_some() {
+            for change in changes {
+                match change {
+                    Change::Put(key, row) => copies.put(key, row, self.budget),
+                    Change::Remove(key) => copies.remove(&key),
+                    Change::Unknown => {}
+                }
             }
+        } else if dropped.is_none() {
+            dropped = Some(copies.take_rows());
         }
+        drop(copies);
+        drop(dropped);
     }
 
     /// The writer's commit failed: what the file holds now is not known.
     pub(super) fn commit_failed(&self) {
-        let mut inner = self.lock();
-        inner.committing = false;
-        inner.clear();
-        inner.stamp = None;
+        let mut copies = self.lock();
+        copies.committing = false;
+        let dropped = copies.take_rows();
+        copies.stamp = None;
+        drop(copies);
+        drop(dropped);
     }
 
     /// Whether the triggers that keep the count are in the schema of
-    /// version `schema`, looked up on `conn` once per version.
+    /// version `schema`, as `conn` sees it now; looked up once per version.
     fn triggers_in_place(&self, schema: i64, conn: &Connection) -> bool {
-        if let Some((known, found)) = self.lock().triggers
-            && known == schema
+        if let Some(seen) = self.lock().triggers
+            && seen.schema == schema
         {
-            return found;
+            return seen.in_place;
         }
-        let found = conn
-            .prepare_cached(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' \
-                 AND tbl_name = 'django_session' AND name IN (?1, ?2, ?3)",
-            )
-            .and_then(|mut stmt| stmt.query_row(TRIGGERS, |row| row.get::<_, i64>(0)))
-            .is_ok_and(|count| count == TRIGGERS.len() as i64);
-        if !found {
+        let (seen_schema, in_place) = match change_count_in_place(conn) {
+            Ok(found) => found,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot look up the triggers that count changes to django_session; no copy of a row answers meanwhile");
+                return false;
+            }
+        };
+        let mut copies = self.lock();
+        let known = copies
+            .triggers
+            .is_some_and(|seen| seen.schema == seen_schema);
+        if !in_place && !known {
             tracing::warn!(
                 "the sqlite row cache is off: the triggers that count changes to django_session \
                  (migration 0002_sessiond_changes) are gone, so Loads read the file; restarting \
                  sessiond, or `sessiond migrate`, puts them back"
             );
         }
-        self.lock().triggers = Some((schema, found));
-        found
+        copies.triggers = Some(TriggersSeen {
+            schema: seen_schema,
+            in_place,
+        });
+        // Seen at another version than asked about: that one is not known.
+        in_place && seen_schema == schema
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Every change to `Inner` leaves it whole before it can panic.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Copies> {
+        // Every change to `Copies` leaves it whole before it can panic.
+        self.copies.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-impl Inner {
+impl Copies {
+    /// Whether the copies may answer a Load that saw `seen`.
+    fn answer_for(&self, seen: Stamp) -> bool {
+        self.stamp.is_some_and(|stamp| stamp.covers(seen))
+    }
+
+    /// Whether a Load that saw `seen` may reset the cache to its state:
+    /// it is not covered, no commit of the writer's is under way, and it
+    /// is not of an older schema than the copies (a snapshot begun before
+    /// a schema change, which a newer one has already passed).
+    fn may_take(&self, seen: Stamp) -> bool {
+        !self.committing
+            && !self.answer_for(seen)
+            && self.stamp.is_none_or(|stamp| stamp.schema <= seen.schema)
+    }
+
     fn put(&mut self, key: String, row: Row, budget: usize) {
         let size = size_of_copy(&key, &row);
         if size > budget {
@@ -305,14 +384,16 @@ impl Inner {
         }
     }
 
-    fn clear(&mut self) {
-        self.rows.clear();
+    /// Empties the cache, handing back the copies so that the caller frees
+    /// them after letting go of the lock, which every Load takes.
+    fn take_rows(&mut self) -> LruCache<String, Row> {
         self.bytes = 0;
+        std::mem::replace(&mut self.rows, LruCache::new_unbounded())
     }
 }
 
-fn size_of_copy(key: &str, (session_data, expire_date): &Row) -> usize {
-    key.len() + session_data.len() + expire_date.len() + ENTRY_OVERHEAD
+fn size_of_copy(key: &str, row: &Row) -> usize {
+    key.len() + row.session_data.len() + row.expire_date.len() + ENTRY_OVERHEAD
 }
 
 #[cfg(test)]
@@ -322,23 +403,15 @@ mod tests {
     use super::{Change, Row, RowCache, Stamp};
     use crate::session::SessionKey;
 
-    /// A database with Django's table and the triggers that count its
-    /// changes, as the migrations leave it.
     fn counted_database() -> Connection {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(include_str!(
-            "../../../../migrations/sqlite/0001_django_session.sql"
-        ))
-        .unwrap();
-        conn.execute_batch(include_str!(
-            "../../../../migrations/sqlite/0002_sessiond_changes.sql"
-        ))
-        .unwrap();
-        conn
+        super::super::schema::migrated_database()
     }
 
     fn row(data: &str) -> Row {
-        (data.to_owned(), "9999-12-31 00:00:00".to_owned())
+        Row {
+            session_data: data.to_owned(),
+            expire_date: "9999-12-31 00:00:00".to_owned(),
+        }
     }
 
     fn put(key: &SessionKey, data: &str) -> Change {
@@ -348,16 +421,16 @@ mod tests {
     /// A cache that followed one commit of the writer's, putting `key`.
     fn cache_after_a_commit(conn: &Connection, key: &SessionKey) -> (RowCache, Stamp) {
         let cache = RowCache::new(1 << 20);
-        let before = Stamp::read(conn).unwrap();
+        let before = cache.stamp(conn).unwrap();
         conn.execute(
             "INSERT INTO django_session VALUES (?1, 'v1', '9999-12-31 00:00:00')",
             [key.as_str()],
         )
         .unwrap();
-        let after = Stamp::read(conn).unwrap();
+        let after = cache.stamp(conn).unwrap();
         assert_eq!(after.changes, before.changes + 1, "the trigger counted");
-        cache.committing();
-        cache.committed(Some(before), Some(after), vec![put(key, "v1")], conn);
+        cache.begin_commit();
+        cache.commit_done(Some(before), Some(after), vec![put(key, "v1")], conn);
         (cache, after)
     }
 
@@ -397,15 +470,15 @@ mod tests {
             [key.as_str()],
         )
         .unwrap();
-        let before = Stamp::read(&conn).unwrap();
+        let before = cache.stamp(&conn).unwrap();
         conn.execute(
             "INSERT INTO django_session VALUES (?1, 'o1', '9999-12-31 00:00:00')",
             [other.as_str()],
         )
         .unwrap();
-        let after = Stamp::read(&conn).unwrap();
-        cache.committing();
-        cache.committed(Some(before), Some(after), vec![put(&other, "o1")], &conn);
+        let after = cache.stamp(&conn).unwrap();
+        cache.begin_commit();
+        cache.commit_done(Some(before), Some(after), vec![put(&other, "o1")], &conn);
         assert_eq!(
             cache.get(&key, after),
             None,
@@ -424,14 +497,14 @@ mod tests {
             [key.as_str()],
         )
         .unwrap();
-        let seen = Stamp::read(&conn).unwrap();
+        let seen = cache.stamp(&conn).unwrap();
         // Not while the writer is between its commit and its update of the
         // cache: that commit may be what the Load saw.
-        cache.committing();
-        cache.catch_up(seen, &conn);
+        cache.begin_commit();
+        cache.drop_if_written_elsewhere(seen, &conn);
         assert_eq!(cache.get(&key, stamp), Some(row("v1")));
-        cache.committed(Some(stamp), Some(stamp), Vec::new(), &conn);
-        cache.catch_up(seen, &conn);
+        cache.commit_done(Some(stamp), Some(stamp), Vec::new(), &conn);
+        cache.drop_if_written_elsewhere(seen, &conn);
         assert_eq!(cache.get(&key, seen), None);
         // The emptied cache takes the Load's state, and its fills.
         cache.fill(&key, &row("v2"), seen);
@@ -461,12 +534,12 @@ mod tests {
             .unwrap();
         let cache = RowCache::new(1 << 20);
         let key = SessionKey::generate();
-        let seen = Stamp::read(&conn).unwrap();
-        cache.catch_up(seen, &conn);
+        let seen = cache.stamp(&conn).unwrap();
+        cache.drop_if_written_elsewhere(seen, &conn);
         cache.fill(&key, &row("v1"), seen);
         assert_eq!(cache.get(&key, seen), None);
-        cache.committing();
-        cache.committed(Some(seen), Some(seen), vec![put(&key, "v1")], &conn);
+        cache.begin_commit();
+        cache.commit_done(Some(seen), Some(seen), vec![put(&key, "v1")], &conn);
         assert_eq!(cache.get(&key, seen), None);
         assert_eq!(cache.gauges().sessions, 0);
     }
@@ -496,5 +569,29 @@ mod tests {
         cache.fill(&keys[0], &row(&"y".repeat(8 * 1024)), stamp);
         assert!(cache.get(&keys[0], stamp).is_none());
         assert!(cache.gauges().bytes <= 4 * 1024);
+    }
+
+    #[test]
+    fn a_write_the_writer_cannot_name_drops_every_copy() {
+        let conn = counted_database();
+        let key = SessionKey::generate();
+        let (cache, stamp) = cache_after_a_commit(&conn, &key);
+        cache.begin_commit();
+        cache.commit_done(Some(stamp), Some(stamp), vec![Change::Unknown], &conn);
+        assert_eq!(cache.get(&key, stamp), None);
+    }
+
+    #[test]
+    fn a_snapshot_from_before_a_schema_change_leaves_the_copies_alone() {
+        let conn = counted_database();
+        let key = SessionKey::generate();
+        let (cache, stamp) = cache_after_a_commit(&conn, &key);
+        let older_schema = Stamp {
+            schema: stamp.schema - 1,
+            ..stamp
+        };
+        cache.drop_if_written_elsewhere(older_schema, &conn);
+        assert_eq!(cache.get(&key, older_schema), None, "not its schema");
+        assert_eq!(cache.get(&key, stamp), Some(row("v1")));
     }
 }

@@ -13,9 +13,18 @@ use crate::store::kit::{
     StoreError,
 };
 
-/// The migration whose triggers count the changes to `django_session`.
+/// The migration whose triggers count the changes to `django_session`,
+/// its version, and the triggers it creates.
 const CHANGES_MIGRATION: &str =
     include_str!("../../../../migrations/sqlite/0002_sessiond_changes.sql");
+const CHANGE_COUNT_VERSION: i64 = 2;
+const CHANGE_COUNT_TRIGGERS: [&str; 5] = [
+    "sessiond_changes_insert",
+    "sessiond_changes_update",
+    "sessiond_changes_delete",
+    "sessiond_changes_only_up",
+    "sessiond_changes_kept",
+];
 
 pub(super) const MIGRATIONS: Migrations = Migrations {
     bookkeeping: include_str!("../../../../migrations/sqlite/sessiond_migrations.sql"),
@@ -29,7 +38,7 @@ pub(super) const MIGRATIONS: Migrations = Migrations {
             sql: include_str!("../../../../migrations/sqlite/0001_django_session.sql"),
         },
         MigrationFile {
-            version: 2,
+            version: CHANGE_COUNT_VERSION,
             name: "0002_sessiond_changes",
             sql: CHANGES_MIGRATION,
         },
@@ -56,44 +65,49 @@ pub(super) fn migrate(
     // The runner is async for PostgreSQL's sake; here every step is a
     // blocking SQLite call that is ready at once.
     let done = pollster::block_on(MIGRATIONS.apply(&mut schema))?;
-    restore_change_count_triggers(&schema.tx).map_err(|err| classify(err, timeout))?;
+    restore_change_count(&schema.tx).map_err(|err| classify(err, timeout))?;
     schema.tx.commit().map_err(|err| classify(err, timeout))?;
     Ok(done)
 }
 
-/// Puts back the triggers of `0002_sessiond_changes` where they are gone
-/// although the migration is recorded: SQLite drops a table's triggers with
-/// it, and a Django migration that rebuilds `django_session` does just that.
-/// Without them the row cache stays off (see the engine's `row_cache`).
-fn restore_change_count_triggers(tx: &Transaction<'_>) -> rusqlite::Result<()> {
-    let counted_table = tx
-        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessiond_changes'")?
-        .exists([])?;
-    if !counted_table {
+/// Puts back the count of `0002_sessiond_changes` where part of it is
+/// gone although the migration is recorded: SQLite drops a table's
+/// triggers with it, and a Django migration that rebuilds `django_session`
+/// does just that. Without them the row cache stays off (see `row_cache`).
+/// Every statement of that migration may run again.
+fn restore_change_count(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let recorded = tx
+        .prepare("SELECT 1 FROM sessiond_migrations WHERE version = ?1")?
+        .exists([CHANGE_COUNT_VERSION])?;
+    let (_, in_place) = change_count_in_place(tx)?;
+    if !recorded || in_place {
         return Ok(());
     }
-    let mut restored = 0;
-    for create in CHANGES_MIGRATION
-        .lines()
-        .filter(|line| line.starts_with("CREATE TRIGGER "))
-    {
-        let name = create.split('"').nth(1).unwrap_or_default();
-        let exists = tx
-            .prepare("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?1")?
-            .exists([name])?;
-        if !exists {
-            tx.execute_batch(create)?;
-            restored += 1;
-        }
-    }
-    if restored > 0 {
-        tracing::warn!(
-            restored,
-            "put back the triggers that count changes to django_session (migration \
-             0002_sessiond_changes): the table was rebuilt or they were dropped"
-        );
-    }
+    tx.execute_batch(CHANGES_MIGRATION)?;
+    tracing::warn!(
+        "put back the count of changes to django_session (migration 0002_sessiond_changes): the \
+         table was rebuilt, or its triggers were dropped"
+    );
     Ok(())
+}
+
+/// The schema version `conn` sees, and whether every trigger of
+/// `0002_sessiond_changes` is in it.
+pub(super) fn change_count_in_place(conn: &Connection) -> rusqlite::Result<(i64, bool)> {
+    let names = CHANGE_COUNT_TRIGGERS
+        .map(|name| format!("'{name}'"))
+        .join(", ");
+    conn.query_row(
+        &format!(
+            "SELECT (SELECT schema_version FROM pragma_schema_version), count(*) \
+             FROM sqlite_master WHERE type = 'trigger' AND name IN ({names})"
+        ),
+        [],
+        |row| {
+            let found: i64 = row.get(1)?;
+            Ok((row.get(0)?, found == CHANGE_COUNT_TRIGGERS.len() as i64))
+        },
+    )
 }
 
 /// What [`migrate`] would do, found without changing anything. Blocking.
@@ -192,9 +206,67 @@ impl SchemaTransaction for Schema<'_> {
     }
 }
 
+/// A database in memory as sessiond's migrations leave a file, for tests.
+#[cfg(test)]
+pub(super) fn migrated_database() -> Connection {
+    let conn = Connection::open_in_memory().unwrap();
+    for file in MIGRATIONS.files {
+        conn.execute_batch(file.sql).unwrap();
+    }
+    conn
+}
+
 #[cfg(test)]
 mod tests {
-    use super::MIGRATIONS;
+    use super::{CHANGE_COUNT_TRIGGERS, MIGRATIONS, change_count_in_place, migrated_database};
+
+    #[test]
+    fn the_change_count_migration_creates_the_triggers_looked_for_and_can_run_again() {
+        let conn = migrated_database();
+        let names: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut expected = CHANGE_COUNT_TRIGGERS.map(str::to_owned).to_vec();
+        expected.sort();
+        assert_eq!(names, expected);
+        assert!(change_count_in_place(&conn).unwrap().1);
+
+        conn.execute(
+            "INSERT INTO django_session VALUES ('k', '{}', '9999-12-31 00:00:00')",
+            [],
+        )
+        .unwrap();
+        let count = || -> i64 {
+            conn.query_row("SELECT changes FROM sessiond_changes", [], |row| row.get(0))
+                .unwrap()
+        };
+        assert_eq!(count(), 1);
+        conn.execute_batch(MIGRATIONS.files[1].sql).unwrap();
+        assert_eq!(count(), 1, "running the migration again keeps the count");
+    }
+
+    #[test]
+    fn the_change_count_can_be_neither_lowered_nor_deleted() {
+        let conn = migrated_database();
+        conn.execute(
+            "INSERT INTO django_session VALUES ('k', '{}', '9999-12-31 00:00:00')",
+            [],
+        )
+        .unwrap();
+        for sql in [
+            "UPDATE sessiond_changes SET changes = 0",
+            "DELETE FROM sessiond_changes",
+            "INSERT INTO sessiond_changes VALUES (2, 0)",
+        ] {
+            assert!(conn.execute(sql, []).is_err(), "{sql} was allowed");
+        }
+        conn.execute("UPDATE sessiond_changes SET changes = changes + 5", [])
+            .unwrap();
+    }
 
     #[test]
     fn every_migration_declares_whether_it_is_backward_compatible() {

@@ -13,17 +13,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use chrono::{DateTime, Utc};
-use rusqlite::{Connection, ErrorCode, OptionalExtension};
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Synchronous;
 use super::checkpoint::{CheckpointWatch, Checkpointer};
-use super::dates::to_django_text;
 use super::errors::classify;
-use super::row_cache::{Change, RowCache, Stamp};
-use crate::session::{ExpireDate, Record, SessionKey};
-use crate::store::Patcher;
+use super::row_cache::RowCache;
+use super::write_ops::{WriteOp, WriteOutcome, apply};
 use crate::store::kit::StoreError;
 
 /// Most operations committed in one transaction. Bounds the time one commit
@@ -32,61 +29,6 @@ const MAX_BATCH: usize = 256;
 
 /// Operations queued for the writer before submitters wait for room.
 const QUEUE_DEPTH: usize = 4096;
-
-/// A write the engine performs.
-pub(super) enum WriteOp {
-    Insert {
-        key: SessionKey,
-        record: Record,
-    },
-    Update {
-        key: SessionKey,
-        record: Record,
-    },
-    Patch {
-        key: SessionKey,
-        patcher: Patcher,
-        expire_date: ExpireDate,
-        now: DateTime<Utc>,
-    },
-    Delete {
-        key: SessionKey,
-    },
-    CycleKey {
-        old_key: SessionKey,
-        new_key: SessionKey,
-        session_data: Option<String>,
-        expire_date: ExpireDate,
-        now: DateTime<Utc>,
-    },
-    ClearExpiredBatch {
-        now: DateTime<Utc>,
-        limit: u64,
-    },
-}
-
-impl std::fmt::Debug for WriteOp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self {
-            Self::Insert { .. } => "Insert",
-            Self::Update { .. } => "Update",
-            Self::Patch { .. } => "Patch",
-            Self::Delete { .. } => "Delete",
-            Self::CycleKey { .. } => "CycleKey",
-            Self::ClearExpiredBatch { .. } => "ClearExpiredBatch",
-        };
-        f.write_str(name)
-    }
-}
-
-/// What a successful write did.
-#[derive(Debug)]
-pub(super) enum WriteOutcome {
-    Done,
-    Removed(u64),
-    /// What a patch wrote.
-    Patched(Record),
-}
 
 type Reply = oneshot::Sender<Result<WriteOutcome, StoreError>>;
 
@@ -260,7 +202,7 @@ fn commit_batch(
         fail_all(pending.map(|(_, reply)| reply), &err, timeout);
         return;
     }
-    let before = cache.enabled().then(|| Stamp::read(conn)).flatten();
+    let before = cache.stamp(conn);
     let mut changes = Vec::new();
     let mut outcomes = Vec::with_capacity(pending.len());
     while let Some((op, reply)) = pending.next() {
@@ -287,15 +229,15 @@ fn commit_batch(
             return;
         }
     }
-    let after = cache.enabled().then(|| Stamp::read(conn)).flatten();
-    cache.committing();
+    let after = cache.stamp(conn);
+    cache.begin_commit();
     if let Err(err) = conn.execute_batch("COMMIT") {
         let _ = conn.execute_batch("ROLLBACK");
         cache.commit_failed();
         fail_all(outcomes.into_iter().map(|(reply, _)| reply), &err, timeout);
         return;
     }
-    cache.committed(before, after, changes, conn);
+    cache.commit_done(before, after, changes, conn);
     for (reply, outcome) in outcomes {
         let _ = reply.send(outcome);
     }
@@ -312,206 +254,4 @@ fn fail_all(replies: impl Iterator<Item = Reply>, err: &rusqlite::Error, timeout
         let copy = rusqlite::Error::SqliteFailure(code, Some(message.clone()));
         let _ = reply.send(Err(classify(copy, timeout)));
     }
-}
-
-/// Runs `op`, adding what it changed to `changes` for the row cache.
-fn apply(
-    conn: &Connection,
-    op: WriteOp,
-    timeout: Duration,
-    changes: &mut Vec<Change>,
-) -> Result<WriteOutcome, StoreError> {
-    let result = match op {
-        WriteOp::Insert { key, record } => insert(conn, key, &record, changes),
-        WriteOp::Update { key, record } => update(conn, key, &record, changes),
-        WriteOp::Patch {
-            key,
-            patcher,
-            expire_date,
-            now,
-        } => patch(conn, key, patcher, expire_date, now, changes),
-        WriteOp::Delete { key } => delete(conn, key, changes).map(WriteOutcome::Removed),
-        WriteOp::CycleKey {
-            old_key,
-            new_key,
-            session_data,
-            expire_date,
-            now,
-        } => cycle_key(
-            conn,
-            old_key,
-            new_key,
-            session_data.as_deref(),
-            expire_date,
-            now,
-            changes,
-        ),
-        WriteOp::ClearExpiredBatch { now, limit } => clear_expired_batch(conn, now, limit, changes),
-    };
-    result.map_err(|failure| match failure {
-        Failure::Store(err) => err,
-        Failure::Sql(err) => classify(err, timeout),
-    })
-}
-
-enum Failure {
-    Store(StoreError),
-    Sql(rusqlite::Error),
-}
-
-impl From<rusqlite::Error> for Failure {
-    fn from(err: rusqlite::Error) -> Self {
-        if err.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
-            Self::Store(StoreError::AlreadyExists)
-        } else {
-            Self::Sql(err)
-        }
-    }
-}
-
-fn insert(
-    conn: &Connection,
-    key: SessionKey,
-    record: &Record,
-    changes: &mut Vec<Change>,
-) -> Result<WriteOutcome, Failure> {
-    let expire_date = to_django_text(record.expire_date.instant());
-    conn.prepare_cached(
-        "INSERT INTO django_session (session_key, session_data, expire_date) VALUES (?1, ?2, ?3)",
-    )?
-    .execute((key.as_str(), record.session_data.as_str(), &expire_date))?;
-    changes.push(Change::Put(
-        key.into_string(),
-        (record.session_data.clone(), expire_date),
-    ));
-    Ok(WriteOutcome::Done)
-}
-
-fn update(
-    conn: &Connection,
-    key: SessionKey,
-    record: &Record,
-    changes: &mut Vec<Change>,
-) -> Result<WriteOutcome, Failure> {
-    let expire_date = to_django_text(record.expire_date.instant());
-    let updated = conn
-        .prepare_cached(
-            "UPDATE django_session SET session_data = ?2, expire_date = ?3 WHERE session_key = ?1",
-        )?
-        .execute((key.as_str(), record.session_data.as_str(), &expire_date))?;
-    if updated == 0 {
-        return Err(Failure::Store(StoreError::NotFound));
-    }
-    changes.push(Change::Put(
-        key.into_string(),
-        (record.session_data.clone(), expire_date),
-    ));
-    Ok(WriteOutcome::Done)
-}
-
-/// Reads and rewrites one row inside the batch transaction, so no other
-/// write to it can come between the read and the write.
-fn patch(
-    conn: &Connection,
-    key: SessionKey,
-    patcher: Patcher,
-    expire_date: ExpireDate,
-    now: DateTime<Utc>,
-    changes: &mut Vec<Change>,
-) -> Result<WriteOutcome, Failure> {
-    let (stored, live) = conn
-        .prepare_cached(
-            "SELECT session_data, expire_date > ?2 FROM django_session WHERE session_key = ?1",
-        )?
-        .query_row((key.as_str(), to_django_text(now)), |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?))
-        })
-        .optional()?
-        .ok_or(Failure::Store(StoreError::NotFound))?;
-    let session_data =
-        patcher(live.then_some(stored)).map_err(|err| Failure::Store(StoreError::Invalid(err)))?;
-    let record = Record {
-        session_data,
-        expire_date,
-    };
-    update(conn, key, &record, changes)?;
-    Ok(WriteOutcome::Patched(record))
-}
-
-fn delete(conn: &Connection, key: SessionKey, changes: &mut Vec<Change>) -> Result<u64, Failure> {
-    let deleted = conn
-        .prepare_cached("DELETE FROM django_session WHERE session_key = ?1")?
-        .execute([key.as_str()])?;
-    changes.push(Change::Remove(key.into_string()));
-    Ok(deleted as u64)
-}
-
-/// Deletes up to `limit` rows expired at `now`. By rowid, which the
-/// expire_date index holds: each row is found once, not again through the
-/// session_key index. Django's table and ours are ordinary rowid tables.
-fn clear_expired_batch(
-    conn: &Connection,
-    now: DateTime<Utc>,
-    limit: u64,
-    changes: &mut Vec<Change>,
-) -> Result<WriteOutcome, Failure> {
-    let mut stmt = conn.prepare_cached(
-        "DELETE FROM django_session WHERE rowid IN \
-         (SELECT rowid FROM django_session WHERE expire_date < ?1 LIMIT ?2) \
-         RETURNING session_key",
-    )?;
-    let mut rows = stmt.query((to_django_text(now), limit as i64))?;
-    let mut removed = 0;
-    while let Some(row) = rows.next()? {
-        removed += 1;
-        changes.push(Change::Remove(row.get(0)?));
-    }
-    Ok(WriteOutcome::Removed(removed))
-}
-
-/// Runs inside a savepoint so that a failure leaves neither key changed while
-/// the rest of the batch commits.
-fn cycle_key(
-    conn: &Connection,
-    old_key: SessionKey,
-    new_key: SessionKey,
-    session_data: Option<&str>,
-    expire_date: ExpireDate,
-    now: DateTime<Utc>,
-    changes: &mut Vec<Change>,
-) -> Result<WriteOutcome, Failure> {
-    conn.execute_batch("SAVEPOINT cycle_key")?;
-    // Kept apart until the savepoint is released: a rolled-back cycle
-    // changed nothing.
-    let mut cycled = Vec::with_capacity(2);
-    let result = (|| {
-        let data = match session_data {
-            Some(data) => data.to_owned(),
-            None => conn
-                .prepare_cached(
-                    "SELECT session_data FROM django_session \
-                     WHERE session_key = ?1 AND expire_date > ?2",
-                )?
-                .query_row((old_key.as_str(), to_django_text(now)), |row| row.get(0))
-                .optional()?
-                .ok_or(Failure::Store(StoreError::NotFound))?,
-        };
-        let record = Record {
-            session_data: data,
-            expire_date,
-        };
-        insert(conn, new_key, &record, &mut cycled)?;
-        delete(conn, old_key, &mut cycled)?;
-        Ok(WriteOutcome::Done)
-    })();
-    let end = if result.is_ok() {
-        "RELEASE cycle_key"
-    } else {
-        "ROLLBACK TO cycle_key; RELEASE cycle_key"
-    };
-    conn.execute_batch(end)?;
-    if result.is_ok() {
-        changes.append(&mut cycled);
-    }
-    result
 }
