@@ -3,7 +3,9 @@
 -- A read that sees the count unchanged since sessiond last wrote knows that
 -- no other process has written since, so sessiond's in-memory copies of the
 -- rows it wrote and read are still exact (see the engine's `row_cache`).
--- Django's table keeps its columns and indexes. The count only goes up:
+-- sessiond's own purges are not counted: they delete only sessions already
+-- expired, which no copy answers. Django's table keeps its columns and
+-- indexes. The count only goes up:
 -- its row can be neither deleted nor lowered. Every statement may run
 -- again: sessiond does so at each migrate, to put back triggers that a
 -- rebuild of django_session dropped.

@@ -264,9 +264,9 @@ impl Loads {
             }
             let current = held.as_ref()?;
             if let Some(seen) = current.seen
-                && let Some(row) = self.cache.get(key, seen)
+                && let Some(answer) = self.cache.answer(key, seen, now)
             {
-                return Some(Ok(row.is_live_at(now).then_some(row)));
+                return Some(Ok(answer));
             }
             match lookup(&current.conn, key, now) {
                 Err(err) if is_busy(&err) => {

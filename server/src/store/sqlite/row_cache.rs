@@ -44,9 +44,12 @@
 //! `SQLITE_DBCONFIG_ENABLE_TRIGGER`). Django does both. A program that does
 //! not should not share the file with sessiond's copies: `row_cache_mib=0`.
 //!
-//! Purged rows are dropped too, though an expired copy answers no Load:
-//! each Load checks the copy's `expire_date` against its own `now`, as its
-//! SQL does.
+//! Each Load checks a copy's `expire_date` against its own `now`, as its
+//! SQL does, and an expired copy answers that there is no session. So a
+//! purge, which deletes only sessions expired before it began, changes no
+//! answer a copy gives to a Load sent after it: sessiond's own purges run
+//! with triggers off, uncounted, and leave the copies of what they delete
+//! to go as they are next asked for, or as the least recently used.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -100,9 +103,6 @@ pub(super) enum Change {
     Put(String, Row),
     /// A deleted session's key.
     Remove(String),
-    /// Rows changed that the writer cannot name (a purge that failed
-    /// half-way): every copy goes.
-    Unknown,
 }
 
 /// Whether the triggers that keep the count were in place, as last looked
@@ -174,20 +174,31 @@ impl RowCache {
         .ok()
     }
 
-    /// The copy of `key`'s row, for a Load whose transaction saw `seen`;
-    /// expired or not.
-    pub(super) fn get(&self, key: &SessionKey, seen: Stamp) -> Option<Row> {
+    /// The answer to a Load of `key` at `now` (Django's text) whose
+    /// transaction saw `seen`, from a copy: its row if live, no session if
+    /// expired. `None` where no copy answers, and the file must.
+    ///
+    /// An expired copy is dropped as it answers: only a write brings a
+    /// session back, and a write puts a new copy.
+    pub(super) fn answer(&self, key: &SessionKey, seen: Stamp, now: &str) -> Option<Option<Row>> {
         let mut copies = self.lock();
-        let copy = if copies.answer_for(seen) {
-            copies.rows.get(key.as_str()).cloned()
+        let answer = if copies.answer_for(seen) {
+            match copies.rows.get(key.as_str()) {
+                Some(row) if row.is_live_at(now) => Some(Some(row.clone())),
+                Some(_) => {
+                    copies.remove(key.as_str());
+                    Some(None)
+                }
+                None => None,
+            }
         } else {
             None
         };
-        match copy {
+        match answer {
             Some(_) => copies.hits += 1,
             None => copies.misses += 1,
         }
-        copy
+        answer
     }
 
     pub(super) fn gauges(&self) -> RowCacheGauges {
@@ -269,10 +280,7 @@ impl RowCache {
         // An empty cache holds nothing another process could have changed.
         let follows = (copies.stamp == before || copies.rows.is_empty())
             && after
-                .is_some_and(|after| before.is_some_and(|before| before.schema == after.schema))
-            && !changes
-                .iter()
-                .any(|change| matches!(change, Change::Unknown));
+                .is_some_and(|after| before.is_some_and(|before| before.schema == after.schema));
         let mut dropped = if follows {
             None
         } else {
@@ -284,7 +292,6 @@ impl RowCache {
                 match change {
                     Change::Put(key, row) => copies.put(key, row, self.budget),
                     Change::Remove(key) => copies.remove(&key),
-                    Change::Unknown => {}
                 }
             }
         } else if dropped.is_none() {
@@ -407,6 +414,14 @@ mod tests {
         super::super::schema::migrated_database()
     }
 
+    /// Loads' time in these tests: long before any row's expiry.
+    const NOW: &str = "2026-01-01 00:00:00";
+
+    /// The live copy of `key` that answers a Load that saw `seen`.
+    fn copy(cache: &RowCache, key: &SessionKey, seen: Stamp) -> Option<Row> {
+        cache.answer(key, seen, NOW).flatten()
+    }
+
     fn row(data: &str) -> Row {
         Row {
             session_data: data.to_owned(),
@@ -439,22 +454,26 @@ mod tests {
         let conn = counted_database();
         let key = SessionKey::generate();
         let (cache, stamp) = cache_after_a_commit(&conn, &key);
-        assert_eq!(cache.get(&key, stamp), Some(row("v1")));
+        assert_eq!(copy(&cache, &key, stamp), Some(row("v1")));
         let older = Stamp {
             changes: stamp.changes - 1,
             ..stamp
         };
-        assert_eq!(cache.get(&key, older), Some(row("v1")));
+        assert_eq!(copy(&cache, &key, older), Some(row("v1")));
         let newer = Stamp {
             changes: stamp.changes + 1,
             ..stamp
         };
-        assert_eq!(cache.get(&key, newer), None, "another process wrote since");
+        assert_eq!(
+            copy(&cache, &key, newer),
+            None,
+            "another process wrote since"
+        );
         let other_schema = Stamp {
             schema: stamp.schema + 1,
             ..stamp
         };
-        assert_eq!(cache.get(&key, other_schema), None);
+        assert_eq!(copy(&cache, &key, other_schema), None);
         let gauges = cache.gauges();
         assert_eq!((gauges.hits, gauges.misses, gauges.sessions), (2, 2, 1));
     }
@@ -480,11 +499,11 @@ mod tests {
         cache.begin_commit();
         cache.commit_done(Some(before), Some(after), vec![put(&other, "o1")], &conn);
         assert_eq!(
-            cache.get(&key, after),
+            copy(&cache, &key, after),
             None,
             "the old copy outlived a write"
         );
-        assert_eq!(cache.get(&other, after), Some(row("o1")));
+        assert_eq!(copy(&cache, &other, after), Some(row("o1")));
     }
 
     #[test]
@@ -502,13 +521,13 @@ mod tests {
         // cache: that commit may be what the Load saw.
         cache.begin_commit();
         cache.drop_if_written_elsewhere(seen, &conn);
-        assert_eq!(cache.get(&key, stamp), Some(row("v1")));
+        assert_eq!(copy(&cache, &key, stamp), Some(row("v1")));
         cache.commit_done(Some(stamp), Some(stamp), Vec::new(), &conn);
         cache.drop_if_written_elsewhere(seen, &conn);
-        assert_eq!(cache.get(&key, seen), None);
+        assert_eq!(copy(&cache, &key, seen), None);
         // The emptied cache takes the Load's state, and its fills.
         cache.fill(&key, &row("v2"), seen);
-        assert_eq!(cache.get(&key, seen), Some(row("v2")));
+        assert_eq!(copy(&cache, &key, seen), Some(row("v2")));
     }
 
     #[test]
@@ -522,9 +541,9 @@ mod tests {
             ..stamp
         };
         cache.fill(&other, &row("old"), older);
-        assert_eq!(cache.get(&other, stamp), None);
+        assert_eq!(copy(&cache, &other, stamp), None);
         cache.fill(&other, &row("now"), stamp);
-        assert_eq!(cache.get(&other, stamp), Some(row("now")));
+        assert_eq!(copy(&cache, &other, stamp), Some(row("now")));
     }
 
     #[test]
@@ -537,10 +556,10 @@ mod tests {
         let seen = cache.stamp(&conn).unwrap();
         cache.drop_if_written_elsewhere(seen, &conn);
         cache.fill(&key, &row("v1"), seen);
-        assert_eq!(cache.get(&key, seen), None);
+        assert_eq!(copy(&cache, &key, seen), None);
         cache.begin_commit();
         cache.commit_done(Some(seen), Some(seen), vec![put(&key, "v1")], &conn);
-        assert_eq!(cache.get(&key, seen), None);
+        assert_eq!(copy(&cache, &key, seen), None);
         assert_eq!(cache.gauges().sessions, 0);
     }
 
@@ -558,27 +577,17 @@ mod tests {
         for key in &keys {
             cache.fill(key, &row(&data), stamp);
             // The first copy stays in use, so it stays.
-            assert!(cache.get(&first, stamp).is_some());
+            assert!(copy(&cache, &first, stamp).is_some());
         }
         let gauges = cache.gauges();
         assert!(gauges.bytes <= 4 * 1024, "{gauges:?}");
         assert_eq!(gauges.sessions, 4, "{gauges:?}");
-        assert!(cache.get(&keys[7], stamp).is_some());
-        assert!(cache.get(&keys[0], stamp).is_none());
+        assert!(copy(&cache, &keys[7], stamp).is_some());
+        assert!(copy(&cache, &keys[0], stamp).is_none());
         // A row larger than the whole budget is not kept.
         cache.fill(&keys[0], &row(&"y".repeat(8 * 1024)), stamp);
-        assert!(cache.get(&keys[0], stamp).is_none());
+        assert!(copy(&cache, &keys[0], stamp).is_none());
         assert!(cache.gauges().bytes <= 4 * 1024);
-    }
-
-    #[test]
-    fn a_write_the_writer_cannot_name_drops_every_copy() {
-        let conn = counted_database();
-        let key = SessionKey::generate();
-        let (cache, stamp) = cache_after_a_commit(&conn, &key);
-        cache.begin_commit();
-        cache.commit_done(Some(stamp), Some(stamp), vec![Change::Unknown], &conn);
-        assert_eq!(cache.get(&key, stamp), None);
     }
 
     #[test]
@@ -591,7 +600,17 @@ mod tests {
             ..stamp
         };
         cache.drop_if_written_elsewhere(older_schema, &conn);
-        assert_eq!(cache.get(&key, older_schema), None, "not its schema");
-        assert_eq!(cache.get(&key, stamp), Some(row("v1")));
+        assert_eq!(copy(&cache, &key, older_schema), None, "not its schema");
+        assert_eq!(copy(&cache, &key, stamp), Some(row("v1")));
+    }
+
+    #[test]
+    fn an_expired_copy_answers_no_session_and_goes() {
+        let conn = counted_database();
+        let key = SessionKey::generate();
+        let (cache, stamp) = cache_after_a_commit(&conn, &key);
+        assert_eq!(cache.answer(&key, stamp, "9999-12-31 00:00:00"), Some(None));
+        assert_eq!(cache.gauges().sessions, 0);
+        assert_eq!(cache.answer(&key, stamp, NOW), None, "the file answers now");
     }
 }
