@@ -84,6 +84,26 @@ impl BusyServer {
         );
     }
 
+    /// Writes `data` into the checked session through `db`, a connection
+    /// of the test's own to the file, as another process would.
+    fn write_elsewhere(&self, db: &rusqlite::Connection, data: &str) {
+        let changed = db
+            .execute(
+                "UPDATE django_session SET session_data = ?1 WHERE session_key = ?2",
+                (data, &self.checked),
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+    }
+
+    /// A client of the server on a connection of its own, whose calls the
+    /// busy connection's thread does not read.
+    async fn second_client(&self) -> Client {
+        Client::connect(format!("http://{}", self.server.addr))
+            .await
+            .unwrap()
+    }
+
     async fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
         for loader in self.loaders {
@@ -104,13 +124,7 @@ async fn a_load_sees_what_another_connection_committed_before_it_was_sent() {
     let db = busy.server.db();
     for round in 0..ROUNDS {
         let data = format!(r#"{{"round":{round}}}"#);
-        let changed = db
-            .execute(
-                "UPDATE django_session SET session_data = ?1 WHERE session_key = ?2",
-                (&data, &busy.checked),
-            )
-            .unwrap();
-        assert_eq!(changed, 1);
+        busy.write_elsewhere(&db, &data);
         busy.assert_loads(&data, round).await;
     }
     busy.stop().await;
@@ -123,9 +137,7 @@ async fn a_load_sees_what_another_connection_committed_before_it_was_sent() {
 async fn a_load_sees_another_connections_write_among_sessionds_own() {
     let busy = BusyServer::start().await;
     let db = busy.server.db();
-    let writer = Client::connect(format!("http://{}", busy.server.addr))
-        .await
-        .unwrap();
+    let writer = busy.second_client().await;
     let other = writer.create(r#"{"other":0}"#, None).await.unwrap();
     for round in 0..ROUNDS {
         // sessiond's Save of another session, and a Load that copies the
@@ -136,13 +148,7 @@ async fn a_load_sees_another_connections_write_among_sessionds_own() {
             .await
             .unwrap();
         let data = format!(r#"{{"round":{round}}}"#);
-        let changed = db
-            .execute(
-                "UPDATE django_session SET session_data = ?1 WHERE session_key = ?2",
-                (&data, &busy.checked),
-            )
-            .unwrap();
-        assert_eq!(changed, 1);
+        busy.write_elsewhere(&db, &data);
         writer
             .save(&other.session_key, &own, None, false)
             .await
@@ -165,11 +171,7 @@ async fn a_load_sees_another_connections_write_once_the_count_is_gone() {
         .unwrap();
     for round in 0..ROUNDS / 10 {
         let data = format!(r#"{{"round":{round}}}"#);
-        db.execute(
-            "UPDATE django_session SET session_data = ?1 WHERE session_key = ?2",
-            (&data, &busy.checked),
-        )
-        .unwrap();
+        busy.write_elsewhere(&db, &data);
         busy.assert_loads(&data, round).await;
     }
     busy.stop().await;
@@ -214,9 +216,7 @@ async fn a_deleted_cycled_or_purged_session_is_not_answered_from_a_copy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_sees_a_save_acknowledged_before_it_was_sent() {
     let busy = BusyServer::start().await;
-    let writer = Client::connect(format!("http://{}", busy.server.addr))
-        .await
-        .unwrap();
+    let writer = busy.second_client().await;
     for round in 0..ROUNDS {
         let data = format!(r#"{{"round":{round}}}"#);
         writer

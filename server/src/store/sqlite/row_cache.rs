@@ -260,7 +260,9 @@ impl RowCache {
     /// The writer is about to commit: until [`Self::commit_done`], a Load
     /// that sees the commit must not take it for another process's.
     pub(super) fn begin_commit(&self) {
-        self.lock().committing = true;
+        if self.budget > 0 {
+            self.lock().committing = true;
+        }
     }
 
     /// The writer committed `changes` in a transaction that began at
@@ -272,6 +274,9 @@ impl RowCache {
         changes: Vec<Change>,
         conn: &Connection,
     ) {
+        if self.budget == 0 {
+            return;
+        }
         // Looked up after the commit: at a newer schema version than
         // `after`'s, this answers no, and the cache stays off for now.
         let in_place = after.is_some_and(|after| self.triggers_in_place(after.schema, conn));
